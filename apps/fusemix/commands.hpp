@@ -1,0 +1,13 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file
+/// The subcommands of the `fusemix` program; each file adds one to the CLI11 app.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+/// `fusemix demo`: the main job on the bundled data (until training lands: the adapter demo).
+void register_demo(CLI::App& app);
+/// `fusemix embed`: maps latents through one side of a trained model.
+void register_embed(CLI::App& app);
+/// `fusemix info`: lists the tensors of a model file and the adapter shapes they imply.
+void register_info(CLI::App& app);

@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: Apache-2.0
+// `fusemix embed` and `fusemix info`: use a trained model file.
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include <fusemix/fusemix.hpp>
+
+#include "commands.hpp"
+#include "model_file.hpp"
+
+namespace {
+
+struct embed_options {
+  std::string model, side = "x", in, out;
+  bool normalize = false;
+};
+
+void run_embed(const embed_options& o) {
+  const std::string_view prefix = o.side == "x" ? fusemix::io::x_prefix : fusemix::io::y_prefix;
+  auto adapter = fusemix_cli::load_adapter(o.model, prefix);
+  const auto z = fusemix::io::read_npy<float>(o.in);
+  if (static_cast<std::size_t>(z.cols()) != adapter.in_dim())
+    fusemix::detail::throw_shape_error("fusemix embed", "latent width must equal the adapter's in_dim",
+                                       adapter.in_dim(), z.cols());
+  fusemix::io::matrix<float> s = adapter.forward(z);
+  if (o.normalize) s.rowwise().normalize();
+  fusemix::io::write_npy(o.out, s);
+  std::cout << "embedded " << s.rows() << " rows: " << z.cols() << " -> " << s.cols() << " (" << o.out << ")\n";
+}
+
+void run_info(const std::string& model) {
+  const auto f = fusemix::io::read_safetensors(model);
+  for (const auto& [name, t] : f.tensors) {
+    std::cout << name << " [";
+    for (std::size_t i = 0; i < t.shape.size(); ++i) std::cout << (i ? ", " : "") << t.shape[i];
+    std::cout << "]\n";
+  }
+  for (auto prefix : {fusemix::io::x_prefix, fusemix::io::y_prefix}) {
+    try {
+      const auto s = fusemix_cli::infer_shape(f.tensors, prefix, model);
+      std::cout << prefix << ": in_dim " << s.in_dim << ", out_dim " << s.out_dim << ", depth " << s.depth
+                << ", expansion " << s.expansion << ", " << s.parameter_count() << " parameters\n";
+    } catch (const fusemix::io_error&) {
+      std::cout << prefix << ": none (identity side)\n";
+    }
+  }
+}
+
+}  // namespace
+
+void register_embed(CLI::App& app) {
+  auto o = std::make_shared<embed_options>();
+  auto* cmd = app.add_subcommand("embed", "Map latents through one trained adapter into the shared space");
+  cmd->add_option("--model", o->model, "adapters.safetensors written by fusemix train (or PyTorch)")->required();
+  cmd->add_option("--side", o->side, "x (vis_proj.) or y (text_proj.)")->check(CLI::IsMember({"x", "y"}));
+  cmd->add_option("--in", o->in, "latents, N x in_dim .npy")->required();
+  cmd->add_option("--out", o->out, "embeddings, N x out_dim .npy (float32)")->required();
+  cmd->add_flag("--normalize", o->normalize, "L2-normalise each embedding");
+  cmd->callback([o] { run_embed(*o); });
+}
+
+void register_info(CLI::App& app) {
+  auto model = std::make_shared<std::string>();
+  auto* cmd = app.add_subcommand("info", "List the tensors of a model file and the adapters they form");
+  cmd->add_option("model", *model, "a .safetensors file")->required();
+  cmd->callback([model] { run_info(*model); });
+}

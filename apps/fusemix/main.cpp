@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: Apache-2.0
+// The `fusemix` program: one subcommand per job. Errors become one line on stderr and an exit
+// code: 2 for bad usage or bad input, 1 for anything else.
+#include <cstdio>
+#include <exception>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include <fusemix/fusemix.hpp>
+
+#include "commands.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"fusemix: multimodal fusion adapters (FuseMix) on cached latents"};
+  app.set_version_flag("--version", fusemix::version_string);
+  app.require_subcommand(1);
+  register_demo(app);
+  register_embed(app);
+  register_info(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  } catch (const fusemix::error& e) {
+    std::cerr << "fusemix: error: " << e.what() << '\n';
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "fusemix: failure: " << e.what() << '\n';
+    return 1;
+  }
+  return 0;
+}

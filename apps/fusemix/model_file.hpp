@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file
+/// Reading a model file (PyTorch-named safetensors) back into adapters of the right shape.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include <fusemix/fusemix.hpp>
+
+namespace fusemix_cli {
+
+/// The adapter shape implied by the tensors under `prefix` (`vis_proj.` or `text_proj.`):
+/// depth = number of blocks, in_dim and expansion from the first Linear, out_dim from the last.
+/// @throws fusemix::io_error if the tensors under `prefix` do not form an adapter.
+inline fusemix::adapter_shape infer_shape(const fusemix::io::tensor_map& t, std::string_view prefix,
+                                          const std::string& file) {
+  const std::string p(prefix);
+  std::size_t depth = 0;
+  while (t.count(p + std::to_string(depth) + ".ln.weight")) ++depth;
+  const auto ln = t.find(p + std::to_string(depth) + ".weight");
+  const auto proj = t.find(p + std::to_string(depth + 1) + ".weight");
+  if (ln == t.end() || proj == t.end() || ln->second.shape.size() != 1 || proj->second.shape.size() != 2)
+    throw fusemix::io_error("fusemix: " + file + ": no adapter under \"" + p + "\" (expected " + p +
+                            "{i}.ln.weight ..., " + p + std::to_string(depth) + ".weight and " + p +
+                            std::to_string(depth + 1) + ".weight)");
+  fusemix::adapter_shape s{.in_dim = ln->second.shape[0], .out_dim = proj->second.shape[0], .depth = depth,
+                           .expansion = 4};
+  if (depth > 0) {
+    const auto fc1 = t.find(p + "0.fn.0.weight");
+    if (fc1 == t.end() || fc1->second.shape.size() != 2 || fc1->second.shape[0] % s.in_dim != 0)
+      throw fusemix::io_error("fusemix: " + file + ": " + p + "0.fn.0.weight missing or not a multiple of in_dim");
+    s.expansion = fc1->second.shape[0] / s.in_dim;
+  }
+  return s;
+}
+
+/// Loads the adapter under `prefix` from `file`, its shape inferred from the tensors.
+inline fusemix::fusion_adapter<> load_adapter(const std::string& file, std::string_view prefix) {
+  const auto f = fusemix::io::read_safetensors(file);
+  fusemix::fusion_adapter<> a(infer_shape(f.tensors, prefix, file), {.dropout = 0.0});
+  fusemix::io::load_parameters(a, prefix, f.tensors);
+  return a;
+}
+
+}  // namespace fusemix_cli

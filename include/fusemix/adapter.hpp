@@ -1,0 +1,309 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file
+/// The fusion adapter (the inverted-bottleneck MLP that maps one modality's latents into the
+/// shared space), configured at compile time or at run time, and the identity adapter.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <fusemix/backend/cpu.hpp>
+#include <fusemix/concepts.hpp>
+#include <fusemix/config.hpp>
+#include <fusemix/error.hpp>
+#include <fusemix/layers.hpp>
+#include <fusemix/random.hpp>
+
+namespace fusemix {
+
+/// Shape of one fusion adapter; a field equal to `dynamic` is chosen at run time.
+///
+/// `h(x) = Linear_{in→out}(LN(Block^depth(x)))`, each block widening `in_dim` by `expansion`.
+struct adapter_shape {
+  std::size_t in_dim = dynamic;
+  std::size_t out_dim = 512;
+  std::size_t depth = 2;
+  std::size_t expansion = 4;
+
+  constexpr bool operator==(const adapter_shape&) const = default;
+  /// Whether every field is fixed.
+  [[nodiscard]] constexpr bool is_static() const noexcept {
+    return in_dim != dynamic && out_dim != dynamic && depth != dynamic && expansion != dynamic;
+  }
+  /// The parameter count (as PyTorch's `sum(p.numel())`), or `dynamic` if a field is.
+  [[nodiscard]] constexpr std::size_t parameter_count() const noexcept {
+    if (!is_static()) return dynamic;
+    const std::size_t d = in_dim, h = expansion * in_dim;
+    const std::size_t per_block = 2 * d + (h * d + h) + (d * h + d);
+    return depth * per_block + 2 * d + (out_dim * d + out_dim);
+  }
+};
+
+/// Every field chosen at run time.
+inline constexpr adapter_shape dynamic_shape{dynamic, dynamic, dynamic, dynamic};
+/// DINOv2 ViT-g/14 image latents (1536-d), the paper's image-text setting (depth 4).
+inline constexpr adapter_shape dinov2_vitg14{.in_dim = 1536, .out_dim = 512, .depth = 4};
+/// BGE-large text latents (1024-d), the paper's image-text setting (depth 4).
+inline constexpr adapter_shape bge_large{.in_dim = 1024, .out_dim = 512, .depth = 4};
+
+/// Run-time options of an adapter that are not part of its shape.
+struct adapter_options {
+  double dropout = 0.6;    ///< probability between GELU and the second Linear of each block
+  std::uint64_t seed = 0;  ///< fixes the initial weights and every dropout mask
+};
+
+/// The fusion adapter of one modality: `depth` pre-LN residual blocks, a final LayerNorm and a
+/// Linear into the shared space, with the authors' PyTorch parameter names.
+///
+/// All parameters live in one flat buffer (`parameters()`), their gradients in another of the
+/// same layout (`gradients()`); `named_parameters()` maps names to ranges of both. `backward`
+/// overwrites the gradients (it does not accumulate).
+///
+/// @tparam S the shape; fields left `dynamic` are taken from the constructor's argument.
+/// @tparam B the backend (`cpu::backend<float>`, or `<double>` for gradient checks).
+///
+/// **Example**
+///
+///     using image_adapter = fusemix::fusion_adapter<fusemix::dinov2_vitg14>;
+///     static_assert(image_adapter::parameter_count == 76'330'496);
+///     image_adapter h({.dropout = 0.6, .seed = 1});
+///     auto s = h.forward(z);                       // z: B×1536 → B×512 (evaluation mode)
+///
+///     fusemix::fusion_adapter<> g({.in_dim = 768, .out_dim = 512, .depth = 2, .expansion = 4});
+template <adapter_shape S = dynamic_shape, Backend B = cpu::backend<float>>
+class fusion_adapter {
+ public:
+  using backend_type = B;
+  using scalar_type = typename B::scalar_type;
+  using matrix_type = typename B::matrix_type;
+
+  /// The compile-time shape (fields may be `dynamic`).
+  static constexpr adapter_shape static_shape = S;
+  /// Parameter count when `S` is fully static, else `dynamic`.
+  static constexpr std::size_t parameter_count = S.parameter_count();
+
+  /// Builds an adapter of the static shape `S`.
+  explicit fusion_adapter(adapter_options options = {}, B be = {})
+    requires(S.is_static())
+      : fusion_adapter(S, options, std::move(be)) {}
+  /// Builds an adapter of shape `shape`, which must agree with every static field of `S`.
+  /// @throws shape_error if a field differs from `S` or a dimension is zero or `dynamic`.
+  explicit fusion_adapter(adapter_shape shape, adapter_options options = {}, B be = {});
+
+  fusion_adapter(const fusion_adapter& other);
+  fusion_adapter& operator=(const fusion_adapter& other);
+  fusion_adapter(fusion_adapter&&) noexcept = default;
+  fusion_adapter& operator=(fusion_adapter&&) noexcept = default;
+
+  /// Maps a batch `x` (rows × in_dim) to rows × out_dim. Dropout is active only in training mode.
+  /// Keeps the activations that `backward` needs.
+  /// @throws shape_error if `x` does not have `in_dim` columns.
+  const matrix_type& forward(const matrix_type& x);
+  /// Writes the gradient of every parameter for the last `forward` and returns the input's.
+  /// @pre `forward` was called and `dy` has its output's shape.
+  const matrix_type& backward(const matrix_type& dy);
+
+  /// Training mode turns dropout on; each training forward draws a fresh mask.
+  void set_training(bool on) noexcept { training_ = on; }
+  [[nodiscard]] bool training() const noexcept { return training_; }
+  /// The number of dropout masks drawn so far (part of a checkpoint's random state).
+  [[nodiscard]] std::uint64_t dropout_draws() const noexcept { return draws_; }
+  void set_dropout_draws(std::uint64_t n) noexcept { draws_ = n; }
+  /// Re-draws the initial weights from `seed` as PyTorch's default init does.
+  void reset_parameters(std::uint64_t seed);
+
+  [[nodiscard]] const adapter_shape& shape() const noexcept { return shape_; }
+  [[nodiscard]] const adapter_options& options() const noexcept { return options_; }
+  [[nodiscard]] std::size_t in_dim() const noexcept { return shape_.in_dim; }
+  [[nodiscard]] std::size_t out_dim() const noexcept { return shape_.out_dim; }
+  /// Run-time parameter count.
+  [[nodiscard]] std::size_t size() const noexcept { return layout_.size(); }
+  [[nodiscard]] std::span<scalar_type> parameters() noexcept { return {params_.data(), params_.size()}; }
+  [[nodiscard]] std::span<const scalar_type> parameters() const noexcept { return {params_.data(), params_.size()}; }
+  [[nodiscard]] std::span<scalar_type> gradients() noexcept { return {grads_.data(), grads_.size()}; }
+  [[nodiscard]] std::span<const scalar_type> gradients() const noexcept { return {grads_.data(), grads_.size()}; }
+  /// Every parameter by PyTorch name relative to the module (`"0.fn.0.weight"`, ..., `"{depth+1}.bias"`).
+  [[nodiscard]] const std::vector<parameter_info>& named_parameters() const noexcept { return layout_.entries(); }
+  /// The parameter called `name`. @throws argument_error if there is none.
+  [[nodiscard]] std::span<scalar_type> parameter(std::string_view name);
+
+ private:
+  static adapter_shape checked(adapter_shape shape);
+  void build();
+
+  adapter_shape shape_;
+  adapter_options options_;
+  B be_;
+  parameter_layout layout_;
+  std::vector<block<B>> blocks_;
+  std::vector<layer_norm<B>> final_ln_;  // exactly one; a vector so the adapter stays movable
+  std::vector<linear<B>> proj_;          // exactly one
+  std::vector<scalar_type> params_, grads_;
+  bool training_ = false;
+  std::uint64_t draws_ = 0;
+  // acts_[i] is block i's input; acts_[depth] the final LN's input; then LN output and result.
+  std::vector<matrix_type> acts_;
+  matrix_type ln_out_, out_, d_ln_, dx_, dtmp_;
+};
+
+/// The adapter of a side that is not trained (audio→image aligns Whisper latents *into* CLIP's
+/// text space): forward and backward are the identity, and it has no parameters.
+template <Backend B = cpu::backend<float>>
+class identity_adapter {
+ public:
+  using backend_type = B;
+  using scalar_type = typename B::scalar_type;
+  using matrix_type = typename B::matrix_type;
+
+  explicit identity_adapter(std::size_t dim, B be = {}) : be_(std::move(be)), dim_(dim) {}
+  /// @throws shape_error if `x` does not have `dim` columns.
+  const matrix_type& forward(const matrix_type& x) {
+    if (be_.cols(x) != dim_)
+      detail::throw_shape_error("fusemix::identity_adapter::forward", "input columns must equal dim", dim_, be_.cols(x));
+    be_.resize(out_, be_.rows(x), dim_);
+    be_.copy(x, out_);
+    return out_;
+  }
+  const matrix_type& backward(const matrix_type& dy) {
+    be_.resize(dx_, be_.rows(dy), be_.cols(dy));
+    be_.copy(dy, dx_);
+    return dx_;
+  }
+  void set_training(bool) noexcept {}
+  [[nodiscard]] std::size_t in_dim() const noexcept { return dim_; }
+  [[nodiscard]] std::size_t out_dim() const noexcept { return dim_; }
+  [[nodiscard]] std::size_t size() const noexcept { return 0; }
+  [[nodiscard]] std::span<scalar_type> parameters() noexcept { return {}; }
+  [[nodiscard]] std::span<scalar_type> gradients() noexcept { return {}; }
+  [[nodiscard]] const std::vector<parameter_info>& named_parameters() const noexcept { return none_; }
+
+ private:
+  B be_;
+  std::size_t dim_;
+  matrix_type out_, dx_;
+  std::vector<parameter_info> none_;
+};
+
+/// The image side of the paper's image-text setting.
+using image_adapter = fusion_adapter<dinov2_vitg14>;
+/// The text side of the paper's image-text setting.
+using text_adapter = fusion_adapter<bge_large>;
+
+// ---------------------------------------------------------------------------------------------
+// Definitions
+// ---------------------------------------------------------------------------------------------
+
+template <adapter_shape S, Backend B>
+adapter_shape fusion_adapter<S, B>::checked(adapter_shape shape) {
+  constexpr const char* where = "fusemix::fusion_adapter";
+  auto fixed = [&](std::size_t want, std::size_t got, const char* what) {
+    if (want != dynamic && want != got) detail::throw_shape_error(where, what, want, got);
+  };
+  fixed(S.in_dim, shape.in_dim, "in_dim differs from the static shape");
+  fixed(S.out_dim, shape.out_dim, "out_dim differs from the static shape");
+  fixed(S.depth, shape.depth, "depth differs from the static shape");
+  fixed(S.expansion, shape.expansion, "expansion differs from the static shape");
+  auto positive = [&](std::size_t v, const char* what) {
+    if (v == 0 || v == dynamic) detail::throw_shape_error(where, what, "a positive size", v == 0 ? "0" : "dynamic");
+  };
+  positive(shape.in_dim, "in_dim must be set");
+  positive(shape.out_dim, "out_dim must be set");
+  positive(shape.expansion, "expansion must be set");
+  if (shape.depth == dynamic) detail::throw_shape_error(where, "depth must be set", ">= 0", "dynamic");
+  return shape;
+}
+
+template <adapter_shape S, Backend B>
+fusion_adapter<S, B>::fusion_adapter(adapter_shape shape, adapter_options options, B be)
+    : shape_(checked(shape)), options_(options), be_(std::move(be)) {
+  if (!(options.dropout >= 0.0 && options.dropout <= 1.0))
+    detail::throw_expected<argument_error>("fusemix::fusion_adapter", "dropout probability out of range",
+                                           "0 <= p <= 1", options.dropout);
+  const std::size_t d = shape_.in_dim;
+  blocks_.reserve(shape_.depth);
+  for (std::size_t i = 0; i < shape_.depth; ++i) {
+    // Each block gets its own dropout stream, so equal-shaped blocks never share a mask.
+    const std::uint64_t block_seed = philox_engine(options_.seed, i + 1)() | std::uint64_t{i + 1} << 32;
+    blocks_.emplace_back(layout_, std::to_string(i) + ".", d, shape_.expansion, options_.dropout, block_seed, be_);
+  }
+  final_ln_.emplace_back(layout_, std::to_string(shape_.depth) + ".", d, 1e-5, be_);
+  proj_.emplace_back(layout_, std::to_string(shape_.depth + 1) + ".", d, shape_.out_dim, be_);
+  params_.assign(layout_.size(), scalar_type(0));
+  grads_.assign(layout_.size(), scalar_type(0));
+  acts_.resize(shape_.depth + 1);
+  build();
+  reset_parameters(options_.seed);
+}
+
+template <adapter_shape S, Backend B>
+fusion_adapter<S, B>::fusion_adapter(const fusion_adapter& other)
+    : shape_(other.shape_), options_(other.options_), be_(other.be_), layout_(other.layout_), blocks_(other.blocks_),
+      final_ln_(other.final_ln_), proj_(other.proj_), params_(other.params_), grads_(other.grads_),
+      training_(other.training_), draws_(other.draws_), acts_(other.acts_.size()) {
+  build();
+}
+
+template <adapter_shape S, Backend B>
+fusion_adapter<S, B>& fusion_adapter<S, B>::operator=(const fusion_adapter& other) {
+  if (this != &other) {
+    fusion_adapter copy(other);
+    *this = std::move(copy);
+  }
+  return *this;
+}
+
+// Points every layer at this object's buffers (again, after a copy).
+template <adapter_shape S, Backend B>
+void fusion_adapter<S, B>::build() {
+  for (auto& b : blocks_) b.bind(params_.data(), grads_.data());
+  final_ln_.front().bind(params_.data(), grads_.data());
+  proj_.front().bind(params_.data(), grads_.data());
+}
+
+template <adapter_shape S, Backend B>
+void fusion_adapter<S, B>::reset_parameters(std::uint64_t seed) {
+  philox_engine rng(seed);
+  for (auto& b : blocks_) b.reset_parameters(rng);
+  final_ln_.front().reset_parameters();
+  proj_.front().reset_parameters(rng);
+}
+
+template <adapter_shape S, Backend B>
+auto fusion_adapter<S, B>::forward(const matrix_type& x) -> const matrix_type& {
+  if (be_.cols(x) != shape_.in_dim)
+    detail::throw_shape_error("fusemix::fusion_adapter::forward", "input columns must equal in_dim", shape_.in_dim,
+                              be_.cols(x));
+  be_.resize(acts_[0], be_.rows(x), be_.cols(x));
+  be_.copy(x, acts_[0]);
+  const std::uint64_t draw = training_ ? draws_++ : 0;
+  for (std::size_t i = 0; i < blocks_.size(); ++i) blocks_[i].forward(acts_[i], acts_[i + 1], training_, draw);
+  final_ln_.front().forward(acts_.back(), ln_out_);
+  proj_.front().forward(ln_out_, out_);
+  return out_;
+}
+
+template <adapter_shape S, Backend B>
+auto fusion_adapter<S, B>::backward(const matrix_type& dy) -> const matrix_type& {
+  FUSEMIX_ASSERT(be_.rows(dy) == be_.rows(out_) && be_.cols(dy) == be_.cols(out_));
+  proj_.front().backward(ln_out_, dy, d_ln_);
+  final_ln_.front().backward(acts_.back(), d_ln_, dx_);
+  for (std::size_t i = blocks_.size(); i-- > 0;) {
+    blocks_[i].backward(acts_[i], dx_, dtmp_);
+    std::swap(dx_, dtmp_);
+  }
+  return dx_;
+}
+
+template <adapter_shape S, Backend B>
+auto fusion_adapter<S, B>::parameter(std::string_view name) -> std::span<scalar_type> {
+  for (const auto& e : layout_.entries())
+    if (e.name == name) return {params_.data() + e.offset, e.size};
+  detail::throw_expected<argument_error>("fusemix::fusion_adapter::parameter", "no parameter of that name",
+                                         "a name such as 0.fn.0.weight", name);
+}
+
+}  // namespace fusemix

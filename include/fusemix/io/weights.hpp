@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file
+/// Adapter weights to and from PyTorch-named tensors (`vis_proj.0.fn.0.weight`, ...) and
+/// safetensors files, so weights move both ways between fusemix and the authors' modules.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <filesystem>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include <fusemix/error.hpp>
+#include <fusemix/io/safetensors.hpp>
+
+namespace fusemix::io {
+
+/// The PyTorch prefix of the image (or first-modality) adapter.
+inline constexpr std::string_view x_prefix = "vis_proj.";
+/// The PyTorch prefix of the text (or second-modality) adapter.
+inline constexpr std::string_view y_prefix = "text_proj.";
+
+/// Adds every parameter of `model` to `out`, named `prefix` + its PyTorch name, with PyTorch shapes.
+///
+/// **Example**
+///
+///     fusemix::io::tensor_map t;
+///     fusemix::io::store_parameters(h_x, fusemix::io::x_prefix, t);
+///     fusemix::io::write_safetensors("adapters.safetensors", t);
+template <class Model, Scalar T>
+void store_parameters(const Model& model, std::string_view prefix, basic_tensor_map<T>& out);
+
+/// Sets every parameter of `model` from `tensors[prefix + name]`.
+///
+/// @throws io_error if a parameter is missing, or if `tensors` holds a name under `prefix` that the
+///         model does not have (a depth or layout mismatch must not load silently).
+/// @throws shape_error if a tensor's shape differs from the parameter's.
+///
+/// **Example**
+///
+///     auto f = fusemix::io::read_safetensors("adapters.safetensors");
+///     fusemix::io::load_parameters(h_x, fusemix::io::x_prefix, f.tensors);
+template <class Model, Scalar T>
+void load_parameters(Model& model, std::string_view prefix, const basic_tensor_map<T>& tensors);
+
+// ---------------------------------------------------------------------------------------------
+// Definitions
+// ---------------------------------------------------------------------------------------------
+
+template <class Model, Scalar T>
+void store_parameters(const Model& model, std::string_view prefix, basic_tensor_map<T>& out) {
+  const auto values = model.parameters();
+  for (const auto& p : model.named_parameters()) {
+    basic_tensor<T> t{p.shape, {}};
+    t.data.resize(p.size);
+    std::transform(values.begin() + static_cast<std::ptrdiff_t>(p.offset),
+                   values.begin() + static_cast<std::ptrdiff_t>(p.offset + p.size), t.data.begin(),
+                   [](auto v) { return static_cast<T>(v); });
+    out[std::string(prefix) + p.name] = std::move(t);
+  }
+}
+
+template <class Model, Scalar T>
+void load_parameters(Model& model, std::string_view prefix, const basic_tensor_map<T>& tensors) {
+  constexpr std::string_view where = "fusemix::io::load_parameters";
+  const auto& params = model.named_parameters();
+  for (auto it = tensors.lower_bound(std::string(prefix)); it != tensors.end() && it->first.starts_with(prefix);
+       ++it) {
+    const std::string_view rest = std::string_view(it->first).substr(prefix.size());
+    if (std::none_of(params.begin(), params.end(), [&](const auto& p) { return p.name == rest; }))
+      throw io_error(detail::concat(where, ": unexpected tensor \"", it->first,
+                                    "\" (the model has no such parameter: is its depth or layout different?)"));
+  }
+  auto values = model.parameters();
+  for (const auto& p : params) {
+    const auto& t = require(tensors, std::string(prefix) + p.name, std::span<const std::size_t>(p.shape));
+    std::transform(t.data.begin(), t.data.end(), values.begin() + static_cast<std::ptrdiff_t>(p.offset),
+                   [](T v) { return static_cast<typename decltype(values)::value_type>(v); });
+  }
+}
+
+}  // namespace fusemix::io

@@ -1,0 +1,281 @@
+#!/usr/bin/python3
+"""Generate the PyTorch parity fixtures for the fusemix C++ tests.
+
+Writes into tests/fixtures/parity/ (relative to the repository root):
+
+  adapter cases (adapter_d2, adapter_d0, adapter_d1_e2):
+    {case}.safetensors        float32 parameters, full PyTorch names (vis_proj.*), F32
+    {case}_grads.safetensors  float64 parameter gradients, same names, F64
+    {case}_x.npy              float32 input            (B x d)
+    {case}_dy.npy             float32 upstream grad    (B x out)
+    {case}_y.npy              float64 reference output (B x out)
+    {case}_dx.npy             float64 input gradient   (B x d)
+  loss case:
+    loss_x.npy, loss_y.npy    float32 raw adapter outputs (6 x 8)
+    loss_values.npy           float64 [temp, loss]
+    loss_dx.npy, loss_dy.npy  float64 gradients wrt x, y
+    loss_dtemp.npy            float64 [dloss/dtemp]
+
+The reference values are computed in float64 from the float32 parameters and
+inputs (module and inputs cast to double), so they are exact up to float64
+rounding.  Requires only torch and numpy (Debian: python3-torch python3-numpy).
+
+Usage:  /usr/bin/python3 tools/make_parity_fixtures.py [output_dir]
+"""
+
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_OUT = os.path.join(REPO, "tests", "fixtures", "parity")
+
+ADAPTER_CASES = [
+    # name,           seed, d,  out, depth, expansion, batch
+    ("adapter_d2",    1001, 12, 8,   2,     4,         7),
+    ("adapter_d0",    1002, 12, 8,   0,     4,         7),
+    ("adapter_d1_e2", 1003, 10, 6,   1,     2,         5),
+]
+LOSS_SEED = 1004
+LOSS_B, LOSS_D = 6, 8
+LOSS_TEMP = 0.07
+DROPOUT = 0.6
+
+
+# --------------------------------------------------------------------------
+# Modules (structure and attribute names follow the reference implementation)
+# --------------------------------------------------------------------------
+class Block(nn.Module):
+    def __init__(self, d, expansion, p):
+        super().__init__()
+        # attribute order matters for parameter registration: fn then ln
+        self.fn = nn.Sequential(
+            nn.Linear(d, expansion * d),
+            nn.GELU(),  # exact erf form
+            nn.Dropout(p),
+            nn.Linear(expansion * d, d),
+        )
+        self.ln = nn.LayerNorm(d, eps=1e-5)
+
+    def forward(self, x):
+        return x + self.fn(self.ln(x))
+
+
+def make_proj(d, out, depth, expansion, p):
+    return nn.Sequential(
+        *[Block(d, expansion, p) for _ in range(depth)],
+        nn.LayerNorm(d, eps=1e-5),
+        nn.Linear(d, out),
+    )
+
+
+class Holder(nn.Module):
+    def __init__(self, d, out, depth, expansion, p):
+        super().__init__()
+        self.vis_proj = make_proj(d, out, depth, expansion, p)
+
+    def forward(self, x):
+        return self.vis_proj(x)
+
+
+# --------------------------------------------------------------------------
+# Minimal safetensors writer / reader (the safetensors package is not needed)
+# --------------------------------------------------------------------------
+_DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
+
+
+def write_safetensors(path, tensors, dtype):
+    """tensors: dict name -> numpy array; dtype: 'F32' or 'F64'."""
+    np_dtype = _DTYPES[dtype]
+    header = {}
+    blobs = []
+    offset = 0
+    for name in sorted(tensors):
+        arr = np.ascontiguousarray(np.asarray(tensors[name]), dtype=np_dtype)
+        raw = arr.tobytes(order="C")
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(arr.shape),
+            "data_offsets": [offset, offset + len(raw)],
+        }
+        blobs.append(raw)
+        offset += len(raw)
+    header["__metadata__"] = {"format": "pt"}
+    hbytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    hbytes += b" " * ((-len(hbytes)) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(hbytes)))
+        f.write(hbytes)
+        for raw in blobs:
+            f.write(raw)
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    assert n % 8 == 0, "header length not a multiple of 8"
+    header = json.loads(data[8:8 + n].decode("utf-8"))
+    body = data[8 + n:]
+    out = {}
+    expect = 0
+    for name in sorted(k for k in header if k != "__metadata__"):
+        info = header[name]
+        b, e = info["data_offsets"]
+        assert b == expect, "tensors not contiguous in sorted order"
+        expect = e
+        dt = _DTYPES[info["dtype"]]
+        shape = tuple(info["shape"])
+        arr = np.frombuffer(body[b:e], dtype=dt).reshape(shape)
+        out[name] = arr
+    assert expect == len(body), "trailing bytes after tensor data"
+    return out, header.get("__metadata__")
+
+
+# --------------------------------------------------------------------------
+# Cases
+# --------------------------------------------------------------------------
+def adapter_case(outdir, name, seed, d, out, depth, expansion, batch):
+    torch.manual_seed(seed)
+    model = Holder(d, out, depth, expansion, DROPOUT)  # PyTorch default init
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.LayerNorm):
+                m.weight.copy_(1.0 + 0.1 * torch.randn_like(m.weight))
+                m.bias.copy_(0.1 * torch.randn_like(m.bias))
+    model.eval()  # dropout off
+    model = model.float()
+    x32 = torch.randn(batch, d, dtype=torch.float32)
+    dy32 = torch.randn(batch, out, dtype=torch.float32)
+
+    params32 = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    expected = ["vis_proj.%d.%s" % (i, s) for i in range(depth)
+                for s in ("ln.weight", "ln.bias", "fn.0.weight", "fn.0.bias",
+                          "fn.3.weight", "fn.3.bias")]
+    expected += ["vis_proj.%d.weight" % depth, "vis_proj.%d.bias" % depth,
+                 "vis_proj.%d.weight" % (depth + 1), "vis_proj.%d.bias" % (depth + 1)]
+    assert sorted(params32) == sorted(expected), sorted(params32)
+    for i in range(depth):
+        assert params32["vis_proj.%d.fn.0.weight" % i].shape == (expansion * d, d)
+        assert params32["vis_proj.%d.fn.3.weight" % i].shape == (d, expansion * d)
+    assert params32["vis_proj.%d.weight" % (depth + 1)].shape == (out, d)
+
+    # float32 forward (for the fp32-vs-fp64 sanity check)
+    with torch.no_grad():
+        y32 = model(x32).double()
+
+    # float64 reference: cast the module (float32 values) and the inputs to double
+    model64 = model.double()
+    model64.eval()
+    x = x32.double().requires_grad_(True)
+    y = model64(x)
+    (y * dy32.double()).sum().backward()
+    grads = {k: p.grad.detach().clone() for k, p in model64.named_parameters()}
+    assert sorted(grads) == sorted(params32)
+
+    write_safetensors(os.path.join(outdir, name + ".safetensors"),
+                      {k: v.numpy() for k, v in params32.items()}, "F32")
+    write_safetensors(os.path.join(outdir, name + "_grads.safetensors"),
+                      {k: v.numpy() for k, v in grads.items()}, "F64")
+    np.save(os.path.join(outdir, name + "_x.npy"), x32.numpy().astype("<f4"))
+    np.save(os.path.join(outdir, name + "_dy.npy"), dy32.numpy().astype("<f4"))
+    np.save(os.path.join(outdir, name + "_y.npy"), y.detach().numpy().astype("<f8"))
+    np.save(os.path.join(outdir, name + "_dx.npy"), x.grad.numpy().astype("<f8"))
+
+    # ---- self-checks ----
+    rp, meta = read_safetensors(os.path.join(outdir, name + ".safetensors"))
+    assert meta == {"format": "pt"}
+    assert sorted(rp) == sorted(params32)
+    for k, v in params32.items():
+        assert rp[k].dtype == np.float32 and rp[k].shape == tuple(v.shape), k
+        assert np.array_equal(rp[k], v.numpy()), k
+    rg, _ = read_safetensors(os.path.join(outdir, name + "_grads.safetensors"))
+    for k, v in grads.items():
+        assert rg[k].dtype == np.float64 and np.array_equal(rg[k], v.numpy()), k
+    # re-run the reference from the reloaded file (round trip through our format)
+    check = Holder(d, out, depth, expansion, DROPOUT).double().eval()
+    check.load_state_dict({k: torch.from_numpy(np.array(v, dtype=np.float64))
+                           for k, v in rp.items()})
+    with torch.no_grad():
+        y_re = check(torch.from_numpy(np.load(os.path.join(outdir, name + "_x.npy"))).double())
+    assert torch.equal(y_re, y.detach()), "reloaded model differs"
+
+    yd = y.detach()
+    rel = ((y32 - yd).abs().max() / yd.abs().max()).item()
+    print("%-14s d=%d out=%d depth=%d e=%d B=%d  params=%d  fp32-vs-fp64 max rel err %.3e"
+          % (name, d, out, depth, expansion, batch, len(params32), rel))
+    assert rel < 1e-5, "float32 forward deviates from reference by %g" % rel
+
+
+def symmetric_infonce(x, y, temp):
+    sx = F.normalize(x, dim=-1, eps=1e-12)
+    sy = F.normalize(y, dim=-1, eps=1e-12)
+    logits = sx @ sy.t() / temp
+    labels = torch.arange(x.shape[0])
+    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels))
+
+
+def loss_case(outdir):
+    torch.manual_seed(LOSS_SEED)
+    x32 = torch.randn(LOSS_B, LOSS_D, dtype=torch.float32)
+    y32 = torch.randn(LOSS_B, LOSS_D, dtype=torch.float32)
+    # temperature as a float32 parameter would hold it; reference in float64
+    temp32 = torch.tensor(LOSS_TEMP, dtype=torch.float32)
+
+    x = x32.double().requires_grad_(True)
+    y = y32.double().requires_grad_(True)
+    t = temp32.double().clone().requires_grad_(True)
+    loss = symmetric_infonce(x, y, t)
+    loss.backward()
+
+    np.save(os.path.join(outdir, "loss_x.npy"), x32.numpy().astype("<f4"))
+    np.save(os.path.join(outdir, "loss_y.npy"), y32.numpy().astype("<f4"))
+    np.save(os.path.join(outdir, "loss_values.npy"),
+            np.array([t.item(), loss.item()], dtype="<f8"))
+    np.save(os.path.join(outdir, "loss_dx.npy"), x.grad.numpy().astype("<f8"))
+    np.save(os.path.join(outdir, "loss_dy.npy"), y.grad.numpy().astype("<f8"))
+    np.save(os.path.join(outdir, "loss_dtemp.npy"),
+            np.array([t.grad.item()], dtype="<f8"))
+
+    # self-check: independent numpy evaluation + central differences on temp
+    def np_loss(a, b, tau):
+        a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+        b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+        lg = a @ b.T / tau
+
+        def ce(m):
+            mx = m.max(axis=1, keepdims=True)
+            lse = (mx + np.log(np.exp(m - mx).sum(axis=1, keepdims=True)))[:, 0]
+            return np.mean(lse - np.diag(m))
+        return 0.5 * (ce(lg) + ce(lg.T))
+
+    xa, ya, ta = x32.numpy().astype(np.float64), y32.numpy().astype(np.float64), t.item()
+    ln = np_loss(xa, ya, ta)
+    assert abs(ln - loss.item()) < 1e-12 * max(1.0, abs(ln)), (ln, loss.item())
+    h = 1e-6
+    fd = (np_loss(xa, ya, ta + h) - np_loss(xa, ya, ta - h)) / (2 * h)
+    assert abs(fd - t.grad.item()) < 1e-5 * max(1.0, abs(fd)), (fd, t.grad.item())
+    print("loss           B=%d D=%d temp=%.10g loss=%.12g dtemp=%.6g" %
+          (LOSS_B, LOSS_D, t.item(), loss.item(), t.grad.item()))
+
+
+def main():
+    outdir = sys.argv[1] if len(sys.argv) > 1 else DEFAULT_OUT
+    os.makedirs(outdir, exist_ok=True)
+    torch.set_num_threads(1)
+    print("torch", torch.__version__, "numpy", np.__version__)
+    for case in ADAPTER_CASES:
+        adapter_case(outdir, *case)
+    loss_case(outdir)
+    total = sum(os.path.getsize(os.path.join(outdir, f)) for f in os.listdir(outdir))
+    print("wrote %d files, %d bytes total, to %s" % (len(os.listdir(outdir)), total, outdir))
+
+
+if __name__ == "__main__":
+    main()
