@@ -60,8 +60,9 @@ struct adapter_options {
 /// Linear into the shared space, with the authors' PyTorch parameter names.
 ///
 /// All parameters live in one flat buffer (`parameters()`), their gradients in another of the
-/// same layout (`gradients()`); `named_parameters()` maps names to ranges of both. `backward`
-/// overwrites the gradients (it does not accumulate).
+/// same layout (`gradients()`); `named_parameters()` maps names to ranges of both (the buffers
+/// also hold alignment padding between tensors, always zero). `backward` overwrites the
+/// gradients (it does not accumulate).
 ///
 /// @tparam S the shape; fields left `dynamic` are taken from the constructor's argument.
 /// @tparam B the backend (`cpu::backend<float>`, or `<double>` for gradient checks).
@@ -115,13 +116,16 @@ class fusion_adapter {
   void set_dropout_draws(std::uint64_t n) noexcept { draws_ = n; }
   /// Re-draws the initial weights from `seed` as PyTorch's default init does.
   void reset_parameters(std::uint64_t seed);
+  /// Derives every block's dropout stream from `seed` (what the constructor does with
+  /// `options.seed`), leaving the weights alone: a resumed run restores it from its checkpoint.
+  void set_dropout_seed(std::uint64_t seed) noexcept;
 
   [[nodiscard]] const adapter_shape& shape() const noexcept { return shape_; }
   [[nodiscard]] const adapter_options& options() const noexcept { return options_; }
   [[nodiscard]] std::size_t in_dim() const noexcept { return shape_.in_dim; }
   [[nodiscard]] std::size_t out_dim() const noexcept { return shape_.out_dim; }
-  /// Run-time parameter count.
-  [[nodiscard]] std::size_t size() const noexcept { return layout_.size(); }
+  /// Run-time parameter count (without the buffers' padding).
+  [[nodiscard]] std::size_t size() const noexcept { return layout_.parameter_count(); }
   [[nodiscard]] std::span<scalar_type> parameters() noexcept { return {params_.data(), params_.size()}; }
   [[nodiscard]] std::span<const scalar_type> parameters() const noexcept { return {params_.data(), params_.size()}; }
   [[nodiscard]] std::span<scalar_type> gradients() noexcept { return {grads_.data(), grads_.size()}; }
@@ -142,7 +146,7 @@ class fusion_adapter {
   std::vector<block<B>> blocks_;
   std::vector<layer_norm<B>> final_ln_;  // exactly one; a vector so the adapter stays movable
   std::vector<linear<B>> proj_;          // exactly one
-  std::vector<scalar_type> params_, grads_;
+  parameter_buffer<scalar_type> params_, grads_;
   bool training_ = false;
   std::uint64_t draws_ = 0;
   // acts_[i] is block i's input; acts_[depth] the final LN's input; then LN output and result.
@@ -177,8 +181,8 @@ class identity_adapter {
   [[nodiscard]] std::size_t in_dim() const noexcept { return dim_; }
   [[nodiscard]] std::size_t out_dim() const noexcept { return dim_; }
   [[nodiscard]] std::size_t size() const noexcept { return 0; }
-  [[nodiscard]] std::span<scalar_type> parameters() noexcept { return {}; }
-  [[nodiscard]] std::span<scalar_type> gradients() noexcept { return {}; }
+  [[nodiscard]] std::span<scalar_type> parameters() const noexcept { return {}; }
+  [[nodiscard]] std::span<scalar_type> gradients() const noexcept { return {}; }
   [[nodiscard]] const std::vector<parameter_info>& named_parameters() const noexcept { return none_; }
 
  private:
@@ -225,11 +229,9 @@ fusion_adapter<S, B>::fusion_adapter(adapter_shape shape, adapter_options option
                                            "0 <= p <= 1", options.dropout);
   const std::size_t d = shape_.in_dim;
   blocks_.reserve(shape_.depth);
-  for (std::size_t i = 0; i < shape_.depth; ++i) {
-    // Each block gets its own dropout stream, so equal-shaped blocks never share a mask.
-    const std::uint64_t block_seed = philox_engine(options_.seed, i + 1)() | std::uint64_t{i + 1} << 32;
-    blocks_.emplace_back(layout_, std::to_string(i) + ".", d, shape_.expansion, options_.dropout, block_seed, be_);
-  }
+  for (std::size_t i = 0; i < shape_.depth; ++i)
+    blocks_.emplace_back(layout_, std::to_string(i) + ".", d, shape_.expansion, options_.dropout, 0, be_);
+  set_dropout_seed(options_.seed);
   final_ln_.emplace_back(layout_, std::to_string(shape_.depth) + ".", d, 1e-5, be_);
   proj_.emplace_back(layout_, std::to_string(shape_.depth + 1) + ".", d, shape_.out_dim, be_);
   params_.assign(layout_.size(), scalar_type(0));
@@ -270,6 +272,14 @@ void fusion_adapter<S, B>::reset_parameters(std::uint64_t seed) {
   for (auto& b : blocks_) b.reset_parameters(rng);
   final_ln_.front().reset_parameters();
   proj_.front().reset_parameters(rng);
+}
+
+template <adapter_shape S, Backend B>
+void fusion_adapter<S, B>::set_dropout_seed(std::uint64_t seed) noexcept {
+  options_.seed = seed;
+  // Each block gets its own stream, so equal-shaped blocks never share a mask.
+  for (std::size_t i = 0; i < blocks_.size(); ++i)
+    blocks_[i].set_dropout_seed(philox_engine(seed, i + 1)() | std::uint64_t{i + 1} << 32);
 }
 
 template <adapter_shape S, Backend B>

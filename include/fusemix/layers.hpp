@@ -30,25 +30,37 @@ struct parameter_info {
 /// Hands out consecutive ranges of one flat parameter buffer while a model is built.
 ///
 /// All parameters of a model live in one buffer (and their gradients in a second of the same
-/// layout), so an optimizer updates them in one pass and a checkpoint is one copy.
+/// layout), so an optimizer updates them in one pass and a checkpoint is one copy. Each tensor
+/// starts at a multiple of `tensor_alignment` elements (64 bytes for float), so with an aligned
+/// buffer every tensor is aligned; the gaps are padding, never read as parameters.
 class parameter_layout {
  public:
+  static constexpr std::size_t tensor_alignment = 16;
+
   /// Reserves a tensor and returns its offset.
   std::size_t add(std::string name, std::vector<std::size_t> shape, bool decay) {
     std::size_t n = 1;
     for (std::size_t s : shape) n *= s;
-    entries_.push_back({std::move(name), std::move(shape), size_, n, decay});
-    size_ += n;
-    return entries_.back().offset;
+    const std::size_t offset = (size_ + tensor_alignment - 1) / tensor_alignment * tensor_alignment;
+    entries_.push_back({std::move(name), std::move(shape), offset, n, decay});
+    size_ = offset + n;
+    count_ += n;
+    return offset;
   }
   [[nodiscard]] const std::vector<parameter_info>& entries() const noexcept { return entries_; }
-  /// Total element count.
+  /// Buffer length in elements (parameters and padding).
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  /// Parameter count (what PyTorch's `sum(p.numel())` gives).
+  [[nodiscard]] std::size_t parameter_count() const noexcept { return count_; }
 
  private:
   std::vector<parameter_info> entries_;
-  std::size_t size_ = 0;
+  std::size_t size_ = 0, count_ = 0;
 };
+
+/// A flat buffer of parameters or gradients, aligned to `buffer_alignment`.
+template <class T>
+using parameter_buffer = std::vector<T, detail::aligned_allocator<T>>;
 
 /// `y = x·Wᵀ + b` with `W` stored out×in (PyTorch's layout) and PyTorch's default init
 /// (`W`, `b` ~ U(±1/√in)).
@@ -57,7 +69,7 @@ class parameter_layout {
 ///
 ///     fusemix::parameter_layout layout;
 ///     fusemix::linear<> fc(layout, "fc.", 16, 4);
-///     std::vector<float> p(layout.size()), g(layout.size());
+///     fusemix::parameter_buffer<float> p(layout.size()), g(layout.size());
 ///     fc.bind(p.data(), g.data());
 ///     fusemix::philox_engine rng(1);
 ///     fc.reset_parameters(rng);
@@ -220,6 +232,8 @@ class dropout {
     return {seed_, draw, training ? p_ : 0.0};
   }
   [[nodiscard]] double p() const noexcept { return p_; }
+  [[nodiscard]] std::uint64_t seed() const noexcept { return seed_; }
+  void set_seed(std::uint64_t seed) noexcept { seed_ = seed; }
 
  private:
   B be_;
@@ -274,6 +288,8 @@ class block {
   }
 
   [[nodiscard]] std::size_t dim() const noexcept { return ln_.dim(); }
+  /// The seed of this block's dropout masks.
+  void set_dropout_seed(std::uint64_t seed) noexcept { drop_.set_seed(seed); }
 
  private:
   B be_;

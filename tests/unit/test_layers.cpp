@@ -20,13 +20,13 @@ constexpr double grad_tol = 1e-6;
 
 // A layer plus the flat buffers it is bound to.
 struct buffers {
-  std::vector<double> params, grads;
+  fm::parameter_buffer<double> params, grads;
   explicit buffers(const fm::parameter_layout& layout) : params(layout.size()), grads(layout.size()) {}
 };
 
 // Checks the gradients of Σ f(x) ⊙ r with respect to x and (if any) every parameter.
 template <class Forward, class Backward>
-void check_gradients(dmatrix x, std::vector<double>& params, const std::vector<double>& grads, std::size_t out_cols,
+void check_gradients(dmatrix x, std::span<double> params, std::span<const double> grads, std::size_t out_cols,
                      Forward forward, Backward backward) {
   dmatrix y;
   forward(x, y);
@@ -34,7 +34,7 @@ void check_gradients(dmatrix x, std::vector<double>& params, const std::vector<d
   const dmatrix r = fm::test::random_matrix(static_cast<std::size_t>(y.rows()), out_cols, 99);
   dmatrix dx;
   backward(x, r, dx);
-  const std::vector<double> analytic_params = grads;
+  const std::vector<double> analytic_params(grads.begin(), grads.end());
   auto loss = [&] {
     dmatrix yy;
     forward(x, yy);
@@ -59,7 +59,8 @@ BOOST_AUTO_TEST_SUITE(layers)
 BOOST_AUTO_TEST_CASE(linear_gradients_and_layout) {
   fm::parameter_layout layout;
   fm::linear<dbackend> fc(layout, "fc.", 5, 3);
-  BOOST_TEST(layout.size() == 5u * 3u + 3u);
+  BOOST_TEST(layout.parameter_count() == 5u * 3u + 3u);
+  BOOST_TEST(layout.entries()[1].offset % fm::parameter_layout::tensor_alignment == 0u);
   BOOST_TEST(layout.entries()[0].name == "fc.weight");
   BOOST_TEST((layout.entries()[0].shape == std::vector<std::size_t>{3, 5}));
   BOOST_TEST(layout.entries()[0].decay);
@@ -80,7 +81,10 @@ BOOST_AUTO_TEST_CASE(linear_matches_definition) {
   fm::linear<dbackend> fc(layout, "", 3, 2);
   buffers buf(layout);
   fc.bind(buf.params.data(), buf.grads.data());
-  buf.params = {1, 2, 3, 4, 5, 6, 0.5, -1};  // W = [[1,2,3],[4,5,6]], b = [0.5, -1]
+  const auto& w = layout.entries()[0];
+  const auto& b = layout.entries()[1];
+  for (std::size_t i = 0; i < 6; ++i) buf.params[w.offset + i] = static_cast<double>(i + 1);  // W = [[1,2,3],[4,5,6]]
+  buf.params[b.offset] = 0.5, buf.params[b.offset + 1] = -1;                                 // b = [0.5, -1]
   dmatrix x(1, 3);
   x << 1, 0, -1;
   dmatrix y;
@@ -108,7 +112,10 @@ BOOST_AUTO_TEST_CASE(layer_norm_gradients) {
   ln.bind(buf.params.data(), buf.grads.data());
   // Non-trivial affine parameters so dγ and dβ matter.
   const dmatrix gb = fm::test::random_matrix(1, 12, 5, 0.3);
-  for (std::size_t i = 0; i < 12; ++i) buf.params[i] = (i < 6 ? 1.0 : 0.0) + gb(0, static_cast<Eigen::Index>(i));
+  for (std::size_t i = 0; i < 6; ++i) {
+    buf.params[layout.entries()[0].offset + i] = 1.0 + gb(0, static_cast<Eigen::Index>(i));
+    buf.params[layout.entries()[1].offset + i] = gb(0, static_cast<Eigen::Index>(6 + i));
+  }
   check_gradients(fm::test::random_matrix(5, 6, 2, 2.0), buf.params, buf.grads, 6,
                   [&](const dmatrix& x, dmatrix& y) { ln.forward(x, y); },
                   [&](const dmatrix& x, const dmatrix& dy, dmatrix& dx) { ln.backward(x, dy, dx); });
@@ -133,8 +140,7 @@ BOOST_AUTO_TEST_CASE(layer_norm_normalises_rows) {
 
 BOOST_AUTO_TEST_CASE(gelu_gradients_and_values) {
   fm::gelu<dbackend> act;
-  std::vector<double> none;
-  check_gradients(fm::test::random_matrix(3, 7, 4, 2.0), none, none, 7,
+  check_gradients(fm::test::random_matrix(3, 7, 4, 2.0), {}, {}, 7,
                   [&](const dmatrix& x, dmatrix& y) { act.forward(x, y); },
                   [&](const dmatrix& x, const dmatrix& dy, dmatrix& dx) { act.backward(x, dy, dx); });
   // Exact form, not the tanh approximation: GELU(1) = Φ(1) = 0.8413447460685429.
@@ -144,8 +150,7 @@ BOOST_AUTO_TEST_CASE(gelu_gradients_and_values) {
 
 BOOST_AUTO_TEST_CASE(dropout_gradients) {
   fm::dropout<dbackend> drop(0.5, 11);
-  std::vector<double> none;
-  check_gradients(fm::test::random_matrix(4, 9, 6), none, none, 9,
+  check_gradients(fm::test::random_matrix(4, 9, 6), {}, {}, 9,
                   [&](const dmatrix& x, dmatrix& y) { drop.forward(x, y, true, 3); },
                   [&](const dmatrix&, const dmatrix& dy, dmatrix& dx) { drop.backward(dy, dx); });
 }
@@ -174,7 +179,7 @@ BOOST_AUTO_TEST_CASE(block_gradients_with_and_without_dropout) {
   for (bool training : {false, true}) {
     fm::parameter_layout layout;
     fm::block<dbackend> blk(layout, "0.", 4, 3, 0.3, 77);
-    BOOST_TEST(layout.size() == 2 * 4 + (12 * 4 + 12) + (4 * 12 + 4));
+    BOOST_TEST(layout.parameter_count() == 2 * 4 + (12 * 4 + 12) + (4 * 12 + 4));
     buffers buf(layout);
     blk.bind(buf.params.data(), buf.grads.data());
     fm::philox_engine rng(8);
