@@ -11,3 +11,5 @@ void register_demo(CLI::App& app);
 void register_embed(CLI::App& app);
 /// `fusemix info`: lists the tensors of a model file and the adapter shapes they imply.
 void register_info(CLI::App& app);
+/// `fusemix select`: diverse subsets by greedy k-DPP.
+void register_select(CLI::App& app);

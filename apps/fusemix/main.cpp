@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   register_demo(app);
   register_embed(app);
   register_info(app);
+  register_select(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

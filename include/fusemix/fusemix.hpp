@@ -12,6 +12,7 @@
 #include <fusemix/backend/cpu.hpp>
 #include <fusemix/layers.hpp>
 #include <fusemix/adapter.hpp>
+#include <fusemix/dpp.hpp>
 #include <fusemix/io/npy.hpp>
 #include <fusemix/io/safetensors.hpp>
 #include <fusemix/io/weights.hpp>
