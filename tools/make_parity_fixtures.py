@@ -18,20 +18,23 @@ Writes into tests/fixtures/parity/ (relative to the repository root):
 
 The reference values are computed in float64 from the float32 parameters and
 inputs (module and inputs cast to double), so they are exact up to float64
-rounding.  Requires only torch and numpy (Debian: python3-torch python3-numpy).
+rounding.  Module structure and safetensors helpers: tools/fusemix_torch.py.
+Requires only torch and numpy (Debian: python3-torch python3-numpy).
 
 Usage:  /usr/bin/python3 tools/make_parity_fixtures.py [output_dir]
 """
 
-import json
 import os
-import struct
 import sys
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+sys.dont_write_bytecode = True  # no tools/__pycache__ in the work tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fusemix_torch import (make_proj, perturb_layernorms, read_safetensors,  # noqa: E402
+                           symmetric_infonce, write_safetensors)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(REPO, "tests", "fixtures", "parity")
@@ -49,32 +52,9 @@ DROPOUT = 0.6
 
 
 # --------------------------------------------------------------------------
-# Modules (structure and attribute names follow the reference implementation)
+# Modules (structure and names follow the reference implementation) and the
+# safetensors helpers live in tools/fusemix_torch.py
 # --------------------------------------------------------------------------
-class Block(nn.Module):
-    def __init__(self, d, expansion, p):
-        super().__init__()
-        # attribute order matters for parameter registration: fn then ln
-        self.fn = nn.Sequential(
-            nn.Linear(d, expansion * d),
-            nn.GELU(),  # exact erf form
-            nn.Dropout(p),
-            nn.Linear(expansion * d, d),
-        )
-        self.ln = nn.LayerNorm(d, eps=1e-5)
-
-    def forward(self, x):
-        return x + self.fn(self.ln(x))
-
-
-def make_proj(d, out, depth, expansion, p):
-    return nn.Sequential(
-        *[Block(d, expansion, p) for _ in range(depth)],
-        nn.LayerNorm(d, eps=1e-5),
-        nn.Linear(d, out),
-    )
-
-
 class Holder(nn.Module):
     def __init__(self, d, out, depth, expansion, p):
         super().__init__()
@@ -85,70 +65,12 @@ class Holder(nn.Module):
 
 
 # --------------------------------------------------------------------------
-# Minimal safetensors writer / reader (the safetensors package is not needed)
-# --------------------------------------------------------------------------
-_DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
-
-
-def write_safetensors(path, tensors, dtype):
-    """tensors: dict name -> numpy array; dtype: 'F32' or 'F64'."""
-    np_dtype = _DTYPES[dtype]
-    header = {}
-    blobs = []
-    offset = 0
-    for name in sorted(tensors):
-        arr = np.ascontiguousarray(np.asarray(tensors[name]), dtype=np_dtype)
-        raw = arr.tobytes(order="C")
-        header[name] = {
-            "dtype": dtype,
-            "shape": list(arr.shape),
-            "data_offsets": [offset, offset + len(raw)],
-        }
-        blobs.append(raw)
-        offset += len(raw)
-    header["__metadata__"] = {"format": "pt"}
-    hbytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    hbytes += b" " * ((-len(hbytes)) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hbytes)))
-        f.write(hbytes)
-        for raw in blobs:
-            f.write(raw)
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    assert n % 8 == 0, "header length not a multiple of 8"
-    header = json.loads(data[8:8 + n].decode("utf-8"))
-    body = data[8 + n:]
-    out = {}
-    expect = 0
-    for name in sorted(k for k in header if k != "__metadata__"):
-        info = header[name]
-        b, e = info["data_offsets"]
-        assert b == expect, "tensors not contiguous in sorted order"
-        expect = e
-        dt = _DTYPES[info["dtype"]]
-        shape = tuple(info["shape"])
-        arr = np.frombuffer(body[b:e], dtype=dt).reshape(shape)
-        out[name] = arr
-    assert expect == len(body), "trailing bytes after tensor data"
-    return out, header.get("__metadata__")
-
-
-# --------------------------------------------------------------------------
 # Cases
 # --------------------------------------------------------------------------
 def adapter_case(outdir, name, seed, d, out, depth, expansion, batch):
     torch.manual_seed(seed)
     model = Holder(d, out, depth, expansion, DROPOUT)  # PyTorch default init
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.LayerNorm):
-                m.weight.copy_(1.0 + 0.1 * torch.randn_like(m.weight))
-                m.bias.copy_(0.1 * torch.randn_like(m.bias))
+    perturb_layernorms(model)
     model.eval()  # dropout off
     model = model.float()
     x32 = torch.randn(batch, d, dtype=torch.float32)
@@ -211,14 +133,6 @@ def adapter_case(outdir, name, seed, d, out, depth, expansion, batch):
     print("%-14s d=%d out=%d depth=%d e=%d B=%d  params=%d  fp32-vs-fp64 max rel err %.3e"
           % (name, d, out, depth, expansion, batch, len(params32), rel))
     assert rel < 1e-5, "float32 forward deviates from reference by %g" % rel
-
-
-def symmetric_infonce(x, y, temp):
-    sx = F.normalize(x, dim=-1, eps=1e-12)
-    sy = F.normalize(y, dim=-1, eps=1e-12)
-    logits = sx @ sy.t() / temp
-    labels = torch.arange(x.shape[0])
-    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels))
 
 
 def loss_case(outdir):

@@ -7,6 +7,10 @@
 
 /// `fusemix demo`: the main job on the bundled data (until training lands: the adapter demo).
 void register_demo(CLI::App& app);
+/// `fusemix train`: FuseMix training from two .npy files of latents.
+void register_train(CLI::App& app);
+/// `fusemix eval`: retrieval figures of a trained model.
+void register_eval(CLI::App& app);
 /// `fusemix embed`: maps latents through one side of a trained model.
 void register_embed(CLI::App& app);
 /// `fusemix info`: lists the tensors of a model file and the adapter shapes they imply.

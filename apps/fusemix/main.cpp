@@ -15,6 +15,8 @@ int main(int argc, char** argv) {
   CLI::App app{"fusemix: multimodal fusion adapters (FuseMix) on cached latents"};
   app.set_version_flag("--version", fusemix::version_string);
   app.require_subcommand(1);
+  register_train(app);
+  register_eval(app);
   register_demo(app);
   register_embed(app);
   register_info(app);

@@ -36,6 +36,12 @@ inline fusemix::adapter_shape infer_shape(const fusemix::io::tensor_map& t, std:
   return s;
 }
 
+/// Whether `t` holds an adapter under `prefix` (its final LayerNorm and projection at least).
+inline bool has_adapter(const fusemix::io::tensor_map& t, std::string_view prefix) {
+  const std::string p(prefix);
+  return t.lower_bound(p) != t.end() && t.lower_bound(p)->first.starts_with(p);
+}
+
 /// Loads the adapter under `prefix` from `file`, its shape inferred from the tensors.
 inline fusemix::fusion_adapter<> load_adapter(const std::string& file, std::string_view prefix) {
   const auto f = fusemix::io::read_safetensors(file);

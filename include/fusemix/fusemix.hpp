@@ -12,6 +12,11 @@
 #include <fusemix/backend/cpu.hpp>
 #include <fusemix/layers.hpp>
 #include <fusemix/adapter.hpp>
+#include <fusemix/mixup.hpp>
+#include <fusemix/loss.hpp>
+#include <fusemix/optim.hpp>
+#include <fusemix/trainer.hpp>
+#include <fusemix/retrieval.hpp>
 #include <fusemix/dpp.hpp>
 #include <fusemix/io/npy.hpp>
 #include <fusemix/io/safetensors.hpp>

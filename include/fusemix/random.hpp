@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 
@@ -100,6 +101,21 @@ class philox_engine {
   std::uint64_t seed_, stream_, position_ = 0;
 };
 
+/// A standard normal draw (Marsaglia's polar method; uses an even number of uniforms).
+[[nodiscard]] inline double sample_normal(philox_engine& rng) noexcept;
+
+/// A Gamma(shape, 1) draw, `shape > 0` (Marsaglia and Tsang 2000; for shape < 1 the
+/// boost Gamma(shape) = Gamma(shape + 1)·U^(1/shape)).
+[[nodiscard]] inline double sample_gamma(philox_engine& rng, double shape) noexcept;
+
+/// A Beta(a, b) draw as X/(X+Y) with X ~ Gamma(a), Y ~ Gamma(b); `a, b > 0`.
+///
+/// **Example**
+///
+///     fusemix::philox_engine rng(1);
+///     double lambda = fusemix::sample_beta(rng, 1.0, 1.0);  // FuseMix's λ, uniform for α = 1
+[[nodiscard]] inline double sample_beta(philox_engine& rng, double a, double b) noexcept;
+
 // ---------------------------------------------------------------------------------------------
 // Definitions
 // ---------------------------------------------------------------------------------------------
@@ -116,6 +132,42 @@ FUSEMIX_HOST_DEVICE constexpr std::array<std::uint32_t, 4> philox4x32(std::array
     key = {key[0] + w0, key[1] + w1};
   }
   return ctr;
+}
+
+inline double sample_normal(philox_engine& rng) noexcept {
+  for (;;) {
+    const double u = 2 * rng.uniform() - 1, v = 2 * rng.uniform() - 1;
+    const double s = u * u + v * v;
+    if (s > 0 && s < 1) return u * std::sqrt(-2 * std::log(s) / s);
+  }
+}
+
+inline double sample_gamma(philox_engine& rng, double shape) noexcept {
+  FUSEMIX_ASSERT(shape > 0);
+  if (shape < 1) {
+    double u;
+    do u = rng.uniform(); while (u == 0);
+    return sample_gamma(rng, shape + 1) * std::pow(u, 1 / shape);
+  }
+  const double d = shape - 1.0 / 3, c = 1 / std::sqrt(9 * d);
+  for (;;) {
+    double x, v;
+    do {
+      x = sample_normal(rng);
+      v = 1 + c * x;
+    } while (v <= 0);
+    v = v * v * v;
+    const double u = rng.uniform();
+    if (u < 1 - 0.0331 * x * x * x * x) return d * v;
+    if (u > 0 && std::log(u) < 0.5 * x * x + d * (1 - v + std::log(v))) return d * v;
+  }
+}
+
+inline double sample_beta(philox_engine& rng, double a, double b) noexcept {
+  const double x = sample_gamma(rng, a), y = sample_gamma(rng, b);
+  // Both draws underflow to 0 only for tiny shapes; fall back to a fair coin between the ends.
+  if (x + y == 0) return rng.uniform() < a / (a + b) ? 1.0 : 0.0;
+  return x / (x + y);
 }
 
 }  // namespace fusemix

@@ -3,9 +3,11 @@
 /// The CPU backend: the primitives every layer is written against, implemented with Eigen.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include <Eigen/Core>
 
@@ -93,6 +95,87 @@ class backend {
   /// `y = x`.
   template <class X, class Y>
   void copy(const X& x, Y& y) const { y = x; }
+
+  // Rows -----------------------------------------------------------------------------------
+
+  /// `out_i = lambda · z[ia_i] + (1 − lambda) · z[ib_i]`: FuseMix's mixup folded into the gather
+  /// of a batch's rows (lambda = 1 with ia = ib is a plain gather).
+  template <class Z, class Out>
+  void gather_mix(const Z& z, std::span<const std::size_t> ia, std::span<const std::size_t> ib, T lambda,
+                  Out& out) const {
+    for (std::size_t i = 0; i < ia.size(); ++i) {
+      const auto a = static_cast<Eigen::Index>(ia[i]), b = static_cast<Eigen::Index>(ib[i]);
+      if (lambda == T(1))
+        out.row(static_cast<Eigen::Index>(i)) = z.row(a);
+      else
+        out.row(static_cast<Eigen::Index>(i)) = lambda * z.row(a) + (T(1) - lambda) * z.row(b);
+    }
+  }
+  /// `n_i = p_i / max(‖p_i‖, eps)` (as `F.normalize`), keeping each row's norm for backward.
+  template <class P, class N>
+  void normalize_rows_forward(const P& p, T eps, N& n, vector_type& norms) const {
+    resize(norms, static_cast<std::size_t>(p.rows()));
+    for (Eigen::Index i = 0; i < p.rows(); ++i) {
+      norms[i] = p.row(i).norm();
+      n.row(i) = p.row(i) / std::max(norms[i], eps);
+    }
+  }
+  /// Gradient of `normalize_rows_forward`: `dp_i = (dn_i − n_i (n_i·dn_i)) / ‖p_i‖`, or
+  /// `dn_i / eps` for a row whose norm was clamped to eps.
+  template <class Dn, class N, class Dp>
+  void normalize_rows_backward(const Dn& dn, const N& n, const vector_type& norms, T eps, Dp& dp) const {
+    for (Eigen::Index i = 0; i < n.rows(); ++i) {
+      if (norms[i] > eps)
+        dp.row(i) = (dn.row(i) - n.row(i) * n.row(i).dot(dn.row(i))) / norms[i];
+      else
+        dp.row(i) = dn.row(i) / eps;
+    }
+  }
+  /// The symmetric InfoNCE loss over `logits` (B×B, positives on the diagonal):
+  /// `½(mean_i CE(row i, i) + mean_j CE(column j, j))`, with log-sum-exp in each direction.
+  /// Returns the loss and writes its gradient with respect to the logits into `g`.
+  template <class L, class G>
+  T symmetric_cross_entropy(const L& logits, G& g) const {
+    const Eigen::Index n = logits.rows();
+    vector_type row_max = logits.rowwise().maxCoeff(), col_max = logits.colwise().maxCoeff().transpose();
+    vector_type row_sum = vector_type::Zero(n), col_sum = vector_type::Zero(n);
+    for (Eigen::Index i = 0; i < n; ++i)
+      for (Eigen::Index j = 0; j < n; ++j) {
+        row_sum[i] += std::exp(logits(i, j) - row_max[i]);
+        col_sum[j] += std::exp(logits(i, j) - col_max[j]);
+      }
+    double loss = 0;
+    for (Eigen::Index i = 0; i < n; ++i) {
+      const T row_lse = row_max[i] + std::log(row_sum[i]), col_lse = col_max[i] + std::log(col_sum[i]);
+      loss += static_cast<double>(row_lse - logits(i, i)) + static_cast<double>(col_lse - logits(i, i));
+      row_sum[i] = row_lse;  // reuse as the log-normaliser
+      col_sum[i] = col_lse;
+    }
+    const T scale = T(0.5) / static_cast<T>(n);
+    for (Eigen::Index i = 0; i < n; ++i)
+      for (Eigen::Index j = 0; j < n; ++j)
+        g(i, j) = scale * (std::exp(logits(i, j) - row_sum[i]) + std::exp(logits(i, j) - col_sum[j]) -
+                           (i == j ? T(2) : T(0)));
+    return static_cast<T>(loss * 0.5 / static_cast<double>(n));
+  }
+  /// Whether `a` holds a NaN or an infinity; if so, where the first one is (row-major order).
+  template <class A>
+  bool find_non_finite(const A& a, std::size_t& row, std::size_t& col) const {
+    if (a.allFinite()) return false;
+    for (Eigen::Index i = 0; i < a.rows(); ++i)
+      for (Eigen::Index j = 0; j < a.cols(); ++j)
+        if (!std::isfinite(a(i, j))) {
+          row = static_cast<std::size_t>(i), col = static_cast<std::size_t>(j);
+          return true;
+        }
+    return false;
+  }
+  /// `Σ_ij a_ij · b_ij`.
+  template <class A, class Bm>
+  T dot(const A& a, const Bm& b) const { return a.cwiseProduct(b).sum(); }
+  /// `y = alpha · y`.
+  template <class Y>
+  void scale(T alpha, Y& y) const { y *= alpha; }
 
   // Bias -----------------------------------------------------------------------------------
 
@@ -212,4 +295,9 @@ class backend {
 };
 
 }  // namespace cpu
+
+/// The CPU matrix: dense, row-major, one sample per row (what `.npy` files hold).
+template <Scalar T = float>
+using matrix = typename cpu::backend<T>::matrix_type;
+
 }  // namespace fusemix

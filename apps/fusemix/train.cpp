@@ -1,0 +1,291 @@
+// SPDX-License-Identifier: Apache-2.0
+// `fusemix train` and `fusemix eval`: FuseMix training from two .npy files of cached latents, and
+// retrieval figures of a trained model.
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <Eigen/Core>
+#include <nlohmann/json.hpp>
+
+#include <fusemix/fusemix.hpp>
+
+#include "commands.hpp"
+#include "model_file.hpp"
+#include "training.hpp"
+
+namespace fs = std::filesystem;
+
+namespace fusemix_cli {
+
+preset preset_named(const std::string& name) {
+  if (name == "image-text") return {4, 4, false, 500, 20480, 1e-3, 0.1};
+  if (name == "audio-text") return {2, 2, false, 50, 2048, 1e-4, 0.5};
+  if (name == "audio-to-image") return {2, 0, true, 50, 2048, 1e-4, 0.5};
+  fusemix::detail::throw_expected<fusemix::argument_error>("fusemix train", "unknown preset",
+                                                           "image-text, audio-text or audio-to-image", name);
+}
+
+std::string run_signature(const train_settings& s, std::size_t dx, std::size_t dy) {
+  std::ostringstream os;
+  os << "x=" << dx << " y=" << dy << " depth_x=" << s.depth_x << " depth_y=" << s.depth_y
+     << " identity_y=" << s.identity_y << " shared=" << s.shared_dim << " expansion=" << s.expansion
+     << " dropout=" << s.dropout << " epochs=" << s.train.epochs << " batch=" << s.train.batch << " lr=" << s.train.lr
+     << " wd=" << s.train.weight_decay << " alpha=" << s.train.mixup.alpha << " mix=" << fusemix::to_string(s.train.mixup.mode)
+     << " seed=" << s.train.seed;
+  return os.str();
+}
+
+namespace {
+
+// A progress line: a bar redrawn in place on a terminal, nothing per step otherwise.
+class progress_bar {
+ public:
+  explicit progress_bar(bool quiet) : tty_(!quiet && isatty(STDOUT_FILENO)) {}
+  void step(std::size_t epoch, std::size_t epochs, std::size_t s, std::size_t steps, double loss, double lr) {
+    if (!tty_) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (s + 1 != steps && now - last_ < std::chrono::milliseconds(100)) return;
+    last_ = now;
+    const double done = (static_cast<double>(epoch) + static_cast<double>(s + 1) / static_cast<double>(steps)) /
+                        static_cast<double>(epochs);
+    const double elapsed = std::chrono::duration<double>(now - start_).count();
+    const double eta = done > start_done_ ? elapsed * (1 - done) / (done - start_done_) : 0;
+    const int width = 30, fill = static_cast<int>(done * width);
+    std::printf("\r[%s%s] %5.1f%% epoch %zu/%zu loss %.4f lr %.2e ETA %s   ", std::string(static_cast<std::size_t>(fill), '#').c_str(),
+                std::string(static_cast<std::size_t>(width - fill), '.').c_str(), 100 * done, epoch + 1, epochs, loss, lr,
+                duration(eta).c_str());
+    std::fflush(stdout);
+  }
+  void set_start(double done) { start_done_ = done; }
+  void end_line() {
+    if (tty_) std::printf("\r%100s\r", "");
+  }
+
+ private:
+  static std::string duration(double s) {
+    char buf[32];
+    const long t = static_cast<long>(s);
+    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    return buf;
+  }
+  bool tty_;
+  double start_done_ = 0;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), last_{};
+};
+
+template <class HY>
+train_result train_with(const train_settings& s, const data_set& d, fusemix::fusion_adapter<>& hx, HY& hy) {
+  fusemix::trainer tr(hx, hy, s.train);
+  const fs::path ckpt = s.out / "checkpoint.safetensors", metrics = s.out / "metrics.jsonl";
+  const std::string signature = run_signature(s, d.x.cols(), d.y.cols());
+  std::vector<std::string> metric_lines;
+  if (s.resume && fs::exists(ckpt)) {
+    const auto meta = tr.load_checkpoint(ckpt);
+    const auto it = meta.find("run");
+    if (it == meta.end() || it->second != signature)
+      throw fusemix::argument_error("fusemix train: --resume: " + ckpt.string() +
+                                    " was written by a run with other settings (checkpoint: " +
+                                    (it == meta.end() ? std::string("none") : it->second) + "; now: " + signature + ")");
+    // Keep the metrics of the epochs the checkpoint covers; later ones are redone.
+    std::ifstream in(metrics);
+    for (std::string line; std::getline(in, line) && metric_lines.size() < tr.epoch();) metric_lines.push_back(line);
+    if (!s.quiet) std::cout << "resuming " << ckpt.string() << " at epoch " << tr.epoch() << '\n';
+  } else if (s.resume && !s.quiet) {
+    std::cout << "no checkpoint in " << s.out.string() << ", starting afresh\n";
+  }
+  progress_bar bar(s.quiet);
+  bar.set_start(static_cast<double>(tr.epoch()) / static_cast<double>(s.train.epochs));
+  auto write_metrics = [&] {
+    std::string all;
+    for (const auto& l : metric_lines) all += l + '\n';
+    fusemix::detail::atomic_write("fusemix train", metrics,
+                                  [&](fusemix::detail::atomic_file& f) { f.write(all.data(), all.size()); });
+  };
+  train_result result;
+  while (tr.epoch() < s.train.epochs) {
+    const std::size_t e = tr.epoch();
+    const auto rec = tr.train_epoch(d.x, d.y, [&](std::size_t st, std::size_t steps, double loss, double lr) {
+      bar.step(e, s.train.epochs, st, steps, loss, lr);
+    });
+    nlohmann::json j{{"epoch", rec.epoch + 1}, {"loss", rec.loss}, {"lr", rec.lr}, {"temperature", rec.temperature},
+                     {"steps", rec.steps}, {"seconds", rec.seconds}};
+    if (d.x_val.size() > 0) {
+      const auto r = retrieval_of(hx, hy, d.x_val, d.y_val, {});
+      j["val"] = retrieval_json(r);
+      result.val = r;
+    }
+    result.last_loss = rec.loss;
+    metric_lines.push_back(j.dump());
+    write_metrics();
+    const bool last = tr.epoch() == s.train.epochs;
+    if (last || (s.checkpoint_every > 0 && tr.epoch() % s.checkpoint_every == 0))
+      tr.save_checkpoint(ckpt, {{"run", signature}});
+    if (!s.quiet) {
+      bar.end_line();
+      std::printf("epoch %zu/%zu  loss %.4f  lr %.2e  temp %.4f  %.1fs", rec.epoch + 1, s.train.epochs, rec.loss, rec.lr,
+                  rec.temperature, rec.seconds);
+      if (j.contains("val"))
+        std::printf("  val R@1 i->t %.1f t->i %.1f", j["val"]["image_to_text"]["r1"].get<double>(),
+                    j["val"]["text_to_image"]["r1"].get<double>());
+      std::printf("\n");
+      std::fflush(stdout);
+    }
+  }
+  tr.save_weights(s.out / "adapters.safetensors");
+  return result;
+}
+
+}  // namespace
+
+nlohmann::json retrieval_json(const fusemix::retrieval_result& r) {
+  auto rec = [](const fusemix::recall& x) { return nlohmann::json{{"r1", x.r1}, {"r5", x.r5}, {"r10", x.r10}}; };
+  return {{"image_to_text", rec(r.image_to_text)}, {"text_to_image", rec(r.text_to_image)}, {"mean", r.mean}};
+}
+
+void print_retrieval_table(const std::vector<std::pair<std::string, fusemix::retrieval_result>>& rows) {
+  std::printf("%-22s %26s   %26s   %6s\n", "", "image -> text", "text -> image", "");
+  std::printf("%-22s %8s %8s %8s   %8s %8s %8s   %6s\n", "model", "R@1", "R@5", "R@10", "R@1", "R@5", "R@10", "mean");
+  for (const auto& [name, r] : rows)
+    std::printf("%-22s %8.1f %8.1f %8.1f   %8.1f %8.1f %8.1f   %6.1f\n", name.c_str(), r.image_to_text.r1,
+                r.image_to_text.r5, r.image_to_text.r10, r.text_to_image.r1, r.text_to_image.r5, r.text_to_image.r10, r.mean);
+}
+
+data_set load_data(const train_settings& s) {
+  data_set d;
+  d.x = fusemix::io::read_npy<float>(s.x);
+  d.y = fusemix::io::read_npy<float>(s.y);
+  if (!s.x_val.empty() != !s.y_val.empty())
+    throw fusemix::argument_error("fusemix train: --x-val and --y-val go together (got only one)");
+  if (!s.x_val.empty()) {
+    d.x_val = fusemix::io::read_npy<float>(s.x_val);
+    d.y_val = fusemix::io::read_npy<float>(s.y_val);
+    if (d.x_val.rows() != d.y_val.rows())
+      fusemix::detail::throw_shape_error("fusemix train", "--x-val and --y-val must have the same number of rows",
+                                         d.x_val.rows(), d.y_val.rows());
+  }
+  return d;
+}
+
+train_result train(const train_settings& s, const data_set& d) {
+  fs::create_directories(s.out);
+  if (s.threads > 0) Eigen::setNbThreads(static_cast<int>(s.threads));
+  const auto dx = static_cast<std::size_t>(d.x.cols()), dy = static_cast<std::size_t>(d.y.cols());
+  if (s.identity_y) {
+    if (s.shared_dim != 0 && s.shared_dim != dy)
+      fusemix::detail::throw_shape_error("fusemix train", "with an identity Y side the shared width is Y's width", dy,
+                                         s.shared_dim);
+    fusemix::fusion_adapter<> hx({.in_dim = dx, .out_dim = dy, .depth = s.depth_x, .expansion = s.expansion},
+                                 {.dropout = s.dropout, .seed = s.train.seed * 2 + 1});
+    fusemix::identity_adapter<> hy(dy);
+    return train_with(s, d, hx, hy);
+  }
+  const std::size_t shared = s.shared_dim == 0 ? 512 : s.shared_dim;
+  fusemix::fusion_adapter<> hx({.in_dim = dx, .out_dim = shared, .depth = s.depth_x, .expansion = s.expansion},
+                               {.dropout = s.dropout, .seed = s.train.seed * 2 + 1});
+  fusemix::fusion_adapter<> hy({.in_dim = dy, .out_dim = shared, .depth = s.depth_y, .expansion = s.expansion},
+                               {.dropout = s.dropout, .seed = s.train.seed * 2 + 2});
+  return train_with(s, d, hx, hy);
+}
+
+}  // namespace fusemix_cli
+
+namespace {
+
+struct eval_options {
+  std::string model, x, y, image_of_text;
+  bool json = false;
+};
+
+void run_eval(const eval_options& o) {
+  const auto f = fusemix::io::read_safetensors(o.model);
+  auto hx = fusemix_cli::load_adapter(o.model, fusemix::io::x_prefix);
+  const auto zx = fusemix::io::read_npy<float>(o.x), zy = fusemix::io::read_npy<float>(o.y);
+  std::vector<std::int64_t> owner;
+  if (!o.image_of_text.empty()) owner = fusemix::io::read_npy_int64(o.image_of_text);
+  fusemix::retrieval_result r;
+  if (fusemix_cli::has_adapter(f.tensors, fusemix::io::y_prefix)) {
+    auto hy = fusemix_cli::load_adapter(o.model, fusemix::io::y_prefix);
+    r = fusemix_cli::retrieval_of(hx, hy, zx, zy, owner);
+  } else {
+    fusemix::identity_adapter<> hy(static_cast<std::size_t>(zy.cols()));
+    r = fusemix_cli::retrieval_of(hx, hy, zx, zy, owner);
+  }
+  if (o.json)
+    std::cout << fusemix_cli::retrieval_json(r).dump() << '\n';
+  else
+    fusemix_cli::print_retrieval_table({{fs::path(o.model).filename().string(), r}});
+}
+
+}  // namespace
+
+void register_train(CLI::App& app) {
+  auto s = std::make_shared<fusemix_cli::train_settings>();
+  auto preset_name = std::make_shared<std::string>();
+  auto mix = std::make_shared<std::string>("permutation");
+  auto* cmd = app.add_subcommand("train", "Train two fusion adapters with FuseMix on paired latents");
+  cmd->add_option("--x", s->x, "X latents (e.g. image), N x D_x .npy")->required();
+  cmd->add_option("--y", s->y, "Y latents (e.g. text), N x D_y .npy, rows paired with X")->required();
+  cmd->add_option("--out", s->out, "output directory: adapters.safetensors, checkpoint.safetensors, metrics.jsonl")
+      ->required();
+  cmd->add_option("--preset", *preset_name, "image-text, audio-text or audio-to-image (SPEC settings; flags override)");
+  auto* epochs = cmd->add_option("--epochs", s->train.epochs, "epochs")->check(CLI::PositiveNumber);
+  auto* batch = cmd->add_option("--batch", s->train.batch, "rows per step")->check(CLI::PositiveNumber);
+  auto* lr = cmd->add_option("--lr", s->train.lr, "peak learning rate")->check(CLI::PositiveNumber);
+  auto* wd = cmd->add_option("--weight-decay", s->train.weight_decay, "AdamW decay on Linear weights")->check(CLI::NonNegativeNumber);
+  auto* depth_x = cmd->add_option("--depth-x", s->depth_x, "blocks of the X adapter")->check(CLI::NonNegativeNumber);
+  auto* depth_y = cmd->add_option("--depth-y", s->depth_y, "blocks of the Y adapter")->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--identity-y", s->identity_y, "no Y adapter: align X into Y's space (audio-to-image)");
+  cmd->add_option("--shared-dim", s->shared_dim, "shared space width (default 512; Y's width with --identity-y)");
+  cmd->add_option("--expansion", s->expansion, "block widening factor")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--dropout", s->dropout, "dropout probability in the blocks")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  cmd->add_option("--alpha", s->train.mixup.alpha, "mixup: lambda ~ Beta(alpha, alpha)")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--mix", *mix, "mixup pairing: permutation (paper) or halves (authors' code)")
+      ->check(CLI::IsMember({"permutation", "halves"}))->capture_default_str();
+  cmd->add_option("--seed", s->train.seed, "seed of every random draw")->capture_default_str();
+  cmd->add_option("--threads", s->threads, "GEMM threads (0: Eigen's default); results are bitwise reproducible per count")
+      ->capture_default_str();
+  cmd->add_option("--x-val", s->x_val, "validation X latents (recall after every epoch)");
+  cmd->add_option("--y-val", s->y_val, "validation Y latents");
+  cmd->add_option("--checkpoint-every", s->checkpoint_every, "write a checkpoint every N epochs (and at the end)")
+      ->capture_default_str();
+  cmd->add_flag("--resume", s->resume, "continue from OUT/checkpoint.safetensors if present");
+  cmd->add_flag("--quiet", s->quiet, "no progress output");
+  cmd->callback([=] {
+    if (!preset_name->empty()) {
+      const auto p = fusemix_cli::preset_named(*preset_name);
+      if (!*depth_x) s->depth_x = p.depth_x;
+      if (!*depth_y) s->depth_y = p.depth_y;
+      s->identity_y = s->identity_y || p.identity_y;
+      if (!*epochs) s->train.epochs = p.epochs;
+      if (!*batch) s->train.batch = p.batch;
+      if (!*lr) s->train.lr = p.lr;
+      if (!*wd) s->train.weight_decay = p.weight_decay;
+    }
+    s->train.mixup.mode = fusemix::parse_mix_mode(*mix);
+    const auto d = fusemix_cli::load_data(*s);
+    fusemix_cli::train(*s, d);
+    if (!s->quiet) std::cout << "wrote " << (s->out / "adapters.safetensors").string() << '\n';
+  });
+}
+
+void register_eval(CLI::App& app) {
+  auto o = std::make_shared<eval_options>();
+  auto* cmd = app.add_subcommand("eval", "Cross-modal retrieval (Recall@1/5/10 both ways) of a trained model");
+  cmd->add_option("--model", o->model, "adapters.safetensors")->required();
+  cmd->add_option("--x", o->x, "X (image) latents, N_x x D_x .npy")->required();
+  cmd->add_option("--y", o->y, "Y (text) latents, N_y x D_y .npy")->required();
+  cmd->add_option("--image-of-text", o->image_of_text, "int64 .npy: the image row of each text row (several captions per image)");
+  cmd->add_flag("--json", o->json, "print one JSON object (percent)");
+  cmd->callback([o] { run_eval(*o); });
+}

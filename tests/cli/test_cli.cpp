@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: Apache-2.0
+// End-to-end tests of the `fusemix` program: train, embed, eval, kill -9 and --resume (bitwise
+// equal to an uninterrupted run), and one-line errors with exit code 2.
+#define BOOST_TEST_MODULE fusemix_cli
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fusemix/fusemix.hpp>
+
+namespace fs = std::filesystem;
+namespace fm = fusemix;
+
+namespace {
+
+const fs::path exe = FUSEMIX_EXE;
+const fs::path source_dir = FUSEMIX_SOURCE_DIR;
+
+fs::path scratch() {
+  static const fs::path dir = [] {
+    const fs::path d = fs::temp_directory_path() / ("fusemix_cli_test_" + std::to_string(getpid()));
+    fs::remove_all(d);
+    fs::create_directories(d);
+    return d;
+  }();
+  return dir;
+}
+
+struct result {
+  int code;
+  std::string out, err;
+};
+
+// Runs a shell command line, capturing stdout and stderr.
+result run(const std::string& args) {
+  const fs::path out = scratch() / "stdout.txt", err = scratch() / "stderr.txt";
+  const std::string cmd = args + " >" + out.string() + " 2>" + err.string();
+  const int status = std::system(cmd.c_str());
+  auto slurp = [](const fs::path& p) {
+    std::ifstream in(p);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
+}
+
+std::string program(const std::string& args) { return exe.string() + " " + args; }
+
+std::string bytes_of(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Learnable paired latents: y is a linear map of x plus noise.
+void write_pairs(std::size_t n, const std::string& stem) {
+  fm::philox_engine rng(7);
+  fm::matrix<float> x(static_cast<Eigen::Index>(n), 24), a(24, 16);
+  for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(fm::sample_normal(rng));
+  for (Eigen::Index i = 0; i < a.size(); ++i) a.data()[i] = static_cast<float>(fm::sample_normal(rng));
+  fm::matrix<float> y = x * a;
+  for (Eigen::Index i = 0; i < y.size(); ++i) y.data()[i] += 0.3f * static_cast<float>(fm::sample_normal(rng));
+  fm::io::write_npy(scratch() / (stem + "_x.npy"), x);
+  fm::io::write_npy(scratch() / (stem + "_y.npy"), y);
+}
+
+std::string train_args(const fs::path& out) {
+  const auto d = scratch();
+  return "train --x " + (d / "data_x.npy").string() + " --y " + (d / "data_y.npy").string() + " --out " + out.string() +
+         " --epochs 12 --batch 64 --depth-x 2 --depth-y 1 --shared-dim 32 --lr 2e-3 --dropout 0.3 --seed 3 --threads 1"
+         " --checkpoint-every 1 --quiet";
+}
+
+struct data_fixture {
+  data_fixture() {
+    if (!fs::exists(scratch() / "data_x.npy")) write_pairs(1536, "data");
+  }
+};
+
+// Removes the scratch directory when the module ends.
+struct cleanup {
+  ~cleanup() {
+    std::error_code ec;
+    fs::remove_all(scratch(), ec);
+  }
+};
+
+}  // namespace
+
+BOOST_TEST_GLOBAL_FIXTURE(cleanup);
+
+BOOST_FIXTURE_TEST_SUITE(cli, data_fixture)
+
+BOOST_AUTO_TEST_CASE(train_embed_eval) {
+  const fs::path out = scratch() / "run";
+  const auto r = run(program(train_args(out)));
+  BOOST_TEST_REQUIRE(r.code == 0, r.err);
+  for (const char* f : {"adapters.safetensors", "checkpoint.safetensors", "metrics.jsonl"})
+    BOOST_TEST(fs::exists(out / f), f);
+  std::ifstream metrics(out / "metrics.jsonl");
+  std::size_t lines = 0;
+  for (std::string l; std::getline(metrics, l);) ++lines;
+  BOOST_TEST(lines == 12u);
+
+  // The weights carry PyTorch names and the temperature; embed equals the library's forward.
+  const auto f = fm::io::read_safetensors(out / "adapters.safetensors");
+  BOOST_TEST(f.tensors.count("vis_proj.0.fn.0.weight") == 1u);
+  BOOST_TEST(f.tensors.count("text_proj.2.weight") == 1u);
+  BOOST_TEST(f.tensors.count("temp") == 1u);
+  const auto e = run(program("embed --model " + (out / "adapters.safetensors").string() + " --side x --in " +
+                             (scratch() / "data_x.npy").string() + " --out " + (scratch() / "emb.npy").string()));
+  BOOST_TEST_REQUIRE(e.code == 0, e.err);
+  fm::fusion_adapter<> hx(fm::adapter_shape{.in_dim = 24, .out_dim = 32, .depth = 2}, {.dropout = 0});
+  fm::io::load_parameters(hx, fm::io::x_prefix, f.tensors);
+  const auto z = fm::io::read_npy<float>(scratch() / "data_x.npy");
+  BOOST_TEST((fm::io::read_npy<float>(scratch() / "emb.npy") == hx.forward(z)));
+
+  const auto ev = run(program("eval --json --model " + (out / "adapters.safetensors").string() + " --x " +
+                              (scratch() / "data_x.npy").string() + " --y " + (scratch() / "data_y.npy").string()));
+  BOOST_TEST_REQUIRE(ev.code == 0, ev.err);
+  const auto j = nlohmann::json::parse(ev.out);
+  const double r10 = j["image_to_text"]["r10"].get<double>();
+  BOOST_TEST(r10 > 50.0);  // learnt: chance is 10/1536
+  BOOST_TEST(j.contains("mean"));
+
+  // The authors' PyTorch module loads these weights and gives the same embeddings (skipped where
+  // Debian's python3-torch is not installed: exit 77).
+  const auto py = run("/usr/bin/python3 " + (source_dir / "tools/check_pytorch_load.py").string() + " --model " +
+                      (out / "adapters.safetensors").string() + " --side x --in " + (scratch() / "data_x.npy").string() +
+                      " --embeddings " + (scratch() / "emb.npy").string() + " --tol 1e-4");
+  if (py.code == 77 || py.code == 127)
+    BOOST_TEST_MESSAGE("PyTorch load check skipped: no torch for /usr/bin/python3");
+  else
+    BOOST_TEST(py.code == 0, py.out << py.err);
+}
+
+BOOST_AUTO_TEST_CASE(kill_and_resume_is_bitwise_equal) {
+  const fs::path ref = scratch() / "uninterrupted";
+  BOOST_TEST_REQUIRE(run(program(train_args(ref))).code == 0);
+  const std::string want = bytes_of(ref / "adapters.safetensors");
+  // SIGKILL after different delays (before the first checkpoint, between, during writes), then
+  // resume; the final weights must not depend on where the run died.
+  int resumed_from_checkpoint = 0;
+  for (int delay_ms : {30, 150, 400, 700}) {
+    const fs::path out = scratch() / ("killed_" + std::to_string(delay_ms));
+    const pid_t pid = fork();
+    if (pid == 0) {
+      execl("/bin/sh", "sh", "-c", ("exec " + program(train_args(out))).c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    resumed_from_checkpoint += fs::exists(out / "checkpoint.safetensors");
+    // No temporary file may be mistaken for output, and the checkpoint (if any) must be whole.
+    if (fs::exists(out / "checkpoint.safetensors")) BOOST_CHECK_NO_THROW(fm::io::read_safetensors(out / "checkpoint.safetensors"));
+    const auto r = run(program(train_args(out) + " --resume"));
+    BOOST_TEST_REQUIRE(r.code == 0, r.err);
+    BOOST_TEST(bytes_of(out / "adapters.safetensors") == want, "killed after " << delay_ms << " ms");
+  }
+  BOOST_TEST_MESSAGE(resumed_from_checkpoint << " of 4 killed runs had a checkpoint to resume from");
+  BOOST_TEST(resumed_from_checkpoint >= 1);
+}
+
+BOOST_AUTO_TEST_CASE(resume_refuses_other_settings) {
+  const fs::path out = scratch() / "other";
+  BOOST_TEST_REQUIRE(run(program(train_args(out))).code == 0);
+  const auto r = run(program(train_args(out) + " --resume --alpha 0.5"));
+  BOOST_TEST(r.code == 2);
+  BOOST_TEST(r.err.find("other settings") != std::string::npos, r.err);
+}
+
+BOOST_AUTO_TEST_CASE(bad_input_is_one_line_and_exit_2) {
+  const auto d = scratch();
+  write_pairs(100, "small");
+  fm::matrix<float> fewer = fm::io::read_npy<float>(d / "small_y.npy").topRows(99);
+  fm::io::write_npy(d / "fewer_y.npy", fewer);
+  const std::string base = "train --out " + (d / "bad").string() + " --quiet";
+  struct bad_case {
+    std::string args, message;
+  };
+  const std::vector<bad_case> cases{
+      {base + " --x " + (d / "missing.npy").string() + " --y " + (d / "small_y.npy").string(), "missing.npy"},
+      {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "fewer_y.npy").string(), "same number of rows"},
+      {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --batch 101",
+       "batch must not exceed"},
+      {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --batch 7 --mix halves",
+       "even"},
+      {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --preset nonsense",
+       "unknown preset"},
+      {"eval --model " + (d / "small_x.npy").string() + " --x " + (d / "small_x.npy").string() + " --y " +
+           (d / "small_y.npy").string(),
+       "small_x.npy"},
+  };
+  for (const auto& c : cases) {
+    const auto r = run(program(c.args));
+    BOOST_TEST(r.code == 2, c.args << " -> " << r.code);
+    BOOST_TEST(r.err.find(c.message) != std::string::npos, c.args << " -> " << r.err);
+    BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1, r.err);
+  }
+  BOOST_TEST(run(program("train --x")).code == 2);  // usage error
+}
+
+BOOST_AUTO_TEST_SUITE_END()
