@@ -24,6 +24,8 @@
 #include <fusemix/detail/file.hpp>
 #include <fusemix/io/safetensors.hpp>
 
+#include "temp_files.hpp"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -32,34 +34,9 @@ using fusemix::io_error;
 
 const fs::path fixtures = fs::path(FUSEMIX_FIXTURE_DIR) / "safetensors";
 
-/// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    std::string pattern = (fs::temp_directory_path() / "fusemix_st_XXXXXX").string();
-    BOOST_REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  fs::path operator/(std::string_view name) const { return path / name; }
-};
-
-std::string read_bytes(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  BOOST_REQUIRE_MESSAGE(f, "cannot open " << p);
-  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-}
-
-void write_bytes(const fs::path& p, std::string_view bytes) {
-  std::ofstream f(p, std::ios::binary);
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  BOOST_REQUIRE(f.good());
-}
+using fusemix::test::read_bytes;
+using fusemix::test::temp_dir;
+using fusemix::test::write_bytes;
 
 /// A safetensors file with the header text as given (no padding) and `data_bytes` zero bytes.
 std::string st_bytes(std::string_view header, std::size_t data_bytes) {
