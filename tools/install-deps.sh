@@ -6,6 +6,7 @@
 #   bash tools/install-deps.sh            # build + test dependencies
 #   bash tools/install-deps.sh --python   # also NumPy, PyTorch and Matplotlib, which only the
 #                                         # scripts that regenerate fixtures and benchmark plots use
+#   bash tools/install-deps.sh --plot     # also Matplotlib, for the demo's training-curve picture
 #
 # Runs as root (CI, containers) or through sudo. Does nothing, and needs no network, when every
 # package is installed already.
@@ -27,11 +28,12 @@ packages=(
 for arg in "$@"; do
   case "$arg" in
     --python) packages+=(python3-numpy python3-torch python3-matplotlib) ;;
+    --plot) packages+=(python3-matplotlib) ;;
     -h|--help)
-      sed -n '4,11p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '4,12p' "$0" | sed 's/^# \{0,1\}//'
       exit 0 ;;
     *)
-      echo "install-deps.sh: unknown argument '$arg' (expected --python or --help)" >&2
+      echo "install-deps.sh: unknown argument '$arg' (expected --python, --plot or --help)" >&2
       exit 2 ;;
   esac
 done

@@ -42,12 +42,16 @@ inline bool has_adapter(const fusemix::io::tensor_map& t, std::string_view prefi
   return t.lower_bound(p) != t.end() && t.lower_bound(p)->first.starts_with(p);
 }
 
-/// Loads the adapter under `prefix` from `file`, its shape inferred from the tensors.
-inline fusemix::fusion_adapter<> load_adapter(const std::string& file, std::string_view prefix) {
-  const auto f = fusemix::io::read_safetensors(file);
-  fusemix::fusion_adapter<> a(infer_shape(f.tensors, prefix, file), {.dropout = 0.0});
+/// Builds the adapter under `prefix` of a model file already read, its shape inferred from the tensors.
+inline fusemix::fusion_adapter<> load_adapter(const fusemix::io::safetensors_file& f, std::string_view prefix) {
+  fusemix::fusion_adapter<> a(infer_shape(f.tensors, prefix, f.path.string()), {.dropout = 0.0});
   fusemix::io::load_parameters(a, prefix, f.tensors);
   return a;
+}
+
+/// Loads the adapter under `prefix` from `file`.
+inline fusemix::fusion_adapter<> load_adapter(const std::string& file, std::string_view prefix) {
+  return load_adapter(fusemix::io::read_safetensors(file), prefix);
 }
 
 }  // namespace fusemix_cli

@@ -87,6 +87,8 @@ class progress_bar {
 template <class HY>
 train_result train_with(const train_settings& s, const data_set& d, fusemix::fusion_adapter<>& hx, HY& hy) {
   fusemix::trainer tr(hx, hy, s.train);
+  tr.validate(d.x, d.y);  // before anything is written
+  fs::create_directories(s.out);
   const fs::path ckpt = s.out / "checkpoint.safetensors", metrics = s.out / "metrics.jsonl";
   const std::string signature = run_signature(s, d.x.cols(), d.y.cols());
   std::vector<std::string> metric_lines;
@@ -131,7 +133,7 @@ train_result train_with(const train_settings& s, const data_set& d, fusemix::fus
     const bool last = tr.epoch() == s.train.epochs;
     if (last || (s.checkpoint_every > 0 && tr.epoch() % s.checkpoint_every == 0))
       tr.save_checkpoint(ckpt, {{"run", signature}});
-    if (!s.quiet) {
+    if (!s.quiet && (last || tr.epoch() % s.print_every == 0)) {
       bar.end_line();
       std::printf("epoch %zu/%zu  loss %.4f  lr %.2e  temp %.4f  %.1fs", rec.epoch + 1, s.train.epochs, rec.loss, rec.lr,
                   rec.temperature, rec.seconds);
@@ -173,12 +175,16 @@ data_set load_data(const train_settings& s) {
     if (d.x_val.rows() != d.y_val.rows())
       fusemix::detail::throw_shape_error("fusemix train", "--x-val and --y-val must have the same number of rows",
                                          d.x_val.rows(), d.y_val.rows());
+    // Checked now, not after the first epoch.
+    if (d.x_val.cols() != d.x.cols())
+      fusemix::detail::throw_shape_error("fusemix train", "--x-val must have --x's width", d.x.cols(), d.x_val.cols());
+    if (d.y_val.cols() != d.y.cols())
+      fusemix::detail::throw_shape_error("fusemix train", "--y-val must have --y's width", d.y.cols(), d.y_val.cols());
   }
   return d;
 }
 
 train_result train(const train_settings& s, const data_set& d) {
-  fs::create_directories(s.out);
   if (s.threads > 0) Eigen::setNbThreads(static_cast<int>(s.threads));
   const auto dx = static_cast<std::size_t>(d.x.cols()), dy = static_cast<std::size_t>(d.y.cols());
   if (s.identity_y) {
@@ -209,13 +215,13 @@ struct eval_options {
 
 void run_eval(const eval_options& o) {
   const auto f = fusemix::io::read_safetensors(o.model);
-  auto hx = fusemix_cli::load_adapter(o.model, fusemix::io::x_prefix);
+  auto hx = fusemix_cli::load_adapter(f, fusemix::io::x_prefix);
   const auto zx = fusemix::io::read_npy<float>(o.x), zy = fusemix::io::read_npy<float>(o.y);
   std::vector<std::int64_t> owner;
   if (!o.image_of_text.empty()) owner = fusemix::io::read_npy_int64(o.image_of_text);
   fusemix::retrieval_result r;
   if (fusemix_cli::has_adapter(f.tensors, fusemix::io::y_prefix)) {
-    auto hy = fusemix_cli::load_adapter(o.model, fusemix::io::y_prefix);
+    auto hy = fusemix_cli::load_adapter(f, fusemix::io::y_prefix);
     r = fusemix_cli::retrieval_of(hx, hy, zx, zy, owner);
   } else {
     fusemix::identity_adapter<> hy(static_cast<std::size_t>(zy.cols()));
@@ -259,7 +265,8 @@ void register_train(CLI::App& app) {
   cmd->add_option("--y-val", s->y_val, "validation Y latents");
   cmd->add_option("--checkpoint-every", s->checkpoint_every, "write a checkpoint every N epochs (and at the end)")
       ->capture_default_str();
-  cmd->add_flag("--resume", s->resume, "continue from OUT/checkpoint.safetensors if present");
+  cmd->add_flag("--resume", s->resume,
+                "continue from OUT/checkpoint.safetensors if present (same settings, --epochs included: the schedule depends on it)");
   cmd->add_flag("--quiet", s->quiet, "no progress output");
   cmd->callback([=] {
     if (!preset_name->empty()) {

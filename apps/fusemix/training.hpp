@@ -31,6 +31,7 @@ struct train_settings {
   std::string x, y, x_val, y_val;
   std::filesystem::path out;
   std::size_t depth_x = 2, depth_y = 2, shared_dim = 0, expansion = 4, threads = 0, checkpoint_every = 1;
+  std::size_t print_every = 1;  ///< a summary line every this many epochs (and the last)
   bool identity_y = false, resume = false, quiet = false;
   double dropout = 0.6;
   fusemix::train_options train{};

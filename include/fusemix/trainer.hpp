@@ -4,6 +4,7 @@
 /// contrastive loss and AdamW, with resumable checkpoints.
 #pragma once
 
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
@@ -64,7 +65,8 @@ using progress_callback = std::function<void(std::size_t, std::size_t, double, d
 ///
 ///     fusemix::fusion_adapter<> hx({.in_dim = 1536, .depth = 4}, {.seed = 1});
 ///     fusemix::fusion_adapter<> hy({.in_dim = 1024, .depth = 4}, {.seed = 2});
-///     fusemix::trainer tr(hx, hy, {.epochs = 500, .batch = 20480, .lr = 1e-3, .weight_decay = 0.1,
+///     // the paper's image-text run: 40,960 rows in halves mode = 20K mixed pairs per step
+///     fusemix::trainer tr(hx, hy, {.epochs = 500, .batch = 40960, .lr = 1e-3, .weight_decay = 0.1,
 ///                                  .mixup = {.mode = fusemix::mix_mode::halves}});
 ///     while (tr.epoch() < 500) tr.train_epoch(zx, zy);
 template <class HX, class HY>
@@ -104,7 +106,8 @@ class trainer {
   /// `metadata` stored alongside (e.g. the options, to check on resume).
   void save_checkpoint(const std::filesystem::path& file, std::map<std::string, std::string> metadata = {}) const;
   /// Restores a checkpoint written by `save_checkpoint`; returns its metadata.
-  /// @throws io_error if the file is malformed or does not match these adapters.
+  /// @throws io_error if the file is malformed or lacks a tensor of these adapters;
+  ///         shape_error if a tensor's shape differs from theirs.
   std::map<std::string, std::string> load_checkpoint(const std::filesystem::path& file);
 
  private:
@@ -251,7 +254,12 @@ std::map<std::string, std::string> trainer<HX, HY>::load_checkpoint(const std::f
     const auto it = f.metadata.find(key);
     if (it == f.metadata.end())
       detail::throw_io_error("fusemix::trainer::load_checkpoint", file, detail::concat("metadata \"", key, "\" missing"));
-    return std::stoull(it->second);
+    std::uint64_t v = 0;
+    const auto [end, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
+    if (ec != std::errc{} || end != it->second.data() + it->second.size())
+      detail::throw_io_error("fusemix::trainer::load_checkpoint", file,
+                             detail::concat("metadata \"", key, "\" is not a count: \"", it->second, "\""));
+    return v;
   };
   if (auto it = f.metadata.find("format"); it == f.metadata.end() || it->second != "fusemix-checkpoint-1")
     detail::throw_io_error("fusemix::trainer::load_checkpoint", file, "not a fusemix checkpoint (format fusemix-checkpoint-1)");
