@@ -212,4 +212,44 @@ BOOST_AUTO_TEST_CASE(bad_input_is_one_line_and_exit_2) {
   BOOST_TEST(run(program("train --x")).code == 2);  // usage error
 }
 
+BOOST_AUTO_TEST_CASE(select_writes_picks_and_refuses_bad_input) {
+  const auto d = scratch();
+  const std::string x = (d / "data_x.npy").string(), y = (d / "data_y.npy").string();
+  const auto r = run(program("select --in " + x + " --k 20 --normalize --json --out " + (d / "picks.npy").string() +
+                             " --x " + x + " --y " + y + " --out-x " + (d / "x_sel.npy").string() + " --out-y " +
+                             (d / "y_sel.npy").string()));
+  BOOST_TEST_REQUIRE(r.code == 0, r.err);
+  const auto j = nlohmann::json::parse(r.out);
+  BOOST_TEST(j["picks"].get<int>() == 20);
+  BOOST_TEST(j["stop"].get<std::string>() == "k_reached");
+  const auto picks = fm::io::read_npy_int64(d / "picks.npy");
+  BOOST_TEST_REQUIRE(picks.size() == 20u);
+  // Row r of the selected files is pair picks[r] of the inputs.
+  const auto zx = fm::io::read_npy<float>(x), sx = fm::io::read_npy<float>(d / "x_sel.npy");
+  const auto zy = fm::io::read_npy<float>(y), sy = fm::io::read_npy<float>(d / "y_sel.npy");
+  for (std::size_t i = 0; i < picks.size(); ++i) {
+    BOOST_TEST((sx.row(static_cast<Eigen::Index>(i)) == zx.row(picks[i])));
+    BOOST_TEST((sy.row(static_cast<Eigen::Index>(i)) == zy.row(picks[i])));
+  }
+  // Bad input: one line on stderr naming the problem, exit 2.
+  fm::matrix<float> nan = zx.topRows(10);
+  nan(3, 4) = std::nanf("");
+  fm::io::write_npy(d / "nan.npy", nan);
+  {
+    std::ofstream empty(d / "empty.npy");
+  }
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {"--in " + x + " --k 0", "k"},
+      {"--in " + x + " --k 5000", "k must not exceed"},
+      {"--in " + (d / "nan.npy").string() + " --k 3", "must be finite"},
+      {"--in " + (d / "empty.npy").string() + " --k 3", "empty.npy"},
+  };
+  for (const auto& [args, message] : cases) {
+    const auto bad = run(program("select " + args + " --out " + (d / "bad_picks.npy").string()));
+    BOOST_TEST(bad.code == 2, args << " -> " << bad.code);
+    BOOST_TEST(bad.err.find(message) != std::string::npos, args << " -> " << bad.err);
+    BOOST_TEST(std::count(bad.err.begin(), bad.err.end(), '\n') == 1, bad.err);
+  }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
