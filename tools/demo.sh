@@ -17,6 +17,8 @@ build="${FUSEMIX_BUILD_DIR:-$root/build-demo}"
 if [ "${FUSEMIX_SKIP_DEPS:-0}" != 1 ] && command -v dpkg >/dev/null 2>&1; then
   bash "$root/tools/install-deps.sh" --plot
 fi
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+# Only the program: no tests, benchmarks, examples or CUDA target (and none of their packages).
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFUSEMIX_CUDA=OFF -DBUILD_TESTING=OFF \
+  -DFUSEMIX_BUILD_BENCHMARKS=OFF -DFUSEMIX_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build "$build" -j "$(nproc)" --target fusemix_cli
 "$build/apps/fusemix/fusemix" demo "$@"

@@ -88,7 +88,9 @@ template <class HY>
 train_result train_with(const train_settings& s, const data_set& d, fusemix::fusion_adapter<>& hx, HY& hy) {
   fusemix::trainer tr(hx, hy, s.train);
   tr.validate(d.x, d.y);  // before anything is written
-  fs::create_directories(s.out);
+  std::error_code ec;
+  fs::create_directories(s.out, ec);
+  if (ec) throw fusemix::io_error("fusemix train: " + s.out.string() + ": cannot create the output directory: " + ec.message());
   const fs::path ckpt = s.out / "checkpoint.safetensors", metrics = s.out / "metrics.jsonl";
   const std::string signature = run_signature(s, d.x.cols(), d.y.cols());
   std::vector<std::string> metric_lines;
@@ -252,7 +254,8 @@ void register_train(CLI::App& app) {
   auto* depth_x = cmd->add_option("--depth-x", s->depth_x, "blocks of the X adapter")->check(CLI::NonNegativeNumber);
   auto* depth_y = cmd->add_option("--depth-y", s->depth_y, "blocks of the Y adapter")->check(CLI::NonNegativeNumber);
   cmd->add_flag("--identity-y", s->identity_y, "no Y adapter: align X into Y's space (audio-to-image)");
-  cmd->add_option("--shared-dim", s->shared_dim, "shared space width (default 512; Y's width with --identity-y)");
+  cmd->add_option("--shared-dim", s->shared_dim, "shared space width (default 512; Y's width with --identity-y)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--expansion", s->expansion, "block widening factor")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--dropout", s->dropout, "dropout probability in the blocks")->check(CLI::Range(0.0, 1.0))->capture_default_str();
   cmd->add_option("--alpha", s->train.mixup.alpha, "mixup: lambda ~ Beta(alpha, alpha)")->check(CLI::PositiveNumber)->capture_default_str();
@@ -260,11 +263,11 @@ void register_train(CLI::App& app) {
       ->check(CLI::IsMember({"permutation", "halves"}))->capture_default_str();
   cmd->add_option("--seed", s->train.seed, "seed of every random draw")->capture_default_str();
   cmd->add_option("--threads", s->threads, "GEMM threads (0: Eigen's default); results are bitwise reproducible per count")
-      ->capture_default_str();
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--x-val", s->x_val, "validation X latents (recall after every epoch)");
   cmd->add_option("--y-val", s->y_val, "validation Y latents");
   cmd->add_option("--checkpoint-every", s->checkpoint_every, "write a checkpoint every N epochs (and at the end)")
-      ->capture_default_str();
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_flag("--resume", s->resume,
                 "continue from OUT/checkpoint.safetensors if present (same settings, --epochs included: the schedule depends on it)");
   cmd->add_flag("--quiet", s->quiet, "no progress output");
@@ -275,7 +278,8 @@ void register_train(CLI::App& app) {
       if (!*depth_y) s->depth_y = p.depth_y;
       s->identity_y = s->identity_y || p.identity_y;
       if (!*epochs) s->train.epochs = p.epochs;
-      if (!*batch) s->train.batch = p.batch;
+      // The SPEC's batch counts mixed pairs; halves mode mixes two rows into one pair.
+      if (!*batch) s->train.batch = *mix == "halves" ? 2 * p.batch : p.batch;
       if (!*lr) s->train.lr = p.lr;
       if (!*wd) s->train.weight_decay = p.weight_decay;
     }

@@ -4,6 +4,7 @@
 /// shared space), configured at compile time or at run time, and the identity adapter.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -96,6 +97,9 @@ class fusion_adapter {
   explicit fusion_adapter(adapter_shape shape, adapter_options options = {}, B be = {});
 
   fusion_adapter(const fusion_adapter& other);
+  /// Copies `other`'s weights and state. With the same shape and dropout the buffers stay where
+  /// they are; otherwise they are reallocated, and optimisers registered on this adapter must be
+  /// rebuilt (so must they after a move).
   fusion_adapter& operator=(const fusion_adapter& other);
   fusion_adapter(fusion_adapter&&) noexcept = default;
   fusion_adapter& operator=(fusion_adapter&&) noexcept = default;
@@ -105,7 +109,8 @@ class fusion_adapter {
   /// @throws shape_error if `x` does not have `in_dim` columns.
   const matrix_type& forward(const matrix_type& x);
   /// Writes the gradient of every parameter for the last `forward` and returns the input's.
-  /// @pre `forward` was called and `dy` has its output's shape.
+  /// @pre `forward` was called.
+  /// @throws shape_error if `dy` does not have the last output's shape.
   const matrix_type& backward(const matrix_type& dy);
 
   /// Training mode turns dropout on; each training forward draws a fresh mask.
@@ -218,6 +223,12 @@ adapter_shape fusion_adapter<S, B>::checked(adapter_shape shape) {
   positive(shape.out_dim, "out_dim must be set");
   positive(shape.expansion, "expansion must be set");
   if (shape.depth == dynamic) detail::throw_shape_error(where, "depth must be set", ">= 0", "dynamic");
+  // The widest tensors are (expansion·in)×in and out×in; their sizes must fit in size_t.
+  constexpr std::size_t limit = std::size_t{1} << 40;
+  if (shape.in_dim > limit / shape.expansion || shape.in_dim * shape.expansion > limit / shape.in_dim ||
+      shape.out_dim > limit / shape.in_dim || shape.depth > limit)
+    detail::throw_shape_error(where, "shape too large", "tensors of at most 2^40 elements",
+                              detail::concat(shape.in_dim, "x", shape.expansion, "x", shape.out_dim, ", depth ", shape.depth));
   return shape;
 }
 
@@ -251,7 +262,16 @@ fusion_adapter<S, B>::fusion_adapter(const fusion_adapter& other)
 
 template <adapter_shape S, Backend B>
 fusion_adapter<S, B>& fusion_adapter<S, B>::operator=(const fusion_adapter& other) {
-  if (this != &other) {
+  if (this == &other) return *this;
+  if (shape_ == other.shape_ && options_.dropout == other.options_.dropout) {
+    // Same layout: copy values into the existing buffers, so that pointers into them (an
+    // optimiser's, a trainer's) stay valid.
+    std::copy(other.params_.begin(), other.params_.end(), params_.begin());
+    std::copy(other.grads_.begin(), other.grads_.end(), grads_.begin());
+    set_dropout_seed(other.options_.seed);
+    training_ = other.training_;
+    draws_ = other.draws_;
+  } else {
     fusion_adapter copy(other);
     *this = std::move(copy);
   }
@@ -298,7 +318,10 @@ auto fusion_adapter<S, B>::forward(const matrix_type& x) -> const matrix_type& {
 
 template <adapter_shape S, Backend B>
 auto fusion_adapter<S, B>::backward(const matrix_type& dy) -> const matrix_type& {
-  FUSEMIX_ASSERT(be_.rows(dy) == be_.rows(out_) && be_.cols(dy) == be_.cols(out_));
+  if (be_.rows(dy) != be_.rows(out_) || be_.cols(dy) != be_.cols(out_))
+    detail::throw_shape_error("fusemix::fusion_adapter::backward", "dy must have the last output's shape",
+                              detail::concat(be_.rows(out_), "x", be_.cols(out_)),
+                              detail::concat(be_.rows(dy), "x", be_.cols(dy)));
   proj_.front().backward(ln_out_, dy, d_ln_);
   final_ln_.front().backward(acts_.back(), d_ln_, dx_);
   for (std::size_t i = blocks_.size(); i-- > 0;) {

@@ -77,11 +77,12 @@ inline recall recall_of(const std::vector<std::size_t>& ranks) {
   return {100 * r.r1 / n, 100 * r.r5 / n, 100 * r.r10 / n};
 }
 
-// For each query row q of `queries`, the number of gallery rows whose similarity exceeds or
-// equals `target[q]`, excluding the positives themselves: its rank. `is_positive(q, g)`.
+// The rank of each query row q: the number of non-positive gallery rows whose similarity is at
+// least that of q's best positive (`is_positive(q, g)`). Both come from the same block product,
+// so a tie is a tie whatever the summation order, and ties count against the query.
 template <Scalar T, class Positive>
-std::vector<std::size_t> ranks_against(const matrix<T>& queries, const matrix<T>& gallery,
-                                       const std::vector<T>& target, Positive is_positive, std::size_t block) {
+std::vector<std::size_t> ranks_against(const matrix<T>& queries, const matrix<T>& gallery, Positive is_positive,
+                                       std::size_t block) {
   std::vector<std::size_t> ranks(static_cast<std::size_t>(queries.rows()), 0);
   matrix<T> sims;
   for (Eigen::Index q0 = 0; q0 < queries.rows(); q0 += static_cast<Eigen::Index>(block)) {
@@ -89,9 +90,12 @@ std::vector<std::size_t> ranks_against(const matrix<T>& queries, const matrix<T>
     sims.noalias() = queries.middleRows(q0, nq) * gallery.transpose();
     for (Eigen::Index i = 0; i < nq; ++i) {
       const auto q = static_cast<std::size_t>(q0 + i);
+      T target = -std::numeric_limits<T>::infinity();
+      for (Eigen::Index g = 0; g < sims.cols(); ++g)
+        if (is_positive(q, static_cast<std::size_t>(g))) target = std::max(target, sims(i, g));
       std::size_t rank = 0;
       for (Eigen::Index g = 0; g < sims.cols(); ++g)
-        rank += sims(i, g) >= target[q] && !is_positive(q, static_cast<std::size_t>(g));
+        rank += sims(i, g) >= target && !is_positive(q, static_cast<std::size_t>(g));
       ranks[q] = rank;
     }
   }
@@ -131,21 +135,10 @@ retrieval_result evaluate_retrieval(const latent_view<T>& images, const latent_v
                                              detail::concat("none for image ", i));
 
   const auto img = detail::normalized_rows(images), txt = detail::normalized_rows(texts);
-  // Targets: text→image, the similarity to its image; image→text, the best of its captions.
-  std::vector<T> t2i_target(n_txt), i2t_target(n_img, -std::numeric_limits<T>::infinity());
-  for (std::size_t j = 0; j < n_txt; ++j) {
-    const auto i = static_cast<std::size_t>(owner[j]);
-    t2i_target[j] = txt.row(static_cast<Eigen::Index>(j)).dot(img.row(static_cast<Eigen::Index>(i)));
-    i2t_target[i] = std::max(i2t_target[i], t2i_target[j]);
-  }
-  // Positives are excluded from the count, so rounding differences between the target (a dot
-  // product) and the blocked GEMM cannot make a positive outrank itself.
-  const auto t2i = detail::ranks_against<T>(txt, img, t2i_target,
-                                            [&](std::size_t j, std::size_t i) { return static_cast<std::size_t>(owner[j]) == i; },
-                                            block);
-  const auto i2t = detail::ranks_against<T>(img, txt, i2t_target,
-                                            [&](std::size_t i, std::size_t j) { return static_cast<std::size_t>(owner[j]) == i; },
-                                            block);
+  const auto t2i = detail::ranks_against<T>(
+      txt, img, [&](std::size_t j, std::size_t i) { return static_cast<std::size_t>(owner[j]) == i; }, block);
+  const auto i2t = detail::ranks_against<T>(
+      img, txt, [&](std::size_t i, std::size_t j) { return static_cast<std::size_t>(owner[j]) == i; }, block);
   retrieval_result r{detail::recall_of(i2t), detail::recall_of(t2i), 0};
   r.mean = (r.image_to_text.r1 + r.image_to_text.r5 + r.image_to_text.r10 + r.text_to_image.r1 +
             r.text_to_image.r5 + r.text_to_image.r10) /

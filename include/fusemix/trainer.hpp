@@ -78,9 +78,14 @@ class trainer {
 
   /// @throws shape_error if the adapters' output widths differ; argument_error for bad options.
   trainer(HX& hx, HY& hy, train_options o, backend_type be = {});
+  // The optimiser holds pointers to this object's temperature and to the adapters' buffers.
+  trainer(const trainer&) = delete;
+  trainer& operator=(const trainer&) = delete;
 
   /// One FuseMix step on the dataset rows `rows` with the given mixing; returns the loss before
   /// the update. Dropout is active.
+  /// @throws shape_error if the data do not fit the adapters, `rows` or the plan index out of
+  ///         range, or the plan's two halves differ in length.
   double step(const matrix_type& zx, const matrix_type& zy, std::span<const std::size_t> rows, const mix_plan& plan,
               double lr);
   /// One epoch: shuffle (seeded by the epoch), full batches only, the schedule's rate per step.
@@ -169,6 +174,17 @@ void trainer<HX, HY>::validate(const matrix_type& zx, const matrix_type& zy) con
 template <class HX, class HY>
 double trainer<HX, HY>::step(const matrix_type& zx, const matrix_type& zy, std::span<const std::size_t> rows,
                              const mix_plan& plan, double lr) {
+  constexpr const char* where = "fusemix::trainer::step";
+  if (be_.rows(zx) != be_.rows(zy))
+    detail::throw_shape_error(where, "X and Y must have the same number of rows", be_.rows(zx), be_.rows(zy));
+  for (std::size_t r : rows)
+    if (r >= be_.rows(zx)) detail::throw_shape_error(where, "row index out of range", detail::concat("< ", be_.rows(zx)), r);
+  if (plan.first.size() != plan.second.size() || plan.first.empty())
+    detail::throw_shape_error(where, "the plan needs two equally long, non-empty pairings", plan.first.size(),
+                              plan.second.size());
+  for (const auto* half : {&plan.first, &plan.second})
+    for (std::size_t i : *half)
+      if (i >= rows.size()) detail::throw_shape_error(where, "plan position out of range", detail::concat("< ", rows.size()), i);
   temp_ = static_cast<scalar_type>(temperature_limits::clamp(static_cast<double>(temp_)));
   apply_mix(be_, zx, rows, plan, mx_);
   apply_mix(be_, zy, rows, plan, my_);

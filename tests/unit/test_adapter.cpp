@@ -90,6 +90,21 @@ BOOST_AUTO_TEST_CASE(copies_are_independent) {
   BOOST_TEST((c.forward(x) != ya));
 }
 
+BOOST_AUTO_TEST_CASE(assignment_keeps_buffers_and_backward_checks_shape) {
+  fm::fusion_adapter<> a(fm::adapter_shape{.in_dim = 5, .out_dim = 2, .depth = 1}, {.seed = 1});
+  const fm::fusion_adapter<> b(fm::adapter_shape{.in_dim = 5, .out_dim = 2, .depth = 1}, {.seed = 2});
+  const float* where = a.parameters().data();
+  a = b;  // same layout: values copied in place, so an optimiser's pointers stay valid
+  BOOST_TEST(a.parameters().data() == where);
+  BOOST_TEST(std::equal(a.parameters().begin(), a.parameters().end(), b.parameters().begin()));
+  const fm::cpu::backend<float>::matrix_type x = fm::test::random_matrix(3, 5, 1).cast<float>();
+  a.forward(x);
+  fm::cpu::backend<float>::matrix_type wrong(3, 3);
+  BOOST_CHECK_THROW(a.backward(wrong), fm::shape_error);
+  BOOST_CHECK_THROW((fm::fusion_adapter<>(fm::adapter_shape{.in_dim = std::size_t{1} << 31, .out_dim = std::size_t{1} << 31, .depth = 1})),
+                    fm::shape_error);
+}
+
 BOOST_AUTO_TEST_CASE(whole_adapter_gradients_depth_2) {
   for (bool training : {false, true}) {
     fm::fusion_adapter<fm::dynamic_shape, dbackend> a(fm::adapter_shape{.in_dim = 5, .out_dim = 3, .depth = 2},

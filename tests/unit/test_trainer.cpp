@@ -196,6 +196,10 @@ BOOST_AUTO_TEST_CASE(refuses_bad_data_and_options) {
   BOOST_CHECK_EXCEPTION(fm::trainer(hx, hy, {.batch = 7, .mixup = {.mode = fm::mix_mode::halves}}), fm::shape_error,
                         message_has("even"));
   BOOST_CHECK_THROW(fm::trainer(hx, hy, {.epochs = 0}), fm::argument_error);
+  const std::vector<std::size_t> rows{0, 1, 2, 40};  // 40 is past the data
+  BOOST_CHECK_EXCEPTION(tr.step(zx, zy, rows, {0.5, {0, 1}, {2, 3}}, 1e-3), fm::shape_error, message_has("row index"));
+  const std::vector<std::size_t> ok_rows{0, 1, 2, 3};
+  BOOST_CHECK_EXCEPTION(tr.step(zx, zy, ok_rows, {0.5, {0, 1}, {2, 4}}, 1e-3), fm::shape_error, message_has("plan position"));
   BOOST_CHECK_THROW(fm::trainer(hx, hy, {.lr = -1}), fm::argument_error);
 }
 
