@@ -307,6 +307,10 @@ class kdpp_cpu_engine {
   [[nodiscard]] double diagonal(std::size_t i) const {
     if constexpr (DotProductKernel<K>)
       return static_cast<double>(static_cast<Acc>(kernel_.from_dots(sq_norm_[i], sq_norm_[i], sq_norm_[i])));
+    else if constexpr (RowKernel<K, T>)
+      // A user's row() delivers values of type T (its interface is a span<T>); round the diagonal
+      // the same way, so that it matches what row() gives for the same pair.
+      return static_cast<double>(static_cast<Acc>(static_cast<T>(kernel_(z_.row(i), z_.row(i)))));
     else
       return static_cast<double>(kernel_(z_.row(i), z_.row(i)));
   }
