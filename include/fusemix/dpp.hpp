@@ -109,6 +109,10 @@ class precomputed_kernel {
  public:
   /// @throws shape_error if `l` is not square.
   explicit precomputed_kernel(const latent_view<T>& l);
+  /// The kernel keeps a view of L, so a temporary matrix would dangle: refused at compile time.
+  template <class M>
+    requires(!std::is_lvalue_reference_v<M> && !std::is_same_v<std::remove_cvref_t<M>, latent_view<T>>)
+  explicit precomputed_kernel(M&&) = delete;
 
   /// The matrix, as the latents to select from.
   [[nodiscard]] const latent_view<T>& matrix() const noexcept { return l_; }

@@ -60,6 +60,10 @@ static_assert(!std::is_default_constructible_v<fm::fusion_adapter<>>);
 static_assert(std::is_same_v<decltype(fm::latent_view(std::declval<const fm::io::matrix<float>&>())),
                              fm::latent_view<float>>);
 
+// A precomputed kernel keeps a view of L: it binds to a named matrix, never to a temporary.
+static_assert(std::is_constructible_v<fm::precomputed_kernel<double>, const fm::matrix<double>&>);
+static_assert(!std::is_constructible_v<fm::precomputed_kernel<double>, fm::matrix<double>&&>);
+
 // Philox is constexpr: the known-answer vectors of Salmon et al.'s Random123 (kat_vectors).
 static_assert(fm::philox4x32({0, 0, 0, 0}, {0, 0}) ==
               std::array<std::uint32_t, 4>{0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u});
