@@ -78,16 +78,32 @@ struct mix_plan {
   return plan;
 }
 
+/// The dataset rows each mixed row draws from: `a[i] = rows[first[i]]`, `b[i] = rows[second[i]]`.
+/// Shared by both modalities, so a caller mixing both composes them once (reusing `a`, `b`).
+inline void mixed_dataset_rows(std::span<const std::size_t> rows, const mix_plan& plan, std::vector<std::size_t>& a,
+                               std::vector<std::size_t>& b) {
+  a.resize(plan.first.size());
+  b.resize(plan.second.size());
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = rows[plan.first[i]], b[i] = rows[plan.second[i]];
+}
+
+/// Writes the mixed batch `out_i = λ · z[a_i] + (1 − λ) · z[b_i]` for dataset rows `a`, `b`
+/// (mixing folded into the gather: no copy of the batch).
+template <Backend B>
+void apply_mix(const B& be, const typename B::matrix_type& z, std::span<const std::size_t> a,
+               std::span<const std::size_t> b, double lambda, typename B::matrix_type& out) {
+  be.resize(out, a.size(), be.cols(z));
+  be.gather_mix(z, a, b, static_cast<typename B::scalar_type>(lambda), out);
+}
+
 /// Writes the mixed batch: `out_i = λ · z[rows[first_i]] + (1 − λ) · z[rows[second_i]]`, where
-/// `rows` are the dataset rows of the batch (mixing folded into the gather: no copy of the batch).
+/// `rows` are the dataset rows of the batch.
 template <Backend B>
 void apply_mix(const B& be, const typename B::matrix_type& z, std::span<const std::size_t> rows,
                const mix_plan& plan, typename B::matrix_type& out) {
-  std::vector<std::size_t> ia(plan.first.size()), ib(plan.second.size());
-  for (std::size_t i = 0; i < ia.size(); ++i) ia[i] = rows[plan.first[i]], ib[i] = rows[plan.second[i]];
-  be.resize(out, ia.size(), be.cols(z));
-  be.gather_mix(z, std::span<const std::size_t>(ia), std::span<const std::size_t>(ib),
-                static_cast<typename B::scalar_type>(plan.lambda), out);
+  std::vector<std::size_t> a, b;
+  mixed_dataset_rows(rows, plan, a, b);
+  apply_mix(be, z, std::span<const std::size_t>(a), std::span<const std::size_t>(b), plan.lambda, out);
 }
 
 }  // namespace fusemix

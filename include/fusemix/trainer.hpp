@@ -126,7 +126,7 @@ class trainer {
   std::size_t epoch_ = 0;
   std::uint64_t global_step_ = 0;
   matrix_type mx_, my_;
-  std::vector<std::size_t> order_;
+  std::vector<std::size_t> order_, rows_a_, rows_b_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -186,8 +186,9 @@ double trainer<HX, HY>::step(const matrix_type& zx, const matrix_type& zy, std::
     for (std::size_t i : *half)
       if (i >= rows.size()) detail::throw_shape_error(where, "plan position out of range", detail::concat("< ", rows.size()), i);
   temp_ = static_cast<scalar_type>(temperature_limits::clamp(static_cast<double>(temp_)));
-  apply_mix(be_, zx, rows, plan, mx_);
-  apply_mix(be_, zy, rows, plan, my_);
+  mixed_dataset_rows(rows, plan, rows_a_, rows_b_);  // once for both modalities, no allocation after the first step
+  apply_mix(be_, zx, std::span<const std::size_t>(rows_a_), std::span<const std::size_t>(rows_b_), plan.lambda, mx_);
+  apply_mix(be_, zy, std::span<const std::size_t>(rows_a_), std::span<const std::size_t>(rows_b_), plan.lambda, my_);
   hx_.set_training(true);
   hy_.set_training(true);
   const double loss = static_cast<double>(loss_.forward(hx_.forward(mx_), hy_.forward(my_), temp_));
