@@ -105,11 +105,12 @@ class fusion_adapter {
   fusion_adapter& operator=(fusion_adapter&&) noexcept = default;
 
   /// Maps a batch `x` (rows × in_dim) to rows × out_dim. Dropout is active only in training mode.
-  /// Keeps the activations that `backward` needs.
+  /// Keeps the activations that `backward` needs; `x` itself is not copied, so it must stay
+  /// alive and unchanged until `backward`.
   /// @throws shape_error if `x` does not have `in_dim` columns.
   const matrix_type& forward(const matrix_type& x);
   /// Writes the gradient of every parameter for the last `forward` and returns the input's.
-  /// @pre `forward` was called.
+  /// @pre `forward` was called, and its input is still alive and unchanged.
   /// @throws shape_error if `dy` does not have the last output's shape.
   const matrix_type& backward(const matrix_type& dy);
 
@@ -154,8 +155,11 @@ class fusion_adapter {
   parameter_buffer<scalar_type> params_, grads_;
   bool training_ = false;
   std::uint64_t draws_ = 0;
-  // acts_[i] is block i's input; acts_[depth] the final LN's input; then LN output and result.
-  std::vector<matrix_type> acts_;
+  // The input of block i is input(i): the caller's batch for i = 0 (not copied), else acts_[i]
+  // (the output of block i − 1); input(depth) feeds the final LayerNorm.
+  const matrix_type& input(std::size_t i) const noexcept { return i == 0 ? *input_ : acts_[i]; }
+  const matrix_type* input_ = nullptr;
+  std::vector<matrix_type> acts_;  // acts_[0] unused
   matrix_type ln_out_, out_, d_ln_, dx_, dtmp_;
 };
 
@@ -307,25 +311,25 @@ auto fusion_adapter<S, B>::forward(const matrix_type& x) -> const matrix_type& {
   if (be_.cols(x) != shape_.in_dim)
     detail::throw_shape_error("fusemix::fusion_adapter::forward", "input columns must equal in_dim", shape_.in_dim,
                               be_.cols(x));
-  be_.resize(acts_[0], be_.rows(x), be_.cols(x));
-  be_.copy(x, acts_[0]);
+  input_ = &x;
   const std::uint64_t draw = training_ ? draws_++ : 0;
-  for (std::size_t i = 0; i < blocks_.size(); ++i) blocks_[i].forward(acts_[i], acts_[i + 1], training_, draw);
-  final_ln_.front().forward(acts_.back(), ln_out_);
+  for (std::size_t i = 0; i < blocks_.size(); ++i) blocks_[i].forward(input(i), acts_[i + 1], training_, draw);
+  final_ln_.front().forward(input(blocks_.size()), ln_out_);
   proj_.front().forward(ln_out_, out_);
   return out_;
 }
 
 template <adapter_shape S, Backend B>
 auto fusion_adapter<S, B>::backward(const matrix_type& dy) -> const matrix_type& {
+  FUSEMIX_ASSERT(input_ != nullptr);  // forward came first
   if (be_.rows(dy) != be_.rows(out_) || be_.cols(dy) != be_.cols(out_))
     detail::throw_shape_error("fusemix::fusion_adapter::backward", "dy must have the last output's shape",
                               detail::concat(be_.rows(out_), "x", be_.cols(out_)),
                               detail::concat(be_.rows(dy), "x", be_.cols(dy)));
   proj_.front().backward(ln_out_, dy, d_ln_);
-  final_ln_.front().backward(acts_.back(), d_ln_, dx_);
+  final_ln_.front().backward(input(blocks_.size()), d_ln_, dx_);
   for (std::size_t i = blocks_.size(); i-- > 0;) {
-    blocks_[i].backward(acts_[i], dx_, dtmp_);
+    blocks_[i].backward(input(i), dx_, dtmp_);
     std::swap(dx_, dtmp_);
   }
   return dx_;
