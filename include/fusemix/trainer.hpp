@@ -4,6 +4,7 @@
 /// contrastive loss and AdamW, with resumable checkpoints.
 #pragma once
 
+#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -43,12 +44,13 @@ struct train_options {
 
 /// What one epoch did.
 struct epoch_record {
-  std::size_t epoch = 0;  ///< 0-based index of the epoch just finished
-  std::size_t steps = 0;
-  double loss = 0;         ///< mean training loss over the epoch's steps
-  double lr = 0;           ///< learning rate of the epoch's last step
-  double temperature = 0;  ///< after the epoch
-  double seconds = 0;
+  std::size_t epoch = 0;   ///< 0-based index of the epoch
+  std::size_t steps = 0;   ///< steps of the epoch done so far (all of them when `complete`)
+  double loss = 0;         ///< mean training loss over those steps (resumed ones included)
+  double lr = 0;           ///< learning rate of the last step
+  double temperature = 0;  ///< after the last step
+  double seconds = 0;      ///< wall time of this call
+  bool complete = true;    ///< false if a stop request ended the call inside the epoch
 };
 
 /// Called after every step with (step in epoch, steps in epoch, loss, lr).
@@ -89,9 +91,17 @@ class trainer {
   double step(const matrix_type& zx, const matrix_type& zy, std::span<const std::size_t> rows, const mix_plan& plan,
               double lr);
   /// One epoch: shuffle (seeded by the epoch), full batches only, the schedule's rate per step.
+  ///
+  /// If `stop` is given and becomes true, the call returns after the step in progress with
+  /// `complete == false`; the trainer then sits inside the epoch (`step_in_epoch()`), a
+  /// checkpoint records that position, and the next call continues the epoch where it stopped,
+  /// with the same bits as if it had never stopped. Setting `stop` from a signal handler is
+  /// safe (a lock-free atomic store).
   /// @throws shape_error for mismatched data; numeric_error for NaN/Inf latents or a loss that
-  ///         stops being finite (the adapters then hold the last step's weights: resume from a checkpoint).
-  epoch_record train_epoch(const matrix_type& zx, const matrix_type& zy, const progress_callback& progress = {});
+  ///         stops being finite (checked before the update, so the adapters keep the weights of
+  ///         the last finite step).
+  epoch_record train_epoch(const matrix_type& zx, const matrix_type& zy, const progress_callback& progress = {},
+                           const std::atomic<bool>* stop = nullptr);
 
   /// Checks that the pairs can be trained on: equal row counts, the adapters' widths, at least
   /// one full batch, finite values. @throws shape_error, numeric_error.
@@ -99,6 +109,8 @@ class trainer {
 
   [[nodiscard]] std::size_t epoch() const noexcept { return epoch_; }
   [[nodiscard]] std::uint64_t global_step() const noexcept { return global_step_; }
+  /// Steps of the current epoch already done (non-zero only after a stopped `train_epoch`).
+  [[nodiscard]] std::size_t step_in_epoch() const noexcept { return step_in_epoch_; }
   [[nodiscard]] double temperature() const noexcept { return static_cast<double>(temp_); }
   void set_temperature(double t) noexcept { temp_ = static_cast<scalar_type>(t); }
   [[nodiscard]] const train_options& options() const noexcept { return o_; }
@@ -123,8 +135,9 @@ class trainer {
   contrastive_loss<backend_type> loss_;
   adamw<scalar_type> opt_;
   scalar_type temp_ = static_cast<scalar_type>(temperature_limits::initial), dtemp_ = 0;
-  std::size_t epoch_ = 0;
+  std::size_t epoch_ = 0, step_in_epoch_ = 0;
   std::uint64_t global_step_ = 0;
+  double epoch_loss_sum_ = 0;  // over the current epoch's steps so far
   matrix_type mx_, my_;
   std::vector<std::size_t> order_, rows_a_, rows_b_;
 };
@@ -202,29 +215,44 @@ double trainer<HX, HY>::step(const matrix_type& zx, const matrix_type& zy, std::
 }
 
 template <class HX, class HY>
-epoch_record trainer<HX, HY>::train_epoch(const matrix_type& zx, const matrix_type& zy, const progress_callback& progress) {
+epoch_record trainer<HX, HY>::train_epoch(const matrix_type& zx, const matrix_type& zy, const progress_callback& progress,
+                                          const std::atomic<bool>* stop) {
   validate(zx, zy);
   const auto start = std::chrono::steady_clock::now();
   const std::size_t n = be_.rows(zx), steps = n / o_.batch;
+  if (step_in_epoch_ >= steps)
+    detail::throw_expected<argument_error>("fusemix::trainer::train_epoch",
+                                           "the checkpoint's step within the epoch does not fit this data",
+                                           detail::concat("< ", steps), step_in_epoch_);
   order_.resize(n);
   std::iota(order_.begin(), order_.end(), std::size_t{0});
   philox_engine shuffle(o_.seed, epoch_);
   for (std::size_t i = n; i > 1; --i) std::swap(order_[i - 1], order_[shuffle.below(i)]);
   const lr_schedule sched = schedule();
-  epoch_record rec{epoch_, steps, 0, 0, 0, 0};
-  for (std::size_t s = 0; s < steps; ++s) {
+  epoch_record rec{epoch_, steps, 0, 0, 0, 0, true};
+  for (; step_in_epoch_ < steps; ++step_in_epoch_) {
+    if (stop != nullptr && stop->load(std::memory_order_relaxed)) {
+      rec.complete = false;
+      break;
+    }
+    const std::size_t s = step_in_epoch_;
     // λ and the pairing of step k come from stream 2^40 + k, disjoint from the shuffles' streams.
     philox_engine rng(o_.seed, (std::uint64_t{1} << 40) + global_step_);
     const mix_plan plan = draw_mix(rng, o_.batch, o_.mixup);
     rec.lr = sched.at(epoch_, s, steps);
     const double loss = step(zx, zy, std::span<const std::size_t>(order_).subspan(s * o_.batch, o_.batch), plan, rec.lr);
-    rec.loss += loss;
+    epoch_loss_sum_ += loss;
     if (progress) progress(s, steps, loss, rec.lr);
   }
-  rec.loss /= static_cast<double>(steps);
+  rec.steps = step_in_epoch_;
+  rec.loss = rec.steps > 0 ? epoch_loss_sum_ / static_cast<double>(rec.steps) : 0.0;
   rec.temperature = static_cast<double>(temp_);
   rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  ++epoch_;
+  if (rec.complete) {
+    ++epoch_;
+    step_in_epoch_ = 0;
+    epoch_loss_sum_ = 0;
+  }
   return rec;
 }
 
@@ -252,6 +280,11 @@ void trainer<HX, HY>::save_checkpoint(const std::filesystem::path& file, std::ma
   meta["epoch"] = std::to_string(epoch_);
   meta["global_step"] = std::to_string(global_step_);
   meta["optimizer_steps"] = std::to_string(opt_.steps());
+  meta["step_in_epoch"] = std::to_string(step_in_epoch_);
+  // Shortest round-trip form: the resumed epoch's mean loss comes out with the same bits.
+  char buf[32];
+  const auto end = std::to_chars(buf, buf + sizeof buf, epoch_loss_sum_).ptr;
+  meta["epoch_loss_sum"] = std::string(buf, end);
   // The dropout state of each side: its seed and how many masks it has drawn.
   if constexpr (requires { hx_.dropout_draws(); }) {
     meta["x_dropout_seed"] = std::to_string(hx_.options().seed);
@@ -289,6 +322,15 @@ std::map<std::string, std::string> trainer<HX, HY>::load_checkpoint(const std::f
   std::copy(v.data.begin(), v.data.end(), opt_.second_moments().begin());
   epoch_ = need("epoch");
   global_step_ = need("global_step");
+  // Written since stops inside an epoch exist; older checkpoints sit at an epoch boundary.
+  step_in_epoch_ = f.metadata.count("step_in_epoch") != 0 ? need("step_in_epoch") : 0;
+  epoch_loss_sum_ = 0;
+  if (const auto it = f.metadata.find("epoch_loss_sum"); it != f.metadata.end()) {
+    const auto [end, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), epoch_loss_sum_);
+    if (ec != std::errc{} || end != it->second.data() + it->second.size() || !std::isfinite(epoch_loss_sum_))
+      detail::throw_io_error("fusemix::trainer::load_checkpoint", file,
+                             detail::concat("metadata \"epoch_loss_sum\" is not a finite number: \"", it->second, "\""));
+  }
   opt_.set_steps(need("optimizer_steps"));
   if constexpr (requires { hx_.set_dropout_draws(0); }) {
     hx_.set_dropout_seed(need("x_dropout_seed"));

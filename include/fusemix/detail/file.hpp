@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <bit>
+#include <charconv>
 #include <concepts>
 #include <cerrno>
 #include <cstddef>
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -75,6 +77,12 @@ class input_file {
   /// Reads exactly `n` bytes at absolute `offset` (`pread`); the sequential position is unchanged.
   /// @throws io_error "truncated: ..." if the file ends first.
   void read_exact_at(std::uint64_t offset, void* dst, std::size_t n, std::string_view what);
+  /// Reads exactly `n` bytes at the current position into a string that grows as the bytes
+  /// arrive, 64 KiB at a time. For sizes taken from the file itself (a header length, a shape):
+  /// a pipe has no size to check them against up front, and a corrupt or hostile one must not
+  /// make the reader allocate more than the input really holds.
+  /// @throws io_error "truncated: expected N bytes of <what>, found M" if the file ends first.
+  [[nodiscard]] std::string read_exact_string(std::size_t n, std::string_view what);
   /// Reads from the current position to the end of the file.
   [[nodiscard]] std::string read_rest();
   /// Throws io_error "`where`: `path`: `what`".
@@ -257,6 +265,21 @@ inline void input_file::read_exact_at(std::uint64_t offset, void* dst, std::size
   if (done != n) fail(concat("truncated: expected ", n, " bytes of ", what, ", found ", done));
 }
 
+inline std::string input_file::read_exact_string(std::size_t n, std::string_view what) {
+  constexpr std::size_t step = std::size_t{1} << 16;
+  std::string out;
+  while (out.size() < n) {
+    const std::size_t have = out.size();
+    const std::size_t want = std::min(step, n - have);
+    out.resize(have + want);  // geometric growth: at most twice what has arrived
+    const std::size_t got = read_some(out.data() + have, want);
+    out.resize(have + got);
+    if (got != want)
+      fail(concat("truncated: expected ", n, " bytes of ", what, ", found ", out.size()));
+  }
+  return out;
+}
+
 inline std::string input_file::read_rest() {
   std::string out;
   if (regular_ && size_ > position_) out.reserve(static_cast<std::size_t>(size_ - position_));
@@ -413,6 +436,35 @@ constexpr float bfloat16_to_float(std::uint16_t bits) noexcept {
 inline std::string read_file(std::string_view where, const std::filesystem::path& path) {
   input_file in(where, path);
   return in.read_rest();
+}
+
+/// Removes the temporaries that `atomic_file` left next to `target` in processes that died before
+/// committing (kill -9, power loss): `<target>.tmp.<pid>.<n>` whose pid is no longer running.
+/// A live process's temporary is left alone, as is anything that only looks similar.
+/// @returns how many files were removed. Never throws: a file that cannot be removed stays.
+inline std::size_t remove_stale_temporaries(const std::filesystem::path& target) noexcept {
+  std::size_t removed = 0;
+  std::error_code ec;
+  const std::string prefix = target.filename().string() + ".tmp.";
+  for (std::filesystem::directory_iterator it(parent_directory(target), ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+    // "<pid>.<n>", both decimal
+    const char* first = name.data() + prefix.size();
+    const char* last = name.data() + name.size();
+    long pid = 0;
+    unsigned long n = 0;
+    const auto p1 = std::from_chars(first, last, pid);
+    if (p1.ec != std::errc{} || p1.ptr == last || *p1.ptr != '.' || pid <= 0) continue;
+    const auto p2 = std::from_chars(p1.ptr + 1, last, n);
+    if (p2.ec != std::errc{} || p2.ptr != last || p2.ptr == p1.ptr + 1) continue;
+    // Our own temporaries may belong to a writer still running in another thread.
+    if (pid != ::getpid() && ::kill(static_cast<::pid_t>(pid), 0) != 0 && errno == ESRCH) {
+      std::error_code rm;
+      removed += std::filesystem::remove(it->path(), rm) ? 1 : 0;
+    }
+  }
+  return removed;
 }
 
 }  // namespace fusemix::detail
