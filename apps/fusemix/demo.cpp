@@ -135,6 +135,7 @@ void register_demo(CLI::App& app) {
   cmd->add_option("--seed", s.train.seed, "seed")->capture_default_str();
   cmd->add_option("--threads", s.threads, "GEMM threads (0: Eigen's default)")->capture_default_str();
   cmd->add_flag("--quiet", s.quiet, "no per-epoch lines");
+  cmd->add_flag("--resume", s.resume, "continue a run that SIGINT/SIGTERM or a crash stopped (same settings)");
   cmd->add_flag("!--no-plot", o->plot, "do not draw training.png");
   cmd->callback([o] {
     o->train.depth_y = o->train.depth_x;

@@ -19,10 +19,8 @@ struct embed_options {
 void run_embed(const embed_options& o) {
   const std::string_view prefix = o.side == "x" ? fusemix::io::x_prefix : fusemix::io::y_prefix;
   auto adapter = fusemix_cli::load_adapter(o.model, prefix);
-  const auto z = fusemix::io::read_npy<float>(o.in);
-  if (static_cast<std::size_t>(z.cols()) != adapter.in_dim())
-    fusemix::detail::throw_shape_error("fusemix embed", "latent width must equal the adapter's in_dim",
-                                       adapter.in_dim(), z.cols());
+  const auto z = fusemix_cli::read_latents("fusemix embed", "--in", o.in);  // NaN/Inf refused
+  fusemix_cli::require_width("fusemix embed", "--in", o.in, z.cols(), prefix, adapter.in_dim(), o.model);
   fusemix::io::matrix<float> s = adapter.forward(z);
   if (o.normalize) s.rowwise().normalize();
   fusemix::io::write_npy(o.out, s);

@@ -3,6 +3,7 @@
 /// Reading a model file (PyTorch-named safetensors) back into adapters of the right shape.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -45,13 +46,38 @@ inline bool has_adapter(const fusemix::io::tensor_map& t, std::string_view prefi
 /// Builds the adapter under `prefix` of a model file already read, its shape inferred from the tensors.
 inline fusemix::fusion_adapter<> load_adapter(const fusemix::io::safetensors_file& f, std::string_view prefix) {
   fusemix::fusion_adapter<> a(infer_shape(f.tensors, prefix, f.path.string()), {.dropout = 0.0});
-  fusemix::io::load_parameters(a, prefix, f.tensors);
+  fusemix::io::load_parameters(a, prefix, f);  // the file overload names f.path in its messages
   return a;
 }
 
 /// Loads the adapter under `prefix` from `file`.
 inline fusemix::fusion_adapter<> load_adapter(const std::string& file, std::string_view prefix) {
   return load_adapter(fusemix::io::read_safetensors(file), prefix);
+}
+
+/// Reads the latents of option `flag` (an N x D `.npy` file) for the subcommand `where`, refusing
+/// NaN and Inf: they would pass through an adapter or a kernel into garbage without an error.
+/// @throws fusemix::io_error from `read_npy`; fusemix::numeric_error naming the file, row and column.
+inline fusemix::io::matrix<float> read_latents(std::string_view where, std::string_view flag, const std::string& path) {
+  auto z = fusemix::io::read_npy<float>(path);
+  if (!z.allFinite())
+    for (Eigen::Index i = 0; i < z.rows(); ++i)
+      for (Eigen::Index j = 0; j < z.cols(); ++j)
+        if (!std::isfinite(z(i, j)))
+          fusemix::detail::throw_expected<fusemix::numeric_error>(
+              where, fusemix::detail::concat(flag, " ", path, ": latents must be finite"), "finite values",
+              fusemix::detail::concat(z(i, j), " at row ", i, ", column ", j));
+  return z;
+}
+
+/// Checks that the latents of option `flag` (file `path`) are as wide as the adapter `prefix` of
+/// `model` takes. @throws fusemix::shape_error naming both files.
+inline void require_width(std::string_view where, std::string_view flag, const std::string& path, Eigen::Index cols,
+                          std::string_view prefix, std::size_t in_dim, const std::string& model) {
+  if (static_cast<std::size_t>(cols) != in_dim)
+    fusemix::detail::throw_shape_error(
+        where, fusemix::detail::concat(flag, " ", path, ": latent width must equal the in_dim of ", prefix, " in ", model),
+        in_dim, cols);
 }
 
 }  // namespace fusemix_cli

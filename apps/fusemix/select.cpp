@@ -18,6 +18,7 @@
 #include <fusemix/io/npy.hpp>
 
 #include "commands.hpp"
+#include "model_file.hpp"
 
 namespace {
 
@@ -77,9 +78,13 @@ void run_with(const select_options& o, const fusemix::io::matrix<float>& z, cons
   const double log_det = o.uniform || o.window != 0 ? fusemix::subset_log_det(v, sel.picks, kernel) : sel.log_det();
 
   const std::vector<std::int64_t> picks(sel.picks.begin(), sel.picks.end());
+  // --x and --y are read and checked before anything is written: a refused run leaves no output.
+  fusemix::io::matrix<float> x_rows, y_rows;
+  if (!o.out_x.empty()) x_rows = selected_rows(o.x, "--x", v.rows(), sel.picks);
+  if (!o.out_y.empty()) y_rows = selected_rows(o.y, "--y", v.rows(), sel.picks);
   fusemix::io::write_npy(o.out, std::span<const std::int64_t>(picks));
-  if (!o.out_x.empty()) fusemix::io::write_npy(o.out_x, selected_rows(o.x, "--x", v.rows(), sel.picks));
-  if (!o.out_y.empty()) fusemix::io::write_npy(o.out_y, selected_rows(o.y, "--y", v.rows(), sel.picks));
+  if (!o.out_x.empty()) fusemix::io::write_npy(o.out_x, x_rows);
+  if (!o.out_y.empty()) fusemix::io::write_npy(o.out_y, y_rows);
 
   if (o.json) {
     nlohmann::ordered_json j;
@@ -103,7 +108,7 @@ void run_select(select_options o) {
   if (o.in.empty()) o.in = o.x;
   if (o.in.empty()) throw fusemix::argument_error("fusemix select: --in is required (or --x to select on X)");
 
-  auto z = fusemix::io::read_npy<float>(o.in);
+  auto z = fusemix_cli::read_latents(where, "--in", o.in);  // NaN/Inf refused, --uniform included
   if (o.normalize) normalize_rows(z);
   if (o.kernel == "linear") {
     run_with(o, z, fusemix::linear_kernel{});

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // `fusemix train` and `fusemix eval`: FuseMix training from two .npy files of cached latents, and
 // retrieval figures of a trained model.
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -47,6 +50,42 @@ std::string run_signature(const train_settings& s, std::size_t dx, std::size_t d
 }
 
 namespace {
+
+// Set by the first SIGINT/SIGTERM of a training run; the trainer polls it between steps.
+std::atomic<bool> stop_requested{false};
+volatile std::sig_atomic_t stop_signal = 0;
+static_assert(std::atomic<bool>::is_always_lock_free, "the signal handler needs a lock-free flag");
+
+extern "C" void request_stop(int sig) {
+  stop_signal = sig;
+  stop_requested.store(true, std::memory_order_relaxed);
+}
+
+// Installs request_stop for SIGINT and SIGTERM while a run trains, one-shot (SA_RESETHAND): the
+// first signal finishes the step and saves; a second one ends the program at once, which the
+// atomic writes make safe too. The previous handlers come back on destruction.
+class stop_on_signals {
+ public:
+  stop_on_signals() {
+    stop_requested.store(false);
+    stop_signal = 0;
+    struct sigaction sa {};
+    sa.sa_handler = request_stop;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND;
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~stop_on_signals() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  stop_on_signals(const stop_on_signals&) = delete;
+  stop_on_signals& operator=(const stop_on_signals&) = delete;
+
+ private:
+  struct sigaction old_int_ {}, old_term_ {};
+};
 
 // A progress line: a bar redrawn in place on a terminal, nothing per step otherwise.
 class progress_bar {
@@ -91,7 +130,10 @@ train_result train_with(const train_settings& s, const data_set& d, fusemix::fus
   std::error_code ec;
   fs::create_directories(s.out, ec);
   if (ec) throw fusemix::io_error("fusemix train: " + s.out.string() + ": cannot create the output directory: " + ec.message());
-  const fs::path ckpt = s.out / "checkpoint.safetensors", metrics = s.out / "metrics.jsonl";
+  const fs::path ckpt = s.out / "checkpoint.safetensors", metrics = s.out / "metrics.jsonl",
+                 weights = s.out / "adapters.safetensors";
+  // Temporaries of a run killed while writing (kill -9, power loss) are litter, never output.
+  for (const auto& f : {ckpt, metrics, weights}) fusemix::detail::remove_stale_temporaries(f);
   const std::string signature = run_signature(s, d.x.cols(), d.y.cols());
   std::vector<std::string> metric_lines;
   if (s.resume && fs::exists(ckpt)) {
@@ -104,7 +146,8 @@ train_result train_with(const train_settings& s, const data_set& d, fusemix::fus
     // Keep the metrics of the epochs the checkpoint covers; later ones are redone.
     std::ifstream in(metrics);
     for (std::string line; std::getline(in, line) && metric_lines.size() < tr.epoch();) metric_lines.push_back(line);
-    if (!s.quiet) std::cout << "resuming " << ckpt.string() << " at epoch " << tr.epoch() << '\n';
+    if (!s.quiet)
+      std::cout << "resuming " << ckpt.string() << " at epoch " << tr.epoch() << ", step " << tr.step_in_epoch() << '\n';
   } else if (s.resume && !s.quiet) {
     std::cout << "no checkpoint in " << s.out.string() << ", starting afresh\n";
   }
@@ -116,12 +159,40 @@ train_result train_with(const train_settings& s, const data_set& d, fusemix::fus
     fusemix::detail::atomic_write("fusemix train", metrics,
                                   [&](fusemix::detail::atomic_file& f) { f.write(all.data(), all.size()); });
   };
+  // What the checkpoint on disk holds, for the messages below.
+  std::string saved = fs::exists(ckpt) ? ckpt.string() + " (as it was)" : std::string("no checkpoint was written");
+  auto done = [&] {
+    return std::to_string(tr.epoch()) + " epochs and " + std::to_string(tr.step_in_epoch()) + " steps";
+  };
+  auto save = [&] {
+    tr.save_checkpoint(ckpt, {{"run", signature}});
+    saved = ckpt.string() + " (after " + done() + ")";
+  };
+  auto stop_here = [&] {
+    save();
+    bar.end_line();
+    const char* name = stop_signal == SIGTERM ? "SIGTERM" : "SIGINT";
+    throw interrupted(stop_signal == SIGTERM ? SIGTERM : SIGINT,
+                      std::string("fusemix train: stopped by ") + name + "; saved " + saved +
+                          "; continue with the same command and --resume");
+  };
+  const stop_on_signals on_signals;
   train_result result;
   while (tr.epoch() < s.train.epochs) {
     const std::size_t e = tr.epoch();
-    const auto rec = tr.train_epoch(d.x, d.y, [&](std::size_t st, std::size_t steps, double loss, double lr) {
-      bar.step(e, s.train.epochs, st, steps, loss, lr);
-    });
+    fusemix::epoch_record rec;
+    try {
+      rec = tr.train_epoch(d.x, d.y, [&](std::size_t st, std::size_t steps, double loss, double lr) {
+        bar.step(e, s.train.epochs, st, steps, loss, lr);
+      }, &stop_requested);
+    } catch (const fusemix::numeric_error& err) {
+      // The data were checked finite up front, so this is divergence, not bad input: exit 1.
+      bar.end_line();
+      throw std::runtime_error("fusemix train: training diverged in epoch " + std::to_string(e + 1) + ", step " +
+                               std::to_string(tr.step_in_epoch() + 1) + " (" + err.what() + "); kept " + saved +
+                               "; " + weights.filename().string() + " not written (try a lower --lr)");
+    }
+    if (!rec.complete) stop_here();
     nlohmann::json j{{"epoch", rec.epoch + 1}, {"loss", rec.loss}, {"lr", rec.lr}, {"temperature", rec.temperature},
                      {"steps", rec.steps}, {"seconds", rec.seconds}};
     if (d.x_val.size() > 0) {
@@ -133,8 +204,7 @@ train_result train_with(const train_settings& s, const data_set& d, fusemix::fus
     metric_lines.push_back(j.dump());
     write_metrics();
     const bool last = tr.epoch() == s.train.epochs;
-    if (last || (s.checkpoint_every > 0 && tr.epoch() % s.checkpoint_every == 0))
-      tr.save_checkpoint(ckpt, {{"run", signature}});
+    if (last || (s.checkpoint_every > 0 && tr.epoch() % s.checkpoint_every == 0)) save();
     if (!s.quiet && (last || tr.epoch() % s.print_every == 0)) {
       bar.end_line();
       std::printf("epoch %zu/%zu  loss %.4f  lr %.2e  temp %.4f  %.1fs", rec.epoch + 1, s.train.epochs, rec.loss, rec.lr,
@@ -145,8 +215,9 @@ train_result train_with(const train_settings& s, const data_set& d, fusemix::fus
       std::printf("\n");
       std::fflush(stdout);
     }
+    if (stop_requested.load() && !last) stop_here();
   }
-  tr.save_weights(s.out / "adapters.safetensors");
+  tr.save_weights(weights);
   return result;
 }
 
@@ -172,8 +243,9 @@ data_set load_data(const train_settings& s) {
   if (!s.x_val.empty() != !s.y_val.empty())
     throw fusemix::argument_error("fusemix train: --x-val and --y-val go together (got only one)");
   if (!s.x_val.empty()) {
-    d.x_val = fusemix::io::read_npy<float>(s.x_val);
-    d.y_val = fusemix::io::read_npy<float>(s.y_val);
+    // NaN/Inf refused here: the trainer validates --x and --y, but would only report NaN recalls for these.
+    d.x_val = read_latents("fusemix train", "--x-val", s.x_val);
+    d.y_val = read_latents("fusemix train", "--y-val", s.y_val);
     if (d.x_val.rows() != d.y_val.rows())
       fusemix::detail::throw_shape_error("fusemix train", "--x-val and --y-val must have the same number of rows",
                                          d.x_val.rows(), d.y_val.rows());
@@ -216,18 +288,33 @@ struct eval_options {
 };
 
 void run_eval(const eval_options& o) {
+  constexpr std::string_view where = "fusemix eval";
   const auto f = fusemix::io::read_safetensors(o.model);
   auto hx = fusemix_cli::load_adapter(f, fusemix::io::x_prefix);
-  const auto zx = fusemix::io::read_npy<float>(o.x), zy = fusemix::io::read_npy<float>(o.y);
+  std::optional<fusemix::fusion_adapter<>> hy;
+  if (fusemix_cli::has_adapter(f.tensors, fusemix::io::y_prefix)) {
+    hy.emplace(fusemix_cli::load_adapter(f, fusemix::io::y_prefix));
+    if (hy->out_dim() != hx.out_dim())
+      fusemix::detail::throw_shape_error(
+          where, fusemix::detail::concat(o.model, ": vis_proj. and text_proj. must map into the same shared width"),
+          hx.out_dim(), hy->out_dim());
+  }
+  const auto zx = fusemix_cli::read_latents(where, "--x", o.x), zy = fusemix_cli::read_latents(where, "--y", o.y);
+  fusemix_cli::require_width(where, "--x", o.x, zx.cols(), fusemix::io::x_prefix, hx.in_dim(), o.model);
   std::vector<std::int64_t> owner;
   if (!o.image_of_text.empty()) owner = fusemix::io::read_npy_int64(o.image_of_text);
   fusemix::retrieval_result r;
-  if (fusemix_cli::has_adapter(f.tensors, fusemix::io::y_prefix)) {
-    auto hy = fusemix_cli::load_adapter(f, fusemix::io::y_prefix);
-    r = fusemix_cli::retrieval_of(hx, hy, zx, zy, owner);
+  if (hy) {
+    fusemix_cli::require_width(where, "--y", o.y, zy.cols(), fusemix::io::y_prefix, hy->in_dim(), o.model);
+    r = fusemix_cli::retrieval_of(hx, *hy, zx, zy, owner);
   } else {
-    fusemix::identity_adapter<> hy(static_cast<std::size_t>(zy.cols()));
-    r = fusemix_cli::retrieval_of(hx, hy, zx, zy, owner);
+    if (static_cast<std::size_t>(zy.cols()) != hx.out_dim())
+      fusemix::detail::throw_shape_error(
+          where, fusemix::detail::concat("--y ", o.y, ": ", o.model, " has no text_proj. adapter, so the latent width "
+                                         "must equal vis_proj.'s output width"),
+          hx.out_dim(), zy.cols());
+    fusemix::identity_adapter<> id(static_cast<std::size_t>(zy.cols()));
+    r = fusemix_cli::retrieval_of(hx, id, zx, zy, owner);
   }
   if (o.json)
     std::cout << fusemix_cli::retrieval_json(r).dump() << '\n';

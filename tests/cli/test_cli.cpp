@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// End-to-end tests of the `fusemix` program: train, embed, eval, kill -9 and --resume (bitwise
-// equal to an uninterrupted run), and one-line errors with exit code 2.
+// End-to-end tests of the `fusemix` program: train, embed, eval; kill -9 (at fixed delays and
+// inside checkpoint writes), SIGINT/SIGTERM and --resume, each bitwise equal to an uninterrupted
+// run; divergence keeping the checkpoint; one-line errors with exit code 2.
 #define BOOST_TEST_MODULE fusemix_cli
 #include <boost/test/unit_test.hpp>
 
@@ -14,7 +15,9 @@
 #include <thread>
 #include <vector>
 
+#include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -79,6 +82,28 @@ std::string train_args(const fs::path& out) {
   return "train --x " + (d / "data_x.npy").string() + " --y " + (d / "data_y.npy").string() + " --out " + out.string() +
          " --epochs 12 --batch 64 --depth-x 2 --depth-y 1 --shared-dim 32 --lr 2e-3 --dropout 0.3 --seed 3 --threads 1"
          " --checkpoint-every 1 --quiet";
+}
+
+// Starts `fusemix args` in the background with stderr going to `err`.
+pid_t spawn(const std::string& args, const fs::path& err) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", ("exec " + program(args) + " 2>" + err.string()).c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  return pid;
+}
+
+int wait_for(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return status;
+}
+
+bool has_temporary(const fs::path& dir) {
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().find(".tmp.") != std::string::npos) return true;
+  return false;
 }
 
 struct data_fixture {
@@ -171,6 +196,109 @@ BOOST_AUTO_TEST_CASE(kill_and_resume_is_bitwise_equal) {
   }
   BOOST_TEST_MESSAGE(resumed_from_checkpoint << " of 4 killed runs had a checkpoint to resume from");
   BOOST_TEST(resumed_from_checkpoint >= 1);
+}
+
+BOOST_AUTO_TEST_CASE(kill_inside_checkpoint_writes_then_resume_is_bitwise_equal) {
+  const fs::path ref = scratch() / "uninterrupted_w";
+  BOOST_TEST_REQUIRE(run(program(train_args(ref))).code == 0);
+  const std::string want = bytes_of(ref / "adapters.safetensors");
+  // SIGKILL the moment the k-th checkpoint temporary is created (inotify), so the process dies
+  // while writing it: the previous checkpoint must be intact and resuming must not care.
+  int killed_mid_write = 0;
+  for (int k : {1, 4, 9}) {
+    const fs::path out = scratch() / ("killed_in_write_" + std::to_string(k));
+    fs::create_directories(out);
+    const int fd = inotify_init1(IN_CLOEXEC);
+    BOOST_TEST_REQUIRE(fd >= 0);
+    BOOST_TEST_REQUIRE(inotify_add_watch(fd, out.c_str(), IN_CREATE) >= 0);
+    const pid_t pid = spawn(train_args(out), out / "stderr.txt");
+    int seen = 0;
+    bool killed = false;
+    alignas(inotify_event) char buf[4096];
+    while (!killed) {
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 20000) <= 0) break;  // the run ended (or hung) before the k-th checkpoint
+      const ssize_t got = read(fd, buf, sizeof buf);
+      for (char* at = buf; at < buf + got && !killed;) {
+        const auto* ev = reinterpret_cast<const inotify_event*>(at);
+        if (ev->len > 0 && std::string(ev->name).starts_with("checkpoint.safetensors.tmp.") && ++seen == k) {
+          kill(pid, SIGKILL);
+          killed = true;
+        }
+        at += sizeof(inotify_event) + ev->len;
+      }
+    }
+    close(fd);
+    const int status = wait_for(pid);
+    BOOST_TEST_REQUIRE(killed, "checkpoint " << k << " never started");
+    BOOST_TEST(WIFSIGNALED(status));
+    const bool mid_write = has_temporary(out);
+    killed_mid_write += mid_write;
+    if (fs::exists(out / "checkpoint.safetensors"))
+      BOOST_CHECK_NO_THROW(fm::io::read_safetensors(out / "checkpoint.safetensors"));
+    const auto r = run(program(train_args(out) + " --resume"));
+    BOOST_TEST_REQUIRE(r.code == 0, r.err);
+    BOOST_TEST(bytes_of(out / "adapters.safetensors") == want, "killed in checkpoint write " << k);
+    BOOST_TEST(!has_temporary(out), "the resumed run clears the dead run's temporary");
+  }
+  BOOST_TEST_MESSAGE(killed_mid_write << " of 3 kills landed before the temporary was renamed");
+  BOOST_TEST(killed_mid_write >= 1);
+}
+
+BOOST_AUTO_TEST_CASE(sigint_and_sigterm_save_and_exit_then_resume_is_bitwise_equal) {
+  const fs::path ref = scratch() / "uninterrupted_s";
+  BOOST_TEST_REQUIRE(run(program(train_args(ref))).code == 0);
+  const std::string want = bytes_of(ref / "adapters.safetensors");
+  for (const auto& [sig, name] : {std::pair{SIGINT, "SIGINT"}, std::pair{SIGTERM, "SIGTERM"}}) {
+    const fs::path out = scratch() / (std::string("signalled_") + name);
+    fs::create_directories(out);
+    const pid_t pid = spawn(train_args(out), out / "stderr.txt");
+    // Signal once the first epoch is saved, mid-way through a later one.
+    for (int i = 0; i < 2000 && !fs::exists(out / "checkpoint.safetensors"); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    kill(pid, sig);
+    const int status = wait_for(pid);
+    const std::string err = bytes_of(out / "stderr.txt");
+    BOOST_TEST_REQUIRE(WIFEXITED(status), name << ": ended by a signal, not by exit");
+    BOOST_TEST(WEXITSTATUS(status) == 128 + sig, name << " -> exit " << WEXITSTATUS(status));
+    BOOST_TEST(err.find(std::string("stopped by ") + name) != std::string::npos, err);
+    BOOST_TEST(err.find("--resume") != std::string::npos, err);
+    BOOST_TEST(std::count(err.begin(), err.end(), '\n') == 1, err);
+    BOOST_TEST(!fs::exists(out / "adapters.safetensors"));
+    const auto ckpt = fm::io::read_safetensors(out / "checkpoint.safetensors");
+    BOOST_TEST_MESSAGE(name << " stopped after epoch " << ckpt.metadata.at("epoch") << " and step "
+                            << ckpt.metadata.at("step_in_epoch"));
+    const auto r = run(program(train_args(out) + " --resume"));
+    BOOST_TEST_REQUIRE(r.code == 0, r.err);
+    BOOST_TEST(bytes_of(out / "adapters.safetensors") == want, name);
+    // metrics.jsonl lists every epoch once, as the uninterrupted run's does.
+    std::ifstream metrics(out / "metrics.jsonl");
+    std::size_t lines = 0;
+    for (std::string l; std::getline(metrics, l);) ++lines;
+    BOOST_TEST(lines == 12u);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(divergence_exits_1_and_keeps_the_checkpoint) {
+  const fs::path out = scratch() / "diverging";
+  BOOST_TEST_REQUIRE(run(program(train_args(out))).code == 0);
+  // Rewind the finished run's checkpoint to epoch 1 with weights that overflow float.
+  auto f = fm::io::read_safetensors(out / "checkpoint.safetensors");
+  for (auto& [name, t] : f.tensors)
+    if (name.ends_with("weight"))
+      for (float& w : t.data) w *= 1e37f;
+  f.metadata["epoch"] = "1";
+  fm::io::write_safetensors(out / "checkpoint.safetensors", f.tensors, f.metadata);
+  fs::remove(out / "adapters.safetensors");
+  const std::string before = bytes_of(out / "checkpoint.safetensors");
+  const auto r = run(program(train_args(out) + " --resume"));
+  BOOST_TEST(r.code == 1, r.err);
+  BOOST_TEST(r.err.find("diverged in epoch 2, step 1") != std::string::npos, r.err);
+  BOOST_TEST(r.err.find("kept") != std::string::npos, r.err);
+  BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1, r.err);
+  BOOST_TEST(bytes_of(out / "checkpoint.safetensors") == before);
+  BOOST_TEST(!fs::exists(out / "adapters.safetensors"));
 }
 
 BOOST_AUTO_TEST_CASE(resume_refuses_other_settings) {

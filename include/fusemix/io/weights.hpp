@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <fusemix/error.hpp>
 #include <fusemix/io/safetensors.hpp>
@@ -37,6 +38,7 @@ void store_parameters(const Model& model, std::string_view prefix, basic_tensor_
 /// @throws io_error if a parameter is missing, or if `tensors` holds a name under `prefix` that the
 ///         model does not have (a depth or layout mismatch must not load silently).
 /// @throws shape_error if a tensor's shape differs from the parameter's.
+/// Every tensor is checked before any is copied: after a throw the model is unchanged.
 ///
 /// **Example**
 ///
@@ -44,10 +46,53 @@ void store_parameters(const Model& model, std::string_view prefix, basic_tensor_
 ///     fusemix::io::load_parameters(h_x, fusemix::io::x_prefix, f.tensors);
 template <class Model, Scalar T>
 void load_parameters(Model& model, std::string_view prefix, const basic_tensor_map<T>& tensors);
+/// As above, from a file already read: the messages name `file.path` as well.
+///
+/// **Example**
+///
+///     fusemix::io::load_parameters(h_x, fusemix::io::x_prefix,
+///                                  fusemix::io::read_safetensors("adapters.safetensors"));
+template <class Model, Scalar T>
+void load_parameters(Model& model, std::string_view prefix, const basic_safetensors_file<T>& file);
+
+}  // namespace fusemix::io
 
 // ---------------------------------------------------------------------------------------------
 // Definitions
 // ---------------------------------------------------------------------------------------------
+
+namespace fusemix::detail {
+
+/// `io::load_parameters`, naming `*file` in the messages when it is given (and not empty).
+template <class Model, Scalar T>
+void load_parameters_from(Model& model, std::string_view prefix, const io::basic_tensor_map<T>& tensors,
+                          const std::filesystem::path* file) {
+  constexpr std::string_view where = "fusemix::io::load_parameters";
+  const std::string in_file = file && !file->empty() ? concat(" in ", *file) : std::string();
+  const auto& params = model.named_parameters();
+  for (auto it = tensors.lower_bound(std::string(prefix)); it != tensors.end() && it->first.starts_with(prefix);
+       ++it) {
+    const std::string_view rest = std::string_view(it->first).substr(prefix.size());
+    if (std::none_of(params.begin(), params.end(), [&](const auto& p) { return p.name == rest; }))
+      throw io_error(concat(where, ": unexpected tensor \"", it->first, "\"", in_file,
+                            " (the model has no such parameter: is its depth or layout different?)"));
+  }
+  // Every tensor is checked before any is copied, so a refused load leaves the model as it was.
+  std::vector<const io::basic_tensor<T>*> found;
+  found.reserve(params.size());
+  for (const auto& p : params)
+    found.push_back(
+        &st_require(where, tensors, std::string(prefix) + p.name, std::span<const std::size_t>(p.shape), file));
+  auto values = model.parameters();
+  for (std::size_t i = 0; i < params.size(); ++i)
+    std::transform(found[i]->data.begin(), found[i]->data.end(),
+                   values.begin() + static_cast<std::ptrdiff_t>(params[i].offset),
+                   [](T v) { return static_cast<typename decltype(values)::value_type>(v); });
+}
+
+}  // namespace fusemix::detail
+
+namespace fusemix::io {
 
 template <class Model, Scalar T>
 void store_parameters(const Model& model, std::string_view prefix, basic_tensor_map<T>& out) {
@@ -64,21 +109,12 @@ void store_parameters(const Model& model, std::string_view prefix, basic_tensor_
 
 template <class Model, Scalar T>
 void load_parameters(Model& model, std::string_view prefix, const basic_tensor_map<T>& tensors) {
-  constexpr std::string_view where = "fusemix::io::load_parameters";
-  const auto& params = model.named_parameters();
-  for (auto it = tensors.lower_bound(std::string(prefix)); it != tensors.end() && it->first.starts_with(prefix);
-       ++it) {
-    const std::string_view rest = std::string_view(it->first).substr(prefix.size());
-    if (std::none_of(params.begin(), params.end(), [&](const auto& p) { return p.name == rest; }))
-      throw io_error(detail::concat(where, ": unexpected tensor \"", it->first,
-                                    "\" (the model has no such parameter: is its depth or layout different?)"));
-  }
-  auto values = model.parameters();
-  for (const auto& p : params) {
-    const auto& t = require(tensors, std::string(prefix) + p.name, std::span<const std::size_t>(p.shape));
-    std::transform(t.data.begin(), t.data.end(), values.begin() + static_cast<std::ptrdiff_t>(p.offset),
-                   [](T v) { return static_cast<typename decltype(values)::value_type>(v); });
-  }
+  detail::load_parameters_from(model, prefix, tensors, nullptr);
+}
+
+template <class Model, Scalar T>
+void load_parameters(Model& model, std::string_view prefix, const basic_safetensors_file<T>& file) {
+  detail::load_parameters_from(model, prefix, file.tensors, &file.path);
 }
 
 }  // namespace fusemix::io
