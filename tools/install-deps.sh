@@ -7,6 +7,8 @@
 #   bash tools/install-deps.sh --python   # also NumPy, PyTorch and Matplotlib, which only the
 #                                         # scripts that regenerate fixtures and benchmark plots use
 #   bash tools/install-deps.sh --plot     # also Matplotlib, for the demo's training-curve picture
+#   bash tools/install-deps.sh --fuzz     # also clang 14 with libFuzzer and the sanitizer runtimes
+#                                         # (and llvm-symbolizer), for tools/fuzz.sh
 #
 # Runs as root (CI, containers) or through sudo. Does nothing, and needs no network, when every
 # package is installed already.
@@ -21,6 +23,7 @@ packages=(
   nlohmann-json3-dev
   libcli11-dev
   libbenchmark-dev
+  libopenblas-dev
   git
   ca-certificates
 )
@@ -29,11 +32,13 @@ for arg in "$@"; do
   case "$arg" in
     --python) packages+=(python3-numpy python3-torch python3-matplotlib) ;;
     --plot) packages+=(python3-matplotlib) ;;
+    --fuzz) packages+=(clang-14 libclang-rt-14-dev llvm-14) ;;
     -h|--help)
-      sed -n '4,12p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '4,14p' "$0" | sed 's/^# \{0,1\}//'
       exit 0 ;;
     *)
-      echo "install-deps.sh: unknown argument '$arg' (expected --python, --plot or --help)" >&2
+      echo "install-deps.sh: unknown argument '$arg'" \
+           "(expected --python, --plot, --fuzz or --help)" >&2
       exit 2 ;;
   esac
 done

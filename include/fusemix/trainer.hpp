@@ -313,8 +313,8 @@ std::map<std::string, std::string> trainer<HX, HY>::load_checkpoint(const std::f
   };
   if (auto it = f.metadata.find("format"); it == f.metadata.end() || it->second != "fusemix-checkpoint-1")
     detail::throw_io_error("fusemix::trainer::load_checkpoint", file, "not a fusemix checkpoint (format fusemix-checkpoint-1)");
-  io::load_parameters(hx_, io::x_prefix, f.tensors);
-  io::load_parameters(hy_, io::y_prefix, f.tensors);
+  io::load_parameters(hx_, io::x_prefix, f);  // (the file overload names `file` in its messages)
+  io::load_parameters(hy_, io::y_prefix, f);
   temp_ = io::require(f, "temp", {}).data[0];
   const auto& m = io::require(f, "optimizer.exp_avg", {opt_.first_moments().size()});
   const auto& v = io::require(f, "optimizer.exp_avg_sq", {opt_.second_moments().size()});

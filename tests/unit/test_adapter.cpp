@@ -2,12 +2,16 @@
 // The fusion adapter: shapes, names, counts, gradient check of a whole depth-2 adapter.
 #include <boost/test/unit_test.hpp>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include <fusemix/adapter.hpp>
+#include <fusemix/io/safetensors.hpp>
+#include <fusemix/io/weights.hpp>
 
 #include "gradcheck.hpp"
+#include "temp_files.hpp"
 
 namespace fm = fusemix;
 using fm::test::dmatrix;
@@ -149,6 +153,96 @@ BOOST_AUTO_TEST_CASE(identity_adapter_passes_through) {
   BOOST_TEST(id.named_parameters().empty());
   fm::cpu::backend<float>::matrix_type bad(3, 5);
   BOOST_CHECK_THROW(id.forward(bad), fm::shape_error);
+}
+
+// ---- bad input: the cases of the "Reliability" issue -----------------------------------------
+
+namespace {
+
+/// A predicate for BOOST_CHECK_EXCEPTION: the message contains every one of `parts`.
+auto message_has(std::vector<std::string> parts) {
+  return [parts](const fm::error& e) {
+    const std::string what = e.what();
+    for (const auto& p : parts)
+      if (what.find(p) == std::string::npos) {
+        BOOST_TEST_MESSAGE("message \"" << what << "\" lacks \"" << p << "\"");
+        return false;
+      }
+    return true;
+  };
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(forward_refuses_a_wrong_width_naming_both) {
+  fm::fusion_adapter<> a(fm::adapter_shape{.in_dim = 8, .out_dim = 4, .depth = 1});
+  for (Eigen::Index cols : {7, 9, 0}) {
+    const fm::cpu::backend<float>::matrix_type x = fm::cpu::backend<float>::matrix_type::Zero(3, cols);
+    BOOST_CHECK_EXCEPTION(a.forward(x), fm::shape_error,
+                          message_has({"fusemix::fusion_adapter::forward: input columns must equal in_dim",
+                                       "expected 8, got " + std::to_string(cols)}));
+  }
+  fm::identity_adapter<> id(4);
+  BOOST_CHECK_EXCEPTION(id.forward(fm::cpu::backend<float>::matrix_type::Zero(2, 5)), fm::shape_error,
+                        message_has({"fusemix::identity_adapter::forward", "expected 4, got 5"}));
+}
+
+BOOST_AUTO_TEST_CASE(load_parameters_refuses_missing_extra_and_misshapen_tensors) {
+  const fm::adapter_shape shape{.in_dim = 6, .out_dim = 3, .depth = 1, .expansion = 2};
+  fm::fusion_adapter<> source(shape, {.seed = 1});
+  fm::io::tensor_map good;
+  fm::io::store_parameters(source, fm::io::x_prefix, good);
+  fm::io::store_parameters(source, fm::io::y_prefix, good);  // the other side's tensors are ignored
+  fm::fusion_adapter<> a(shape, {.seed = 2});
+  fm::io::load_parameters(a, fm::io::x_prefix, good);
+  BOOST_TEST(std::equal(a.parameters().begin(), a.parameters().end(), source.parameters().begin()));
+
+  // Written to a file and read back, so that the file overload can name it.
+  fusemix::test::temp_dir dir;
+  auto file_with = [&](const fm::io::tensor_map& t) {
+    fm::io::write_safetensors(dir / "m.safetensors", t);
+    return fm::io::read_safetensors(dir / "m.safetensors");
+  };
+
+  auto missing = good;
+  missing.erase("vis_proj.0.fn.3.bias");
+  BOOST_CHECK_EXCEPTION(fm::io::load_parameters(a, fm::io::x_prefix, missing), fm::io_error,
+                        message_has({"fusemix::io::load_parameters: missing tensor \"vis_proj.0.fn.3.bias\""}));
+  BOOST_CHECK_EXCEPTION(fm::io::load_parameters(a, fm::io::x_prefix, file_with(missing)), fm::io_error,
+                        message_has({"fusemix::io::load_parameters: missing tensor \"vis_proj.0.fn.3.bias\"",
+                                     "m.safetensors"}));
+
+  // An extra tensor under the prefix (a deeper model, a typo) must not be ignored.
+  auto extra = good;
+  extra["vis_proj.9.weight"] = {.shape = {3}, .data = {1, 2, 3}};
+  BOOST_CHECK_EXCEPTION(fm::io::load_parameters(a, fm::io::x_prefix, extra), fm::io_error,
+                        message_has({"fusemix::io::load_parameters: unexpected tensor \"vis_proj.9.weight\"",
+                                     "no such parameter"}));
+  BOOST_CHECK_EXCEPTION(fm::io::load_parameters(a, fm::io::x_prefix, file_with(extra)), fm::io_error,
+                        message_has({"unexpected tensor \"vis_proj.9.weight\"", "m.safetensors"}));
+
+  // Tensors of another adapter, the last one misshapen: nothing of them may be loaded.
+  fm::io::tensor_map misshapen;
+  fm::io::store_parameters(fm::fusion_adapter<>(shape, {.seed = 3}), fm::io::x_prefix, misshapen);
+  misshapen["vis_proj.2.bias"] = {.shape = {2}, .data = {1, 2}};
+  BOOST_CHECK_EXCEPTION(fm::io::load_parameters(a, fm::io::x_prefix, misshapen), fm::shape_error,
+                        message_has({"fusemix::io::load_parameters: tensor \"vis_proj.2.bias\"",
+                                     "has the wrong shape (expected [3], got [2])"}));
+  BOOST_TEST(std::equal(a.parameters().begin(), a.parameters().end(), source.parameters().begin()));
+  misshapen = good;
+  misshapen["vis_proj.0.fn.3.bias"] = {.shape = {2, 3}, .data = {1, 2, 3, 4, 5, 6}};
+  BOOST_CHECK_EXCEPTION(fm::io::load_parameters(a, fm::io::x_prefix, misshapen), fm::shape_error,
+                        message_has({"fusemix::io::load_parameters: tensor \"vis_proj.0.fn.3.bias\"",
+                                     "has the wrong shape (expected [6], got [2, 3])"}));
+  BOOST_CHECK_EXCEPTION(fm::io::load_parameters(a, fm::io::x_prefix, file_with(misshapen)), fm::shape_error,
+                        message_has({"m.safetensors", "wrong shape (expected [6], got [2, 3])"}));
+
+  // An adapter of other dimensions than the file's: the first tensor that differs is named.
+  fm::fusion_adapter<> wider(fm::adapter_shape{.in_dim = 7, .out_dim = 3, .depth = 1, .expansion = 2});
+  BOOST_CHECK_EXCEPTION(fm::io::load_parameters(wider, fm::io::x_prefix, good), fm::shape_error,
+                        message_has({"wrong shape", "expected [7], got [6]"}));
+  // None of the refused loads changed the adapter.
+  BOOST_TEST(std::equal(a.parameters().begin(), a.parameters().end(), source.parameters().begin()));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

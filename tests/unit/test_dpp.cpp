@@ -537,4 +537,29 @@ BOOST_AUTO_TEST_CASE(stop_reason_names) {
   BOOST_TEST(fusemix::to_string(fusemix::stop_reason::rank_exhausted) == "rank_exhausted");
 }
 
+BOOST_AUTO_TEST_CASE(k_out_of_range_on_every_entry_point) {
+  // k = 0 and k = N + 1 through the latent view, the Eigen-matrix overload, a precomputed kernel
+  // and the uniform baseline; k = N is the largest accepted.
+  const auto z = random_latents<double>(4, 8, 37);
+  const fusemix::polynomial_kernel kernel;
+  const row_matrix<double> l = row_matrix<double>::Identity(4, 4);
+  const fusemix::precomputed_kernel<double> pk(l);
+  for (std::size_t k : {std::size_t{0}, std::size_t{5}}) {
+    const std::string problem =
+        k == 0 ? "k must be positive (expected >= 1, got 0)" : "k must not exceed the item count (expected <= 4, got 5)";
+    BOOST_TEST_CONTEXT("k = " << k) {
+      BOOST_CHECK_EXCEPTION(static_cast<void>(fusemix::greedy_kdpp(latent_view<double>(z), k, kernel)),
+                            fusemix::shape_error, message_has({"fusemix::greedy_kdpp: " + problem}));
+      BOOST_CHECK_EXCEPTION(static_cast<void>(fusemix::greedy_kdpp(z, k, kernel)), fusemix::shape_error,
+                            message_has({"fusemix::greedy_kdpp: " + problem}));
+      BOOST_CHECK_EXCEPTION(static_cast<void>(fusemix::greedy_kdpp(pk, k)), fusemix::shape_error,
+                            message_has({"fusemix::greedy_kdpp: " + problem}));
+      BOOST_CHECK_EXCEPTION(static_cast<void>(fusemix::uniform_subset(4, k, 1)), fusemix::shape_error,
+                            message_has({"fusemix::uniform_subset: " + problem}));
+    }
+  }
+  BOOST_TEST(fusemix::greedy_kdpp(pk, 4).picks.size() == 4U);
+  BOOST_TEST(fusemix::uniform_subset(4, 4, 1).size() == 4U);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

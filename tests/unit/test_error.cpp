@@ -36,4 +36,24 @@ BOOST_AUTO_TEST_CASE(io_message_names_file) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(throw_expected_keeps_the_type_and_the_message_shape) {
+  // Every entry point reports bad input through these helpers: the type says which kind of
+  // problem, the message "where: what (expected X, got Y)".
+  try {
+    fm::detail::throw_expected<fm::numeric_error>("fusemix embed", "--in a.npy: latents must be finite",
+                                                  "finite values", "nan at row 1, column 5");
+    BOOST_FAIL("no throw");
+  } catch (const fm::numeric_error& e) {
+    BOOST_TEST(std::string(e.what()) ==
+               "fusemix embed: --in a.npy: latents must be finite (expected finite values, got nan at row 1, column 5)");
+  }
+  try {
+    fm::detail::throw_expected<fm::argument_error>("fusemix train", "unknown preset", "image-text", "x");
+    BOOST_FAIL("no throw");
+  } catch (const fm::error& e) {  // caught as the base, still the derived type
+    BOOST_TEST(dynamic_cast<const fm::argument_error*>(&e) != nullptr);
+    BOOST_TEST(std::string(e.what()) == "fusemix train: unknown preset (expected image-text, got x)");
+  }
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -323,6 +323,56 @@ BOOST_AUTO_TEST_CASE(reads_from_a_pipe) {
   });
 }
 
+BOOST_AUTO_TEST_CASE(a_pipe_is_not_allocated_from_its_header_alone) {
+  // A pipe has no size to check the shape against up front: a header claiming 4 TB followed by
+  // 4 bytes must fail as truncated, not allocate (std::bad_alloc escaped until the fuzzer found
+  // it; tests/fuzz/corpus/npy/regress-pipe-huge-shape.npy).
+  const auto through_pipe = [](const std::string& bytes, auto&& read) {
+    int fds[2];
+    BOOST_REQUIRE(::pipe(fds) == 0);
+    BOOST_REQUIRE(::write(fds[1], bytes.data(), bytes.size()) ==
+                  static_cast<ssize_t>(bytes.size()));
+    ::close(fds[1]);
+    struct closer {
+      int fd;
+      ~closer() { ::close(fd); }
+    } guard{fds[0]};
+    read(fs::path("/dev/fd") / std::to_string(fds[0]));
+  };
+  const std::string vector_dict =
+      "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000,), }";
+  through_pipe(npy_bytes(vector_dict, f4_data(1)), [](const fs::path& p) {
+    BOOST_CHECK_EXCEPTION((void)io::read_npy_vector(p), io_error,
+                          message_has({"read_npy_vector", "truncated: expected 4000000000000 "
+                                                          "bytes of data, found 4"}));
+  });
+  through_pipe(npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (1000000, 1000000), }",
+                         f4_data(2)),
+               [](const fs::path& p) {
+                 BOOST_CHECK_EXCEPTION(
+                     (void)io::read_npy<double>(p), io_error,
+                     message_has({"truncated: expected 8000000000000 bytes of data, found 8"}));
+               });
+  through_pipe(npy_bytes("{'descr': '<i8', 'fortran_order': False, 'shape': (1000000000000,), }",
+                         "12345678"),
+               [](const fs::path& p) {
+                 BOOST_CHECK_EXCEPTION(
+                     (void)io::read_npy_int64(p), io_error,
+                     message_has({"truncated: expected 8000000000000 bytes of data, found 8"}));
+               });
+  // Values still decode exactly from the in-memory copy, and a <u8 beyond int64 still fails.
+  const std::string u8_data("\x07\0\0\0\0\0\0\0\xff\xff\xff\xff\xff\xff\xff\xff", 16);
+  through_pipe(npy_bytes("{'descr': '<u8', 'fortran_order': False, 'shape': (2,), }", u8_data),
+               [](const fs::path& p) {
+                 BOOST_CHECK_EXCEPTION((void)io::read_npy_int64(p), io_error,
+                                       message_has({"at index 1 does not fit in int64"}));
+               });
+  through_pipe(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", f4_data(3)),
+               [](const fs::path& p) {
+                 BOOST_TEST(io::read_npy_vector(p) == (std::vector<float>{0.0f, 1.0f, 2.0f}));
+               });
+}
+
 // ----- bad input ----------------------------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(missing_file_and_directory) {
@@ -514,6 +564,105 @@ BOOST_AUTO_TEST_CASE(malformed_header_dicts_are_refused) {
                             message_has({"m.npy", "malformed header", problem}));
     }
   }
+}
+
+// ----- bad input: the cases of the "Reliability" issue not covered above ------------------
+
+BOOST_AUTO_TEST_CASE(unreadable_file_is_an_io_error) {
+  temp_dir dir;
+  if (::geteuid() == 0) {
+    // chmod 000 does not stop root from reading; a directory passed as a file stands in for an
+    // unreadable one (open succeeds, reading cannot).
+    BOOST_TEST_MESSAGE("running as root: a directory stands in for a chmod-000 file");
+    fs::create_directory(dir / "dir.npy");
+    BOOST_CHECK_EXCEPTION((void)io::read_npy(dir / "dir.npy"), io_error,
+                          message_has({"fusemix::io::read_npy: ", "dir.npy", "is a directory, not a file"}));
+    BOOST_CHECK_EXCEPTION((void)io::read_npy_vector(dir / "dir.npy"), io_error,
+                          message_has({"fusemix::io::read_npy_vector: ", "dir.npy", "is a directory"}));
+    BOOST_CHECK_EXCEPTION((void)io::read_npy_int64(dir / "dir.npy"), io_error,
+                          message_has({"fusemix::io::read_npy_int64: ", "dir.npy", "is a directory"}));
+    return;
+  }
+  const fs::path p = dir / "locked.npy";
+  io::write_npy(p, grid_f4());
+  fs::permissions(p, fs::perms::none);
+  BOOST_CHECK_EXCEPTION((void)io::read_npy(p), io_error,
+                        message_has({"fusemix::io::read_npy: ", p.string(), "cannot open for reading",
+                                     "Permission denied"}));
+  BOOST_CHECK_EXCEPTION((void)io::read_npy_header(p), io_error,
+                        message_has({"fusemix::io::read_npy_header: ", "Permission denied"}));
+  BOOST_CHECK_EXCEPTION((void)io::read_npy_int64(p), io_error,
+                        message_has({"fusemix::io::read_npy_int64: ", "Permission denied"}));
+  fs::permissions(p, fs::perms::owner_all);
+}
+
+BOOST_AUTO_TEST_CASE(every_reader_refuses_types_it_does_not_read) {
+  // complex, bool and unicode arrays, as numpy writes them; the message names the dtype found
+  // and the types expected.
+  temp_dir dir;
+  const auto file = [&](std::string_view descr, std::string_view shape, std::size_t bytes) {
+    const fs::path p = dir / "t.npy";
+    write_bytes(p, npy_bytes(fusemix::detail::concat("{'descr': '", descr,
+                                                     "', 'fortran_order': False, 'shape': ", shape, ", }"),
+                             std::string(bytes, '\0')));
+    return p;
+  };
+  for (const char* descr : {"<c8", "|b1", "<U4", "|S4", "<m8"}) {
+    BOOST_TEST_CONTEXT("dtype " << descr) {
+      const std::string quoted = fusemix::detail::concat("'", descr, "' not supported");
+      BOOST_CHECK_EXCEPTION((void)io::read_npy(file(descr, "(2, 2)", 64)), io_error,
+                            message_has({"fusemix::io::read_npy: ", "t.npy", quoted, "expected", "<f4"}));
+      BOOST_CHECK_EXCEPTION((void)io::read_npy_vector(file(descr, "(4,)", 64)), io_error,
+                            message_has({"fusemix::io::read_npy_vector: ", "t.npy", quoted}));
+      BOOST_CHECK_EXCEPTION((void)io::read_npy_int64(file(descr, "(4,)", 64)), io_error,
+                            message_has({"fusemix::io::read_npy_int64: ", "t.npy", quoted}));
+    }
+  }
+  // big-endian floats of every width, whichever reader
+  for (const char* descr : {">f2", ">f4", ">f8"}) {
+    BOOST_TEST_CONTEXT("dtype " << descr) {
+      BOOST_CHECK_EXCEPTION((void)io::read_npy(file(descr, "(2, 2)", 64)), io_error,
+                            message_has({"t.npy", "big-endian"}));
+      BOOST_CHECK_EXCEPTION((void)io::read_npy_vector(file(descr, "(2,)", 64)), io_error,
+                            message_has({"t.npy", "big-endian"}));
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(every_reader_refuses_bad_shapes_and_orders) {
+  temp_dir dir;
+  const auto file = [&](std::string_view shape, std::size_t count, bool fortran = false) {
+    const fs::path p = dir / "s.npy";
+    write_bytes(p, npy_bytes(fusemix::detail::concat("{'descr': '<f4', 'fortran_order': ",
+                                                     fortran ? "True" : "False", ", 'shape': ", shape, ", }"),
+                             f4_data(count)));
+    return p;
+  };
+  // rank 1 and rank 3 for the matrix reader, rank 2 for the vector readers
+  BOOST_CHECK_EXCEPTION((void)io::read_npy(file("(6,)", 6)), io_error,
+                        message_has({"fusemix::io::read_npy: ", "s.npy", "expected a rank-2 array, got shape (6,)"}));
+  BOOST_CHECK_EXCEPTION((void)io::read_npy(file("(1, 2, 3)", 6)), io_error,
+                        message_has({"expected a rank-2 array, got shape (1, 2, 3)"}));
+  write_bytes(dir / "i.npy", npy_bytes("{'descr': '<i8', 'fortran_order': False, 'shape': (2, 3), }",
+                                       std::string(48, '\0')));
+  BOOST_CHECK_EXCEPTION((void)io::read_npy_int64(dir / "i.npy"), io_error,
+                        message_has({"read_npy_int64", "i.npy", "expected a rank-1 array, got shape (2, 3)"}));
+  // zero rows, zero columns: both named with the shape found
+  BOOST_CHECK_EXCEPTION((void)io::read_npy(file("(0, 3)", 0)), io_error,
+                        message_has({"s.npy", "expected a non-empty matrix, got shape (0, 3)"}));
+  BOOST_CHECK_EXCEPTION((void)io::read_npy(file("(3, 0)", 0)), io_error,
+                        message_has({"s.npy", "expected a non-empty matrix, got shape (3, 0)"}));
+  // a shape whose product overflows, for each reader
+  BOOST_CHECK_EXCEPTION((void)io::read_npy(file("(4294967296, 4294967296)", 1)), io_error,
+                        message_has({"s.npy", "shape (4294967296, 4294967296) is too large"}));
+  BOOST_CHECK_EXCEPTION((void)io::read_npy_vector(file("(18446744073709551615,)", 1)), io_error,
+                        message_has({"read_npy_vector", "too large"}));
+  // Fortran order, for the vector reader too (numpy writes 1-d arrays as C order, but a file may lie)
+  BOOST_CHECK_EXCEPTION((void)io::read_npy_vector(file("(3,)", 3, true)), io_error,
+                        message_has({"read_npy_vector", "s.npy", "fortran_order is True"}));
+  // a lying header: a shape bigger than the data, for the vector reader
+  BOOST_CHECK_EXCEPTION((void)io::read_npy_vector(file("(5,)", 3)), io_error,
+                        message_has({"read_npy_vector", "truncated: expected 20 bytes of data, found 12"}));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

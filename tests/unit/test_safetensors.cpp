@@ -268,6 +268,39 @@ BOOST_AUTO_TEST_CASE(malformed_json_is_refused) {
                         message_has({"arr.safetensors", "not a JSON object"}));
 }
 
+BOOST_AUTO_TEST_CASE(json_number_overflow_is_an_io_error) {
+  // nlohmann::json reports a number beyond double's range as out_of_range, not parse_error; it
+  // escaped the reader until the fuzzer found it (tests/fuzz/corpus/safetensors/regress-*).
+  temp_dir dir;
+  write_bytes(dir / "n.safetensors", st_bytes("[1e400", 0));
+  BOOST_CHECK_EXCEPTION(
+      (void)io::read_safetensors(dir / "n.safetensors"), io_error,
+      message_has({"n.safetensors", "malformed JSON header", "number overflow parsing '1e400'"}));
+  write_bytes(dir / "m.safetensors",
+              st_bytes(R"({"a": {"dtype": "F32", "shape": [1e400], "data_offsets": [0, 4]}})", 4));
+  BOOST_CHECK_EXCEPTION((void)io::read_safetensors<double>(dir / "m.safetensors"), io_error,
+                        message_has({"m.safetensors", "malformed JSON header", "1e400"}));
+}
+
+BOOST_AUTO_TEST_CASE(a_pipe_header_length_is_not_allocated_up_front) {
+  // A pipe has no size to check the header length against: 8 bytes claiming a 100 MB header
+  // (the limit) must fail as truncated without allocating 100 MB first.
+  std::string bytes = st_bytes("", 0);
+  fusemix::detail::store_le(reinterpret_cast<unsigned char*>(bytes.data()),
+                            std::uint64_t{100'000'000});
+  int fds[2];
+  BOOST_REQUIRE(::pipe(fds) == 0);
+  BOOST_REQUIRE(::write(fds[1], bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()));
+  ::close(fds[1]);
+  struct closer {
+    int fd;
+    ~closer() { ::close(fd); }
+  } guard{fds[0]};
+  BOOST_CHECK_EXCEPTION(
+      (void)io::read_safetensors(fs::path("/dev/fd") / std::to_string(fds[0])), io_error,
+      message_has({"truncated: expected 100000000 bytes of header, found 0"}));
+}
+
 BOOST_AUTO_TEST_CASE(malformed_entries_are_refused) {
   temp_dir dir;
   const std::pair<const char*, const char*> cases[] = {
@@ -336,6 +369,67 @@ BOOST_AUTO_TEST_CASE(valid_oddities_are_accepted) {
   BOOST_TEST(f.tensors.at("z").data == (std::vector<float>{1.0f}));
   BOOST_TEST(f.tensors.at("e2").shape == (std::vector<std::size_t>{3, 0}));
   BOOST_TEST(f.tensors.at("e1").data.empty());
+}
+
+// ----- bad input: the cases of the "Reliability" issue not covered above ------------------
+
+BOOST_AUTO_TEST_CASE(unreadable_file_is_an_io_error) {
+  temp_dir dir;
+  if (::geteuid() == 0) {
+    // chmod 000 does not stop root from reading; a directory passed as a file stands in.
+    BOOST_TEST_MESSAGE("running as root: a directory stands in for a chmod-000 file");
+    fs::create_directory(dir / "dir.safetensors");
+    BOOST_CHECK_EXCEPTION((void)io::read_safetensors(dir / "dir.safetensors"), io_error,
+                          message_has({"fusemix::io::read_safetensors: ", "dir.safetensors",
+                                       "is a directory, not a file"}));
+    return;
+  }
+  const fs::path p = dir / "locked.safetensors";
+  io::write_safetensors(p, sample_tensors());
+  fs::permissions(p, fs::perms::none);
+  BOOST_CHECK_EXCEPTION((void)io::read_safetensors(p), io_error,
+                        message_has({"fusemix::io::read_safetensors: ", p.string(),
+                                     "cannot open for reading", "Permission denied"}));
+  fs::permissions(p, fs::perms::owner_all);
+}
+
+BOOST_AUTO_TEST_CASE(non_float_dtypes_are_refused) {
+  // Integer, bool and 8-bit float tensors cannot be weights: refused by name, never reinterpreted.
+  temp_dir dir;
+  for (const auto& [dtype, bytes] : {std::pair{"I32", 8}, std::pair{"U8", 2}, std::pair{"I64", 16},
+                                     std::pair{"BOOL", 2}, std::pair{"F8_E4M3", 2}}) {
+    const std::string header = fusemix::detail::concat(R"({"w": {"dtype": ")", dtype,
+                                                       R"(", "shape": [2], "data_offsets": [0, )", bytes,
+                                                       "]}}");
+    write_bytes(dir / "d.safetensors", st_bytes(header, 16));
+    BOOST_TEST_CONTEXT("dtype " << dtype) {
+      BOOST_CHECK_EXCEPTION((void)io::read_safetensors(dir / "d.safetensors"), io_error,
+                            message_has({"fusemix::io::read_safetensors: ", "d.safetensors",
+                                         fusemix::detail::concat("tensor \"w\": dtype ", dtype,
+                                                                 " not supported; expected F32, F64, F16 or BF16")}));
+      BOOST_CHECK_EXCEPTION((void)io::read_safetensors<double>(dir / "d.safetensors"), io_error,
+                            message_has({"d.safetensors", "not supported"}));
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(header_length_and_offsets_beyond_the_file) {
+  // A header length one byte past the end, and offsets one byte past the data, are both named.
+  temp_dir dir;
+  const std::string header = R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})";
+  std::string bytes = st_bytes(header, 8);
+  fusemix::detail::store_le(reinterpret_cast<unsigned char*>(bytes.data()),
+                            static_cast<std::uint64_t>(bytes.size() - 8 + 1));
+  write_bytes(dir / "len.safetensors", bytes);
+  BOOST_CHECK_EXCEPTION((void)io::read_safetensors(dir / "len.safetensors"), io_error,
+                        message_has({"len.safetensors",
+                                     fusemix::detail::concat("header length ", bytes.size() - 7,
+                                                             " runs past the end of the file (",
+                                                             bytes.size(), " bytes)")}));
+  write_bytes(dir / "off.safetensors", st_bytes(header, 7));
+  BOOST_CHECK_EXCEPTION((void)io::read_safetensors(dir / "off.safetensors"), io_error,
+                        message_has({"off.safetensors", "tensor \"w\"",
+                                     "data_offsets [0, 8] run past the end of the data (7 bytes)"}));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -201,6 +202,61 @@ BOOST_AUTO_TEST_CASE(refuses_bad_data_and_options) {
   const std::vector<std::size_t> ok_rows{0, 1, 2, 3};
   BOOST_CHECK_EXCEPTION(tr.step(zx, zy, ok_rows, {0.5, {0, 1}, {2, 4}}, 1e-3), fm::shape_error, message_has("plan position"));
   BOOST_CHECK_THROW(fm::trainer(hx, hy, {.lr = -1}), fm::argument_error);
+}
+
+BOOST_AUTO_TEST_CASE(validate_names_each_bad_input) {
+  // The "Reliability" cases at the library level: each refused with its type, naming the
+  // function, what was expected and what was found.
+  const auto [zx, zy] = toy_pairs(40, 6, 5, 51);
+  fm::fusion_adapter<> hx(fm::adapter_shape{.in_dim = 6, .out_dim = 4, .depth = 1});
+  fm::fusion_adapter<> hy(fm::adapter_shape{.in_dim = 5, .out_dim = 4, .depth = 1});
+  auto message_has = [](std::vector<std::string> parts) {
+    return [parts](const fm::error& e) {
+      const std::string what = e.what();
+      for (const auto& p : parts)
+        if (what.find(p) == std::string::npos) {
+          BOOST_TEST_MESSAGE("message \"" << what << "\" lacks \"" << p << "\"");
+          return false;
+        }
+      return true;
+    };
+  };
+  const std::string where = "fusemix::trainer::validate: ";
+  fm::trainer tr(hx, hy, {.batch = 8});
+  BOOST_CHECK_NO_THROW(tr.validate(zx, zy));
+  // X and Y with different row counts
+  BOOST_CHECK_EXCEPTION(tr.validate(zx, fmatrix(zy.topRows(39))), fm::shape_error,
+                        message_has({where + "X and Y must have the same number of rows", "expected 40, got 39"}));
+  // widths that do not match the adapters, either side
+  BOOST_CHECK_EXCEPTION(tr.validate(fmatrix(zx.leftCols(5)), zy), fm::shape_error,
+                        message_has({where + "X's width must equal the X adapter's in_dim", "expected 6, got 5"}));
+  BOOST_CHECK_EXCEPTION(tr.validate(zx, fmatrix(zx)), fm::shape_error,
+                        message_has({where + "Y's width must equal the Y adapter's in_dim", "expected 5, got 6"}));
+  // NaN and Inf, either side, located
+  fmatrix bad_x = zx, bad_y = zy;
+  bad_x(3, 1) = std::numeric_limits<float>::quiet_NaN();
+  bad_y(39, 4) = -std::numeric_limits<float>::infinity();
+  BOOST_CHECK_EXCEPTION(tr.validate(bad_x, zy), fm::numeric_error,
+                        message_has({where + "X contains NaN or Inf at row 3, column 1", "expected finite latents"}));
+  BOOST_CHECK_EXCEPTION(tr.validate(zx, bad_y), fm::numeric_error,
+                        message_has({where + "Y contains NaN or Inf at row 39, column 4"}));
+  // a batch larger than the data
+  fm::trainer big(hx, hy, {.batch = 41});
+  BOOST_CHECK_EXCEPTION(big.validate(zx, zy), fm::shape_error,
+                        message_has({where + "the batch must not exceed the number of pairs", "expected <= 40, got 41"}));
+  // an odd batch in halves mode, and an empty batch
+  BOOST_CHECK_EXCEPTION(fm::trainer(hx, hy, {.batch = 9, .mixup = {.mode = fm::mix_mode::halves}}), fm::shape_error,
+                        message_has({"halves mode needs an even batch", "expected an even size, got 9"}));
+  BOOST_CHECK_EXCEPTION(fm::trainer(hx, hy, {.batch = 0}), fm::shape_error,
+                        message_has({"batch must not be empty", "got 0"}));
+  // adapters whose shared (output) widths differ
+  fm::fusion_adapter<> hy5(fm::adapter_shape{.in_dim = 5, .out_dim = 5, .depth = 1});
+  BOOST_CHECK_EXCEPTION(fm::trainer(hx, hy5, {.batch = 8}), fm::shape_error,
+                        message_has({"fusemix::trainer: both adapters must map into the same shared width",
+                                     "expected 4, got 5"}));
+  fm::identity_adapter<> id3(3);
+  BOOST_CHECK_EXCEPTION(fm::trainer(hx, id3, {.batch = 8}), fm::shape_error,
+                        message_has({"same shared width", "expected 4, got 3"}));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -368,7 +368,7 @@ inline std::size_t npy_checked_count(const input_file& in, const io::npy_header&
 }
 
 /// Checks that the file holds exactly `bytes` bytes after the header (regular files only; for
-/// pipes the reads themselves detect truncation and `npy_expect_end` the trailing bytes).
+/// pipes `npy_read_data` detects truncation and `npy_expect_end` the trailing bytes).
 inline void npy_check_data_size(const input_file& in, const io::npy_header& h, std::size_t bytes) {
   if (!in.is_regular()) return;
   const std::uint64_t found = in.size() > h.data_offset ? in.size() - h.data_offset : 0;
@@ -384,6 +384,41 @@ inline void npy_expect_end(input_file& in, std::size_t bytes) {
   char extra = 0;
   if (in.read_some(&extra, 1) != 0)
     in.fail(concat("expected ", bytes, " bytes of data, found more (trailing bytes)"));
+}
+
+/// Decodes `n` little-endian elements of type `dt` at `p` into `out`; `first` is the index of
+/// the first one in the array (for messages).
+template <class T>
+void npy_decode_values(const input_file& in, const npy_dtype& dt, const unsigned char* p, T* out,
+                       std::size_t n, std::size_t first) {
+  for (std::size_t i = 0; i < n; ++i, p += dt.itemsize) {
+    T& dst = out[i];
+    if constexpr (std::is_floating_point_v<T>) {
+      if (dt.itemsize == 2) dst = static_cast<T>(half_to_float(load_le<std::uint16_t>(p)));
+      else if (dt.itemsize == 4)
+        dst = static_cast<T>(std::bit_cast<float>(load_le<std::uint32_t>(p)));
+      else
+        dst = static_cast<T>(std::bit_cast<double>(load_le<std::uint64_t>(p)));
+    } else {
+      static_assert(std::same_as<T, std::int64_t>);
+      std::uint64_t u = 0;
+      switch (dt.itemsize) {
+        case 1: u = p[0]; break;
+        case 2: u = load_le<std::uint16_t>(p); break;
+        case 4: u = load_le<std::uint32_t>(p); break;
+        default: u = load_le<std::uint64_t>(p); break;
+      }
+      if (dt.kind == 'i') {
+        // Sign-extend from the stored width; the shifts are on unsigned values, so defined.
+        const unsigned shift = static_cast<unsigned>(64 - 8 * dt.itemsize);
+        dst = static_cast<std::int64_t>(u << shift) >> shift;
+      } else {
+        if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+          in.fail(concat("value ", u, " at index ", first + i, " does not fit in int64"));
+        dst = static_cast<std::int64_t>(u);
+      }
+    }
+  }
 }
 
 /// Decodes `count` little-endian elements of type `dt` from the file into `out`.
@@ -402,37 +437,29 @@ void npy_read_values(input_file& in, const npy_dtype& dt, T* out, std::size_t co
   for (std::size_t done = 0; done < count;) {
     const std::size_t n = std::min(per_chunk, count - done);
     in.read_exact(buf.data(), n * dt.itemsize, "data");
-    const unsigned char* p = buf.data();
-    for (std::size_t i = 0; i < n; ++i, p += dt.itemsize) {
-      T& dst = out[done + i];
-      if constexpr (std::is_floating_point_v<T>) {
-        if (dt.itemsize == 2) dst = static_cast<T>(half_to_float(load_le<std::uint16_t>(p)));
-        else if (dt.itemsize == 4)
-          dst = static_cast<T>(std::bit_cast<float>(load_le<std::uint32_t>(p)));
-        else
-          dst = static_cast<T>(std::bit_cast<double>(load_le<std::uint64_t>(p)));
-      } else {
-        static_assert(std::same_as<T, std::int64_t>);
-        std::uint64_t u = 0;
-        switch (dt.itemsize) {
-          case 1: u = p[0]; break;
-          case 2: u = load_le<std::uint16_t>(p); break;
-          case 4: u = load_le<std::uint32_t>(p); break;
-          default: u = load_le<std::uint64_t>(p); break;
-        }
-        if (dt.kind == 'i') {
-          // Sign-extend from the stored width; the shifts are on unsigned values, so defined.
-          const unsigned shift = static_cast<unsigned>(64 - 8 * dt.itemsize);
-          dst = static_cast<std::int64_t>(u << shift) >> shift;
-        } else {
-          if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
-            in.fail(concat("value ", u, " at index ", done + i, " does not fit in int64"));
-          dst = static_cast<std::int64_t>(u);
-        }
-      }
-    }
+    npy_decode_values(in, dt, buf.data(), out + done, n, done);
     done += n;
   }
+}
+
+/// Reads the `count` elements of `dt` after the header into the buffer that `alloc()` returns.
+///
+/// A regular file's size has been checked against the shape (`npy_check_data_size`), so the
+/// buffer is allocated first and filled straight from the file. A pipe has no size up front: its
+/// bytes are read into memory first, growing as they arrive, and `alloc` is only called once they
+/// are all there. Otherwise a header claiming a huge shape would be allocated before the data
+/// ran out (std::bad_alloc for a few hundred bytes; found by tests/fuzz/fuzz_npy.cpp).
+template <class T, class Alloc>
+void npy_read_data(input_file& in, const npy_dtype& dt, std::size_t count, Alloc&& alloc) {
+  if (in.is_regular()) {
+    npy_read_values(in, dt, alloc(), count);
+    return;
+  }
+  const std::size_t bytes = count * dt.itemsize;
+  const std::string data = in.read_exact_string(bytes, "data");
+  npy_expect_end(in, bytes);
+  npy_decode_values(in, dt, reinterpret_cast<const unsigned char*>(data.data()), alloc(), count,
+                    0);
 }
 
 /// Reads a float `.npy` file of the given rank into `out` (resized by `alloc(shape)`).
@@ -448,9 +475,7 @@ void npy_read_float_array(std::string_view where, const std::filesystem::path& p
   if (rank == 2 && count == 0)
     in.fail(concat("expected a non-empty matrix, got shape ", npy_shape_repr(h.shape)));
   npy_check_data_size(in, h, count * dt.itemsize);
-  T* out = alloc(h.shape);
-  npy_read_values(in, dt, out, count);
-  npy_expect_end(in, count * dt.itemsize);
+  npy_read_data<T>(in, dt, count, [&]() -> T* { return alloc(h.shape); });
 }
 
 /// The header `numpy.save` writes for a C-order array (numpy >= 1.23 layout): the sorted dict,
@@ -530,9 +555,11 @@ inline std::vector<std::int64_t> read_npy_int64(const std::filesystem::path& pat
                            "such as '<i8' or '<i4'"));
   const std::size_t count = detail::npy_checked_count(in, h, dt, 1);
   detail::npy_check_data_size(in, h, count * dt.itemsize);
-  std::vector<std::int64_t> v(count);
-  detail::npy_read_values(in, dt, v.data(), count);
-  detail::npy_expect_end(in, count * dt.itemsize);
+  std::vector<std::int64_t> v;
+  detail::npy_read_data<std::int64_t>(in, dt, count, [&] {
+    v.resize(count);
+    return v.data();
+  });
   return v;
 }
 

@@ -288,13 +288,17 @@ basic_safetensors_file<T> read_safetensors(const std::filesystem::path& path) {
   if (header_len > max_header)
     in.fail(detail::concat("header length ", header_len, " exceeds the limit of ", max_header,
                            " bytes"));
-  std::string header_text(static_cast<std::size_t>(header_len), '\0');
-  in.read_exact(header_text.data(), header_text.size(), "header");
+  // Grown as the bytes arrive: for a pipe, header_len has not been checked against a file size,
+  // and an 8-byte input claiming 100 MB must not allocate them.
+  const std::string header_text =
+      in.read_exact_string(static_cast<std::size_t>(header_len), "header");
 
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(header_text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
+    // Not only parse_error: a number too large for a double (`1e400`) is an out_of_range (406).
+    // Found by tests/fuzz/fuzz_safetensors.cpp.
     in.fail(detail::concat("malformed JSON header: ", e.what()));
   }
   if (!header.is_object()) in.fail("the header is not a JSON object");
