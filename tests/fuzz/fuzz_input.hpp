@@ -110,4 +110,27 @@ void with_pipe(const std::uint8_t* data, std::size_t size, Fn&& read) {
   read(std::filesystem::path("/proc/self/fd/" + std::to_string(fds[0])));
 }
 
+/// The body of both targets: reads the input as a regular file and, where a pipe can be made,
+/// through a pipe, checks each outcome, and checks that the two agree. `read_all(with_path)` runs
+/// every reader of the target on the path that `with_path` hands it.
+template <class ReadAll, class Check, class CheckSame>
+void read_both_ways(const std::uint8_t* data, std::size_t size, ReadAll&& read_all, Check&& check,
+                    CheckSame&& check_same) {
+  static memfd_file file;
+  const std::filesystem::path& path = file.write(data, size);
+  const auto as_file = read_all([&](auto&& read) { read(path); });
+  check(as_file);
+  bool piped = false;
+  const auto as_pipe = read_all([&](auto&& read) {
+    with_pipe(data, size, [&](const std::filesystem::path& p) {
+      piped = true;
+      read(p);
+    });
+  });
+  if (piped) {
+    check(as_pipe);
+    check_same(as_file, as_pipe);
+  }
+}
+
 }  // namespace fusemix::fuzz

@@ -141,20 +141,7 @@ void check_same(const outcome& file, const outcome& pipe) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static fusemix::fuzz::memfd_file file;
-  const fs::path& path = file.write(data, size);
-  const outcome as_file = read_all([&](auto&& read) { read(path); });
-  check(as_file);
-  bool piped = false;
-  const outcome as_pipe = read_all([&](auto&& read) {
-    fusemix::fuzz::with_pipe(data, size, [&](const fs::path& p) {
-      piped = true;
-      read(p);
-    });
-  });
-  if (piped) {
-    check(as_pipe);
-    check_same(as_file, as_pipe);
-  }
+  fusemix::fuzz::read_both_ways(
+      data, size, [](auto&& with_path) { return read_all(with_path); }, check, check_same);
   return 0;
 }

@@ -11,6 +11,7 @@
 #include <fusemix/io/weights.hpp>
 
 #include "gradcheck.hpp"
+#include "messages.hpp"
 #include "temp_files.hpp"
 
 namespace fm = fusemix;
@@ -157,22 +158,7 @@ BOOST_AUTO_TEST_CASE(identity_adapter_passes_through) {
 
 // ---- bad input: the cases of the "Reliability" issue -----------------------------------------
 
-namespace {
-
-/// A predicate for BOOST_CHECK_EXCEPTION: the message contains every one of `parts`.
-auto message_has(std::vector<std::string> parts) {
-  return [parts](const fm::error& e) {
-    const std::string what = e.what();
-    for (const auto& p : parts)
-      if (what.find(p) == std::string::npos) {
-        BOOST_TEST_MESSAGE("message \"" << what << "\" lacks \"" << p << "\"");
-        return false;
-      }
-    return true;
-  };
-}
-
-}  // namespace
+using fm::test::message_has;
 
 BOOST_AUTO_TEST_CASE(forward_refuses_a_wrong_width_naming_both) {
   fm::fusion_adapter<> a(fm::adapter_shape{.in_dim = 8, .out_dim = 4, .depth = 1});

@@ -14,6 +14,7 @@
 #include <fusemix/trainer.hpp>
 
 #include "gradcheck.hpp"
+#include "messages.hpp"
 
 namespace fm = fusemix;
 using fm::test::dmatrix;
@@ -210,17 +211,7 @@ BOOST_AUTO_TEST_CASE(validate_names_each_bad_input) {
   const auto [zx, zy] = toy_pairs(40, 6, 5, 51);
   fm::fusion_adapter<> hx(fm::adapter_shape{.in_dim = 6, .out_dim = 4, .depth = 1});
   fm::fusion_adapter<> hy(fm::adapter_shape{.in_dim = 5, .out_dim = 4, .depth = 1});
-  auto message_has = [](std::vector<std::string> parts) {
-    return [parts](const fm::error& e) {
-      const std::string what = e.what();
-      for (const auto& p : parts)
-        if (what.find(p) == std::string::npos) {
-          BOOST_TEST_MESSAGE("message \"" << what << "\" lacks \"" << p << "\"");
-          return false;
-        }
-      return true;
-    };
-  };
+  using fm::test::message_has;
   const std::string where = "fusemix::trainer::validate: ";
   fm::trainer tr(hx, hy, {.batch = 8});
   BOOST_CHECK_NO_THROW(tr.validate(zx, zy));
