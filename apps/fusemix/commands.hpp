@@ -31,3 +31,5 @@ void register_embed(CLI::App& app);
 void register_info(CLI::App& app);
 /// `fusemix select`: diverse subsets by greedy k-DPP.
 void register_select(CLI::App& app);
+/// `fusemix bench train`: training steps per second against the machine's GEMM rate.
+void register_bench(CLI::App& app);

@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   register_embed(app);
   register_info(app);
   register_select(app);
+  register_bench(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -258,8 +258,14 @@ data_set load_data(const train_settings& s) {
   return d;
 }
 
+void choose_gemm_library(const std::string& name) {
+  if (name == "eigen") fusemix::cpu::set_gemm_library(fusemix::cpu::gemm_library::eigen);
+  if (name == "openblas") fusemix::cpu::set_gemm_library(fusemix::cpu::gemm_library::openblas);
+}
+
 train_result train(const train_settings& s, const data_set& d) {
-  if (s.threads > 0) Eigen::setNbThreads(static_cast<int>(s.threads));
+  fusemix::cpu::set_threads(static_cast<int>(s.threads));
+  choose_gemm_library(s.gemm);
   const auto dx = static_cast<std::size_t>(d.x.cols()), dy = static_cast<std::size_t>(d.y.cols());
   if (s.identity_y) {
     if (s.shared_dim != 0 && s.shared_dim != dy)
@@ -349,8 +355,11 @@ void register_train(CLI::App& app) {
   cmd->add_option("--mix", *mix, "mixup pairing: permutation (paper) or halves (authors' code)")
       ->check(CLI::IsMember({"permutation", "halves"}))->capture_default_str();
   cmd->add_option("--seed", s->train.seed, "seed of every random draw")->capture_default_str();
-  cmd->add_option("--threads", s->threads, "GEMM threads (0: Eigen's default); results are bitwise reproducible per count")
+  cmd->add_option("--threads", s->threads, "GEMM threads (0: the libraries' default); results are bitwise reproducible per count")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--gemm", s->gemm, "GEMM library: auto (OpenBLAS where linked and AVX-512, else Eigen), eigen or openblas;"
+                                     " like --threads, it changes the last bits")
+      ->check(CLI::IsMember({"auto", "eigen", "openblas"}))->capture_default_str();
   cmd->add_option("--x-val", s->x_val, "validation X latents (recall after every epoch)");
   cmd->add_option("--y-val", s->y_val, "validation Y latents");
   cmd->add_option("--checkpoint-every", s->checkpoint_every, "write a checkpoint every N epochs (and at the end)")

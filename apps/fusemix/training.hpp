@@ -27,8 +27,12 @@ struct preset {
 };
 preset preset_named(const std::string& name);
 
+/// Applies `--gemm`: "auto" keeps fusemix::cpu::default_gemm_library(), "eigen" or "openblas"
+/// force one. @throws argument_error for openblas in a build without it.
+void choose_gemm_library(const std::string& name);
+
 struct train_settings {
-  std::string x, y, x_val, y_val;
+  std::string x, y, x_val, y_val, gemm = "auto";
   std::filesystem::path out;
   std::size_t depth_x = 2, depth_y = 2, shared_dim = 0, expansion = 4, threads = 0, checkpoint_every = 1;
   std::size_t print_every = 1;  ///< a summary line every this many epochs (and the last)

@@ -280,9 +280,8 @@ class block {
   /// Writes every parameter gradient and returns `dx` through `dx`; `x` is forward's input.
   void backward(const matrix_type& x, const matrix_type& dy, matrix_type& dx) {
     fc2_.backward(h_, dy, dh_);
-    be_.resize(da_, be_.rows(a_), be_.cols(a_));
-    be_.gelu_dropout_backward(dh_, a_, key_, da_);
-    fc1_.backward(u_, da_, du_);
+    be_.gelu_dropout_backward(dh_, a_, key_, dh_);  // in place: dh_ becomes da
+    fc1_.backward(u_, dh_, du_);
     ln_.backward(x, du_, dx);
     be_.axpy(scalar_type(1), dy, dx);
   }
@@ -298,7 +297,7 @@ class block {
   dropout<B> drop_;
   dropout_key key_{};
   matrix_type u_, a_, h_;      // LN output, pre-activation (bias added), dropout output
-  matrix_type dh_, da_, du_;   // workspaces of backward
+  matrix_type dh_, du_;        // workspaces of backward (dh_ turns into the pre-activation's gradient)
 };
 
 }  // namespace fusemix

@@ -60,11 +60,12 @@ struct mix_plan {
 ///
 ///     fusemix::philox_engine rng(seed, step);
 ///     auto plan = fusemix::draw_mix(rng, 1024, {.alpha = 1.0, .mode = fusemix::mix_mode::halves});
-[[nodiscard]] inline mix_plan draw_mix(philox_engine& rng, std::size_t batch, const mixup_options& o) {
+///
+/// The overload taking `plan` writes into it, reusing its vectors (a training loop allocates once).
+inline void draw_mix(philox_engine& rng, std::size_t batch, const mixup_options& o, mix_plan& plan) {
   const std::size_t n = mixed_rows(batch, o.mode);
   if (!(o.alpha > 0))
     detail::throw_expected<argument_error>("fusemix::draw_mix", "alpha must be positive", "> 0", o.alpha);
-  mix_plan plan;
   plan.lambda = sample_beta(rng, o.alpha, o.alpha);
   plan.first.resize(n);
   plan.second.resize(n);
@@ -75,6 +76,11 @@ struct mix_plan {
     std::iota(plan.second.begin(), plan.second.end(), std::size_t{0});
     for (std::size_t i = n; i > 1; --i) std::swap(plan.second[i - 1], plan.second[rng.below(i)]);  // Fisher-Yates
   }
+}
+
+[[nodiscard]] inline mix_plan draw_mix(philox_engine& rng, std::size_t batch, const mixup_options& o) {
+  mix_plan plan;
+  draw_mix(rng, batch, o, plan);
   return plan;
 }
 

@@ -140,6 +140,7 @@ class trainer {
   double epoch_loss_sum_ = 0;  // over the current epoch's steps so far
   matrix_type mx_, my_;
   std::vector<std::size_t> order_, rows_a_, rows_b_;
+  mix_plan plan_;  // reused: after the first step, a step allocates nothing
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -238,9 +239,9 @@ epoch_record trainer<HX, HY>::train_epoch(const matrix_type& zx, const matrix_ty
     const std::size_t s = step_in_epoch_;
     // λ and the pairing of step k come from stream 2^40 + k, disjoint from the shuffles' streams.
     philox_engine rng(o_.seed, (std::uint64_t{1} << 40) + global_step_);
-    const mix_plan plan = draw_mix(rng, o_.batch, o_.mixup);
+    draw_mix(rng, o_.batch, o_.mixup, plan_);
     rec.lr = sched.at(epoch_, s, steps);
-    const double loss = step(zx, zy, std::span<const std::size_t>(order_).subspan(s * o_.batch, o_.batch), plan, rec.lr);
+    const double loss = step(zx, zy, std::span<const std::size_t>(order_).subspan(s * o_.batch, o_.batch), plan_, rec.lr);
     epoch_loss_sum_ += loss;
     if (progress) progress(s, steps, loss, rec.lr);
   }

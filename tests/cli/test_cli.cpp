@@ -6,6 +6,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -378,6 +379,24 @@ BOOST_AUTO_TEST_CASE(select_writes_picks_and_refuses_bad_input) {
     BOOST_TEST(bad.err.find(message) != std::string::npos, args << " -> " << bad.err);
     BOOST_TEST(std::count(bad.err.begin(), bad.err.end(), '\n') == 1, bad.err);
   }
+}
+
+BOOST_AUTO_TEST_CASE(bench_train_reports_a_step_against_the_roofline) {
+  const auto r = run(program("bench train --dim-x 48 --dim-y 32 --depth-x 1 --depth-y 0 --batch 64 --shared-dim 16"
+                             " --steps 3 --warmup 1 --json"));
+  BOOST_TEST_REQUIRE(r.code == 0, r.err);
+  const auto j = nlohmann::json::parse(r.out);
+  // GEMM FLOPs: 6·b·m·n per Linear (48→192→48, 48→16; 32→16) plus 6·b²·s for the loss.
+  const double b = 64, want = 6 * b * (48 * 192 * 2 + 48 * 16 + 32 * 16) + 6 * b * b * 16;
+  BOOST_TEST(j["gemm_gflop_per_step"].get<double>() * 1e9 == want, boost::test_tools::tolerance(1e-9));
+  BOOST_TEST(j["ms_per_step"].get<double>() > 0);
+  BOOST_TEST(j["samples_per_s"].get<double>() == 64 / (j["ms_per_step"].get<double>() / 1e3),
+             boost::test_tools::tolerance(1e-9));
+  BOOST_TEST(j["roofline_gflops"].get<double>() > 0);
+  BOOST_TEST(j["roofline_fraction"].get<double>() > 0);
+  BOOST_TEST(std::isfinite(j["last_loss"].get<double>()));
+  BOOST_TEST(j["parameters"].get<double>() == 48 * 2 + 48 * 192 + 192 + 192 * 48 + 48 + 48 * 2 + 48 * 16 + 16 + 32 * 2 + 32 * 16 + 16);
+  BOOST_TEST(run(program("bench train --batch 7 --mix halves")).code == 2);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -7,11 +7,23 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <array>
 #include <span>
+#include <string_view>
+#include <type_traits>
 
 #include <Eigen/Core>
+#include <unsupported/Eigen/SpecialFunctions>  // vectorised erf for GELU
+
+// Opt-in: a consumer that links OpenBLAS defines FUSEMIX_USE_OPENBLAS (the CMake option
+// FUSEMIX_BLAS does both for this repo's programs) and the GEMMs go to cblas_?gemm; nothing
+// else changes. Without it the header needs Eigen only.
+#if defined(FUSEMIX_USE_OPENBLAS)
+#include <cblas.h>
+#endif
 
 #include <fusemix/concepts.hpp>
+#include <fusemix/error.hpp>
 #include <fusemix/detail/math.hpp>
 #include <fusemix/random.hpp>
 
@@ -27,12 +39,90 @@ struct dropout_key {
 
 namespace cpu {
 
+/// Sets the threads of the CPU GEMMs: Eigen's (OpenMP, where the program is built with it) and,
+/// with FUSEMIX_USE_OPENBLAS, OpenBLAS's. Results are bitwise reproducible for a given count.
+/// `n == 0` leaves the libraries' defaults (`OMP_NUM_THREADS`, `OPENBLAS_NUM_THREADS`, all cores).
+inline void set_threads(int n) {
+  if (n <= 0) return;
+  Eigen::setNbThreads(n);
+#if defined(FUSEMIX_USE_OPENBLAS)
+  openblas_set_num_threads(n);
+#endif
+}
+
+/// The GEMM libraries `backend::gemm` can use for float and double operands.
+enum class gemm_library { eigen, openblas };
+
+[[nodiscard]] constexpr const char* to_string(gemm_library g) noexcept {
+  return g == gemm_library::openblas ? "openblas" : "eigen";
+}
+
+/// Whether this program was built with OpenBLAS (`FUSEMIX_USE_OPENBLAS`).
+[[nodiscard]] constexpr bool openblas_linked() noexcept {
+#if defined(FUSEMIX_USE_OPENBLAS)
+  return true;
+#else
+  return false;
+#endif
+}
+
+/// The library chosen when nothing is set: OpenBLAS where linked, except when this code is built
+/// for AVX-512 and OpenBLAS's kernel is not an AVX-512 one (an `OPENBLAS_CORETYPE` pin such as
+/// Haswell, or an old OpenBLAS): Eigen's AVX-512 GEMM is then the faster. A function of the
+/// build and the environment only, so every run of one setup makes the same choice.
+[[nodiscard]] inline gemm_library default_gemm_library() {
+#if defined(FUSEMIX_USE_OPENBLAS)
+#if defined(__AVX512F__)
+  const std::string_view core = openblas_get_corename();
+  for (const std::string_view k : {"skylakex", "cooperlake", "sapphirerapids"})
+    if (core.size() == k.size() &&
+        std::equal(core.begin(), core.end(), k.begin(), [](char a, char b) { return (a | 0x20) == b; }))
+      return gemm_library::openblas;
+  return gemm_library::eigen;
+#else
+  return gemm_library::openblas;
+#endif
+#else
+  return gemm_library::eigen;
+#endif
+}
+
+namespace detail {
+inline gemm_library& gemm_choice() {
+  static gemm_library choice = default_gemm_library();
+  return choice;
+}
+}  // namespace detail
+
+/// The GEMM library in use (process-wide).
+[[nodiscard]] inline gemm_library current_gemm_library() { return detail::gemm_choice(); }
+
+/// Chooses the GEMM library for the whole process; results are bitwise reproducible for a given
+/// library and thread count. Call it before training, not during.
+/// @throws argument_error for `openblas` in a program built without it.
+inline void set_gemm_library(gemm_library g) {
+  if (g == gemm_library::openblas && !openblas_linked())
+    fusemix::detail::throw_expected<argument_error>("fusemix::cpu::set_gemm_library",
+                                                    "this program is built without OpenBLAS",
+                                                    "eigen (or a build with FUSEMIX_USE_OPENBLAS)", "openblas");
+  detail::gemm_choice() = g;
+}
+
+/// A dense row-major operand that BLAS can read in place: contiguous rows at a known stride.
+template <class M>
+concept blas_operand = requires(M& m) {
+  { m.data() };
+  { m.outerStride() };
+} && (std::remove_cvref_t<M>::Flags & Eigen::RowMajorBit) != 0 && std::remove_cvref_t<M>::InnerStrideAtCompileTime == 1;
+
 /// The CPU backend over Eigen: dense row-major matrices, one sample per row.
 ///
 /// Layers, adapters and (later) the loss and trainer call only these primitives, so another
 /// backend (CUDA) supplies the same members and the algorithms are not written twice.
 /// Every primitive overwrites its outputs (no accumulation) and never allocates unless an
-/// output must change shape.
+/// output must change shape. A backend object keeps small scratch rows for the row-wise passes
+/// (sized on first use), so one object must not be used by two threads at once; copies are
+/// independent.
 ///
 /// @tparam T `float` for training, `double` for gradient checks.
 template <Scalar T>
@@ -76,6 +166,24 @@ class backend {
   /// `c = alpha · op(a) · op(b) + beta · c`, where `op(m)` is `m` or `mᵀ`.
   template <class A, class Bm, class C>
   void gemm(T alpha, const A& a, bool trans_a, const Bm& b, bool trans_b, T beta, C& c) const {
+#if defined(FUSEMIX_USE_OPENBLAS)
+    if constexpr ((std::is_same_v<T, float> || std::is_same_v<T, double>) && blas_operand<const A> &&
+                  blas_operand<const Bm> && blas_operand<C>) {
+      if (current_gemm_library() == gemm_library::openblas) {
+        const auto m = static_cast<blasint>(c.rows()), n = static_cast<blasint>(c.cols());
+        const auto k = static_cast<blasint>(trans_a ? a.rows() : a.cols());
+        if (m == 0 || n == 0) return;
+        const auto ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
+        // BLAS reads a leading dimension of at least 1 even for empty operands.
+        const auto ld = [](const auto& x) { return static_cast<blasint>(std::max<Eigen::Index>(x.outerStride(), 1)); };
+        if constexpr (std::is_same_v<T, float>)
+          cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a.data(), ld(a), b.data(), ld(b), beta, c.data(), ld(c));
+        else
+          cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a.data(), ld(a), b.data(), ld(b), beta, c.data(), ld(c));
+        return;
+      }
+    }
+#endif
     if (beta == T(0))
       c.setZero();
     else if (beta != T(1))
@@ -136,26 +244,31 @@ class backend {
   /// Returns the loss and writes its gradient with respect to the logits into `g`.
   template <class L, class G>
   T symmetric_cross_entropy(const L& logits, G& g) const {
+    // Row-major logits: every pass walks rows, vectorised across columns; the column direction
+    // keeps its running maxima and sums as rows.
     const Eigen::Index n = logits.rows();
-    vector_type row_max = logits.rowwise().maxCoeff(), col_max = logits.colwise().maxCoeff().transpose();
-    vector_type row_sum = vector_type::Zero(n), col_sum = vector_type::Zero(n);
-    for (Eigen::Index i = 0; i < n; ++i)
-      for (Eigen::Index j = 0; j < n; ++j) {
-        row_sum[i] += std::exp(logits(i, j) - row_max[i]);
-        col_sum[j] += std::exp(logits(i, j) - col_max[j]);
-      }
-    double loss = 0;
+    resize(row_lse_, static_cast<std::size_t>(n));
+    col_max_.resize(n);
+    col_lse_.resize(n);
+    col_max_ = logits.row(0).array();
+    for (Eigen::Index i = 1; i < n; ++i) col_max_ = col_max_.max(logits.row(i).array());
+    col_lse_.setZero();
     for (Eigen::Index i = 0; i < n; ++i) {
-      const T row_lse = row_max[i] + std::log(row_sum[i]), col_lse = col_max[i] + std::log(col_sum[i]);
-      loss += static_cast<double>(row_lse - logits(i, i)) + static_cast<double>(col_lse - logits(i, i));
-      row_sum[i] = row_lse;  // reuse as the log-normaliser
-      col_sum[i] = col_lse;
+      const auto r = logits.row(i).array();
+      const T m = r.maxCoeff();
+      row_lse_[i] = m + std::log((r - m).exp().sum());
+      col_lse_ += (r - col_max_).exp();
     }
-    const T scale = T(0.5) / static_cast<T>(n);
+    col_lse_ = col_max_ + col_lse_.log();
+    double loss = 0;
     for (Eigen::Index i = 0; i < n; ++i)
-      for (Eigen::Index j = 0; j < n; ++j)
-        g(i, j) = scale * (std::exp(logits(i, j) - row_sum[i]) + std::exp(logits(i, j) - col_sum[j]) -
-                           (i == j ? T(2) : T(0)));
+      loss += static_cast<double>(row_lse_[i] - logits(i, i)) + static_cast<double>(col_lse_[i] - logits(i, i));
+    const T scale = T(0.5) / static_cast<T>(n);
+    for (Eigen::Index i = 0; i < n; ++i) {
+      const auto r = logits.row(i).array();
+      g.row(i).array() = scale * ((r - row_lse_[i]).exp() + (r - col_lse_).exp());
+      g(i, i) -= 2 * scale;
+    }
     return static_cast<T>(loss * 0.5 / static_cast<double>(n));
   }
   /// Whether `a` holds a NaN or an infinity; if so, where the first one is (row-major order).
@@ -213,7 +326,10 @@ class backend {
     const Eigen::Index n = x.rows(), d = x.cols();
     dgamma.setZero();
     dbeta.setZero();
-    Eigen::Array<T, 1, Eigen::Dynamic> xhat(d), g(d);
+    row_array& xhat = scratch_a_;
+    row_array& g = scratch_b_;
+    xhat.resize(d);
+    g.resize(d);
     for (Eigen::Index i = 0; i < n; ++i) {
       xhat = (x.row(i).array() - mean[i]) * rstd[i];
       g = dy.row(i).array() * gamma.transpose().array();
@@ -230,68 +346,125 @@ class backend {
   /// `y = GELU(x)` (exact erf form).
   template <class X, class Y>
   void gelu_forward(const X& x, Y& y) const {
-    y = x.unaryExpr([](T v) { return detail::gelu(v); });
+    y.array() = gelu_of(x.array());
   }
   /// `dx = dy · GELU'(x)`.
   template <class Dy, class X, class Dx>
   void gelu_backward(const Dy& dy, const X& x, Dx& dx) const {
-    dx = dy.binaryExpr(x, [](T g, T v) { return g * detail::gelu_grad(v); });
+    dx.array() = dy.array() * gelu_grad_of(x.array());
   }
   /// `y = mask ⊙ x / (1 − p)` with the mask of `key`.
   template <class X, class Y>
   void dropout_forward(const X& x, const dropout_key& key, Y& y) const {
-    for_each_mask(key, x.size(), [&](std::size_t i, T scale) { y.data()[i] = x.data()[i] * scale; });
+    const Eigen::Index n = x.rows(), w = x.cols();
+    for (Eigen::Index i = 0; i < n; ++i) {
+      if (key.p <= 0.0) {
+        y.row(i) = x.row(i);
+        continue;
+      }
+      fill_mask(key, static_cast<std::size_t>(i * w), w);
+      y.row(i).array() = x.row(i).array() * mask_;
+    }
   }
   /// `dx = mask ⊙ dy / (1 − p)`, regenerating the mask of `key`.
   template <class Dy, class Dx>
   void dropout_backward(const Dy& dy, const dropout_key& key, Dx& dx) const {
     dropout_forward(dy, key, dx);
   }
-  /// Fused `a += b` (row-wise bias), `h = dropout(GELU(a))`, in one pass; `a` keeps the
-  /// pre-activation that backward needs.
+  /// Fused `a += b` (row-wise bias), `h = dropout(GELU(a))`, a row at a time while the row is in
+  /// cache; `a` keeps the pre-activation that backward needs.
   template <class A, class V, class H>
   void bias_gelu_dropout_forward(A& a, const V& b, const dropout_key& key, H& h) const {
-    const std::size_t width = static_cast<std::size_t>(a.cols());
-    const T* bias = b.data();
-    T* pa = a.data();
-    T* ph = h.data();
-    for_each_mask(key, static_cast<std::size_t>(a.size()), [&](std::size_t i, T scale) {
-      const T v = pa[i] + bias[i % width];
-      pa[i] = v;
-      ph[i] = scale == T(0) ? T(0) : detail::gelu(v) * scale;
-    });
+    const Eigen::Index n = a.rows(), w = a.cols();
+    const auto bias = b.transpose().array();
+    for (Eigen::Index i = 0; i < n; ++i) {
+      auto ai = a.row(i).array();
+      ai += bias;
+      if (key.p <= 0.0) {
+        h.row(i).array() = gelu_of(ai);
+      } else {
+        fill_mask(key, static_cast<std::size_t>(i * w), w);
+        h.row(i).array() = gelu_of(ai) * mask_;  // (no select: Eigen 3.4 does not vectorise it)
+      }
+    }
   }
-  /// `da = dh ⊙ mask / (1 − p) ⊙ GELU'(a)`.
+  /// `da = dh ⊙ mask / (1 − p) ⊙ GELU'(a)`; `da` may be `dh` itself.
   template <class Dh, class A, class Da>
   void gelu_dropout_backward(const Dh& dh, const A& a, const dropout_key& key, Da& da) const {
-    const T* pdh = dh.data();
-    const T* pa = a.data();
-    T* pda = da.data();
-    for_each_mask(key, static_cast<std::size_t>(a.size()), [&](std::size_t i, T scale) {
-      pda[i] = scale == T(0) ? T(0) : pdh[i] * scale * detail::gelu_grad(pa[i]);
-    });
+    const Eigen::Index n = a.rows(), w = a.cols();
+    for (Eigen::Index i = 0; i < n; ++i) {
+      if (key.p <= 0.0) {
+        da.row(i).array() = dh.row(i).array() * gelu_grad_of(a.row(i).array());
+      } else {
+        fill_mask(key, static_cast<std::size_t>(i * w), w);
+        da.row(i).array() = dh.row(i).array() * mask_ * gelu_grad_of(a.row(i).array());
+      }
+    }
   }
 
  private:
-  // Calls f(i, scale) for i in [0, n): scale is 0 for dropped elements, 1/(1-p) for kept ones
-  // (1 everywhere when p == 0). One Philox block serves four consecutive elements.
-  template <class F>
-  static void for_each_mask(const dropout_key& key, std::size_t n, F&& f) {
-    if (key.p <= 0.0) {
-      for (std::size_t i = 0; i < n; ++i) f(i, T(1));
-      return;
-    }
+  using row_array = Eigen::Array<T, 1, Eigen::Dynamic>;
+
+  // GELU and its derivative as Eigen expressions (erf and exp vectorise for float); the same
+  // functions as detail::gelu and detail::gelu_grad.
+  template <class X>
+  static auto gelu_of(const X& x) {
+    return T(0.5) * x * (T(1) + (x * T(0.70710678118654752440)).erf());
+  }
+  template <class X>
+  static auto gelu_grad_of(const X& x) {
+    return T(0.5) * (T(1) + (x * T(0.70710678118654752440)).erf()) +
+           x * (T(0.39894228040143267794) * (T(-0.5) * x.square()).exp());
+  }
+
+  // Writes into mask_ the scale of elements [first, first + n) of draw `key`: 0 for dropped ones,
+  // 1/(1−p) for kept ones. Element i uses word i%4 of Philox block i/4, as detail::dropout_keep.
+  // Sixteen blocks run side by side in plain lane loops that the compiler vectorises, and
+  // "uniform_float(w) >= p" is decided on the integer w >> 8 against ⌈p·2²⁴⌉ (the same answer:
+  // uniform_float is exactly (w >> 8)·2⁻²⁴).
+  void fill_mask(const dropout_key& key, std::size_t first, Eigen::Index n) const {
+    mask_.resize(n);
     const T keep_scale = key.p >= 1.0 ? T(0) : T(1) / (T(1) - static_cast<T>(key.p));
-    const std::array<std::uint32_t, 2> k{static_cast<std::uint32_t>(key.seed),
-                                         static_cast<std::uint32_t>(key.seed >> 32)};
-    for (std::size_t block = 0; block * 4 < n; ++block) {
-      const auto r = philox4x32({static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32),
-                                 static_cast<std::uint32_t>(key.draw), static_cast<std::uint32_t>(key.draw >> 32)},
-                                k);
-      for (std::size_t j = 0; j < 4 && block * 4 + j < n; ++j)
-        f(block * 4 + j, static_cast<double>(uniform_float(r[j])) >= key.p ? keep_scale : T(0));
+    const auto threshold = static_cast<std::uint32_t>(std::min(std::ceil(key.p * 16777216.0), 16777216.0));
+    constexpr std::size_t lanes = 16;
+    constexpr std::uint32_t m0 = 0xD2511F53u, m1 = 0xCD9E8D57u, w0 = 0x9E3779B9u, w1 = 0xBB67AE85u;
+    const auto draw_lo = static_cast<std::uint32_t>(key.draw), draw_hi = static_cast<std::uint32_t>(key.draw >> 32);
+    const std::size_t end = first + static_cast<std::size_t>(n);
+    alignas(64) std::uint32_t c0[lanes], c1[lanes], c2[lanes], c3[lanes];
+    alignas(64) T out[4 * lanes];
+    for (std::size_t group = first / (4 * lanes); group * 4 * lanes < end; ++group) {
+      const std::uint64_t block0 = group * lanes;
+      for (std::size_t l = 0; l < lanes; ++l) {
+        c0[l] = static_cast<std::uint32_t>(block0 + l);
+        c1[l] = static_cast<std::uint32_t>((block0 + l) >> 32);
+        c2[l] = draw_lo;
+        c3[l] = draw_hi;
+      }
+      std::uint32_t k0 = static_cast<std::uint32_t>(key.seed), k1 = static_cast<std::uint32_t>(key.seed >> 32);
+      for (int round = 0; round < 10; ++round) {
+        for (std::size_t l = 0; l < lanes; ++l) {
+          const std::uint64_t p0 = static_cast<std::uint64_t>(m0) * c0[l];
+          const std::uint64_t p1 = static_cast<std::uint64_t>(m1) * c2[l];
+          const std::uint32_t n0 = static_cast<std::uint32_t>(p1 >> 32) ^ c1[l] ^ k0;
+          const std::uint32_t n2 = static_cast<std::uint32_t>(p0 >> 32) ^ c3[l] ^ k1;
+          c0[l] = n0, c1[l] = static_cast<std::uint32_t>(p1), c2[l] = n2, c3[l] = static_cast<std::uint32_t>(p0);
+        }
+        k0 += w0, k1 += w1;
+      }
+      for (std::size_t l = 0; l < lanes; ++l) {
+        out[4 * l + 0] = (c0[l] >> 8) >= threshold ? keep_scale : T(0);
+        out[4 * l + 1] = (c1[l] >> 8) >= threshold ? keep_scale : T(0);
+        out[4 * l + 2] = (c2[l] >> 8) >= threshold ? keep_scale : T(0);
+        out[4 * l + 3] = (c3[l] >> 8) >= threshold ? keep_scale : T(0);
+      }
+      const std::size_t g0 = group * 4 * lanes, lo = std::max(g0, first), hi = std::min(g0 + 4 * lanes, end);
+      for (std::size_t i = lo; i < hi; ++i) mask_[static_cast<Eigen::Index>(i - first)] = out[i - g0];
     }
   }
+
+  // Scratch of the row-wise passes (see the class comment).
+  mutable row_array mask_, col_max_, col_lse_, scratch_a_, scratch_b_;
+  mutable vector_type row_lse_;
 };
 
 }  // namespace cpu

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# FuseMix training steps: `fusemix bench train` against its PyTorch peer (torch_step.py, eager, and
+# torch.compile where the installed torch has it), same shapes, same thread counts, random latents.
+# For every shape and thread count it runs ours, then PyTorch, one after the other (so machine noise
+# hits both), then prints a markdown table: samples/s of both, their ratio, the fraction of our
+# measured roofline each reaches, and peak RSS. The raw JSON lines go to $OUT.
+#
+#   benchmarks/train/run.sh
+#   THREADS="1 2 4" SHAPES="S2" STEPS=10 benchmarks/train/run.sh
+#
+# Shapes (the adapter output is 512 wide, expansion 4, dropout 0.6, permutation mixing):
+#   S1  --dim-x 1024 --dim-y 768  --depth-x 2 --depth-y 2 --batch 2048
+#   S2  --dim-x 1536 --dim-y 1024 --depth-x 4 --depth-y 4 --batch 1024
+#   S3  --dim-x 384  --dim-y 384  --depth-x 1 --depth-y 1 --batch 256
+#
+# Environment:
+#   FUSEMIX    our program                   (default: <repo>/build/apps/fusemix/fusemix)
+#   PYTHON     python with torch             (default: /usr/bin/python3)
+#   SHAPES     shape names to run            (default: "S1 S2 S3")
+#   SHAPE_<name>  the arguments of shape <name>, overriding or adding one; e.g. a tiny check:
+#              SHAPES=T SHAPE_T="--dim-x 32 --dim-y 16 --depth-x 1 --depth-y 1 --batch 64" run.sh
+#   THREADS    thread counts                 (default: "1 2")
+#   STEPS      timed steps per run           (default: 5)
+#   WARMUP     untimed steps first           (default: 2)
+#   EXTRA_ARGS more arguments for both sides (e.g. "--mix halves"; default: none)
+#   MODES      PyTorch modes                 (default: "eager compile"; compile is skipped when
+#              the torch has no torch.compile, i.e. before 2.0, and reported n/a if it fails)
+#   CORETYPE   OPENBLAS_CORETYPE for both sides (default: SkylakeX; "default" leaves the
+#              environment as it is; so is an unset CORETYPE on a CPU without AVX-512).
+#              Our program and Debian's torch both use OpenBLAS.
+#   OUT        file for the raw JSON lines   (default: <repo>/benchmarks/train/last_run.jsonl)
+#
+# The PyTorch side fixes its threads itself (torch.set_num_threads, OMP_NUM_THREADS and
+# OPENBLAS_NUM_THREADS); ours gets --threads and nothing else. Both count GEMM work the same way
+# (gemm_flop_per_step in torch_step.py). The full shapes take minutes and several GiB of memory.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+fusemix=${FUSEMIX:-$root/build/apps/fusemix/fusemix}
+python=${PYTHON:-/usr/bin/python3}
+shapes=${SHAPES:-S1 S2 S3}
+threads_list=${THREADS:-1 2}
+steps=${STEPS:-5}
+warmup=${WARMUP:-2}
+extra=${EXTRA_ARGS:-}
+modes=${MODES:-eager compile}
+coretype=${CORETYPE:-SkylakeX}
+out=${OUT:-$root/benchmarks/train/last_run.jsonl}
+
+SHAPE_S1=${SHAPE_S1:---dim-x 1024 --dim-y 768 --depth-x 2 --depth-y 2 --batch 2048}
+SHAPE_S2=${SHAPE_S2:---dim-x 1536 --dim-y 1024 --depth-x 4 --depth-y 4 --batch 1024}
+SHAPE_S3=${SHAPE_S3:---dim-x 384 --dim-y 384 --depth-x 1 --depth-y 1 --batch 256}
+
+if [ -z "${CORETYPE:-}" ] && ! grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
+  echo "run.sh: no AVX-512 on this CPU: leaving OPENBLAS_CORETYPE as it is (set CORETYPE to choose)" >&2
+  coretype=default
+fi
+if [ "$coretype" != default ]; then export OPENBLAS_CORETYPE=$coretype; fi
+if [ ! -x "$fusemix" ]; then
+  echo "run.sh: $fusemix is not an executable (build it, or set FUSEMIX)" >&2
+  exit 1
+fi
+for s in $shapes; do
+  v=SHAPE_$s
+  if [ -z "${!v:-}" ]; then echo "run.sh: unknown shape $s (set $v to its arguments)" >&2; exit 1; fi
+done
+torch_version=$("$python" -c 'import torch; print(torch.__version__)')
+has_compile=$("$python" -c 'import torch; print(int(hasattr(torch, "compile")))')
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$(dirname "$out")"
+: >"$out"
+: >"$tmp/labels"
+
+# Reads a program's stdout, prints its JSON object as one line (the line itself when it is one).
+json_line() {
+  "$python" -c '
+import json, sys
+text = sys.stdin.read()
+for line in reversed(text.splitlines()):
+    line = line.strip()
+    if line.startswith("{"):
+        try:
+            json.loads(line)
+        except ValueError:
+            continue
+        print(line)
+        sys.exit(0)
+try:
+    print(json.dumps(json.loads(text)))
+except ValueError:
+    sys.exit("run.sh: no JSON object in the output:\n" + text[-2000:])
+'
+}
+
+echo "command: $0 $*"
+echo "         SHAPES=\"$shapes\" THREADS=\"$threads_list\" STEPS=$steps WARMUP=$warmup EXTRA_ARGS=\"$extra\" MODES=\"$modes\""
+echo "date:    $(date)"
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "ours:    $fusemix"
+echo "torch:   $torch_version ($python)"
+echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>}"
+echo
+
+for s in $shapes; do
+  v=SHAPE_$s
+  # shellcheck disable=SC2206  # word splitting of the argument strings is intended
+  args=(${!v} --steps "$steps" --warmup "$warmup" $extra)
+  for t in $threads_list; do
+    echo "== $s, $t thread(s): ours" >&2
+    "$fusemix" bench train "${args[@]}" --threads "$t" --json | json_line >>"$out"
+    echo "$s $t ours" >>"$tmp/labels"
+    for m in $modes; do
+      if [ "$m" = compile ] && [ "$has_compile" != 1 ]; then continue; fi
+      echo "== $s, $t thread(s): PyTorch $m" >&2
+      if r=$("$python" "$here/torch_step.py" "${args[@]}" --threads "$t" --mode "$m" --json); then
+        printf '%s\n' "$r" | json_line >>"$out"
+        echo "$s $t $m" >>"$tmp/labels"
+      else
+        echo "run.sh: PyTorch $m failed for $s with $t thread(s); reported n/a" >&2
+        echo "$s $t $m failed" >>"$tmp/labels"
+      fi
+    done
+  done
+done
+
+"$python" - "$out" "$tmp/labels" "$modes" "$has_compile" <<'PY'
+import json, sys
+out, labels, modes, has_compile = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4] == "1"
+records = [json.loads(l) for l in open(out) if l.strip()]
+ours, torch, order = {}, {}, []
+it = iter(records)
+for lab in open(labels):
+    f = lab.split()
+    key = (f[0], f[1])
+    if f[2] == "ours":
+        ours[key] = next(it)
+        order.append(key)
+    elif len(f) == 3:
+        torch[key + (f[2],)] = next(it)
+
+def num(r, k, fmt):
+    v = None if r is None else r.get(k)
+    return fmt.format(v) if isinstance(v, (int, float)) else "n/a"
+
+print("| shape | threads | PyTorch mode | ours samples/s | PyTorch samples/s | ours / PyTorch "
+      "| ours roofline fraction | PyTorch roofline fraction | ours peak RSS MiB | PyTorch peak RSS MiB |")
+print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+for key in order:
+    o = ours[key]
+    for m in modes:
+        if m == "compile" and not has_compile:
+            continue
+        p = torch.get(key + (m,))
+        ratio = pfrac = "n/a"
+        if p and o.get("samples_per_s") and p.get("samples_per_s"):
+            ratio = "{:.2f}".format(o["samples_per_s"] / p["samples_per_s"])
+        if p and o.get("roofline_gflops") and p.get("gflops") is not None:
+            pfrac = "{:.3f}".format(p["gflops"] / o["roofline_gflops"])
+        print(f"| {key[0]} | {key[1]} | {m} | {num(o, 'samples_per_s', '{:.0f}')} | {num(p, 'samples_per_s', '{:.0f}')} "
+              f"| {ratio} | {num(o, 'roofline_fraction', '{:.3f}')} | {pfrac} "
+              f"| {num(o, 'peak_rss_mib', '{:.0f}')} | {num(p, 'peak_rss_mib', '{:.0f}')} |")
+print()
+print("ratio > 1: ours is faster. Roofline fractions: achieved GEMM GFLOP/s over our measured roofline_gflops "
+      "of the same run (the same GEMM count on both sides).")
+PY
+echo "raw JSON lines: $out"
