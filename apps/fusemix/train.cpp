@@ -357,7 +357,7 @@ void register_train(CLI::App& app) {
   cmd->add_option("--seed", s->train.seed, "seed of every random draw")->capture_default_str();
   cmd->add_option("--threads", s->threads, "GEMM threads (0: the libraries' default); results are bitwise reproducible per count")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
-  cmd->add_option("--gemm", s->gemm, "GEMM library: auto (OpenBLAS where linked and AVX-512, else Eigen), eigen or openblas;"
+  cmd->add_option("--gemm", s->gemm, "GEMM library: auto (OpenBLAS where linked, Eigen where OpenBLAS is pinned to a non-AVX-512 kernel), eigen or openblas;"
                                      " like --threads, it changes the last bits")
       ->check(CLI::IsMember({"auto", "eigen", "openblas"}))->capture_default_str();
   cmd->add_option("--x-val", s->x_val, "validation X latents (recall after every epoch)");

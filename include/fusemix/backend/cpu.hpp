@@ -87,25 +87,24 @@ enum class gemm_library { eigen, openblas };
 #endif
 }
 
-namespace detail {
+// The process-wide choice. (A function-local static, not a `cpu::detail` namespace: that would
+// hide `fusemix::detail` from every unqualified `detail::` below.)
 inline gemm_library& gemm_choice() {
   static gemm_library choice = default_gemm_library();
   return choice;
 }
-}  // namespace detail
 
 /// The GEMM library in use (process-wide).
-[[nodiscard]] inline gemm_library current_gemm_library() { return detail::gemm_choice(); }
+[[nodiscard]] inline gemm_library current_gemm_library() { return gemm_choice(); }
 
 /// Chooses the GEMM library for the whole process; results are bitwise reproducible for a given
 /// library and thread count. Call it before training, not during.
 /// @throws argument_error for `openblas` in a program built without it.
 inline void set_gemm_library(gemm_library g) {
   if (g == gemm_library::openblas && !openblas_linked())
-    fusemix::detail::throw_expected<argument_error>("fusemix::cpu::set_gemm_library",
-                                                    "this program is built without OpenBLAS",
-                                                    "eigen (or a build with FUSEMIX_USE_OPENBLAS)", "openblas");
-  detail::gemm_choice() = g;
+    detail::throw_expected<argument_error>("fusemix::cpu::set_gemm_library", "this program is built without OpenBLAS",
+                                           "eigen (or a build with FUSEMIX_USE_OPENBLAS)", "openblas");
+  gemm_choice() = g;
 }
 
 /// A dense row-major operand that BLAS can read in place: contiguous rows at a known stride.
@@ -356,12 +355,12 @@ class backend {
   /// `y = mask ⊙ x / (1 − p)` with the mask of `key`.
   template <class X, class Y>
   void dropout_forward(const X& x, const dropout_key& key, Y& y) const {
+    if (key.p <= 0.0) {
+      y = x;
+      return;
+    }
     const Eigen::Index n = x.rows(), w = x.cols();
     for (Eigen::Index i = 0; i < n; ++i) {
-      if (key.p <= 0.0) {
-        y.row(i) = x.row(i);
-        continue;
-      }
       fill_mask(key, static_cast<std::size_t>(i * w), w);
       y.row(i).array() = x.row(i).array() * mask_;
     }
