@@ -3,19 +3,18 @@
 /// Checking what an error says.
 #pragma once
 
+#include <exception>
 #include <string>
 #include <vector>
 
 #include <boost/test/unit_test.hpp>
-
-#include <fusemix/error.hpp>
 
 namespace fusemix::test {
 
 /// A predicate for BOOST_CHECK_EXCEPTION: the message contains every one of `parts` (the first
 /// one missing is logged).
 inline auto message_has(std::vector<std::string> parts) {
-  return [parts](const fusemix::error& e) {
+  return [parts](const std::exception& e) {
     const std::string what = e.what();
     for (const auto& p : parts)
       if (what.find(p) == std::string::npos) {

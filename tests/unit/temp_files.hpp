@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include <unistd.h>
+
 #include <boost/test/unit_test.hpp>
 
 namespace fusemix::test {
@@ -41,6 +43,22 @@ inline void write_bytes(const std::filesystem::path& p, std::string_view bytes) 
   std::ofstream f(p, std::ios::binary);
   f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   BOOST_REQUIRE(f.good());
+}
+
+/// Calls `read(path)` with a path naming the read end of a pipe that holds `bytes` and is then
+/// closed for writing: a file with no size up front, as the readers see stdin or a FIFO.
+/// `bytes` must fit in the pipe's buffer (64 KiB on Linux): nothing reads while it is written.
+template <class Read>
+void with_pipe(std::string_view bytes, Read&& read) {
+  int fds[2];
+  BOOST_REQUIRE(::pipe(fds) == 0);
+  BOOST_REQUIRE(::write(fds[1], bytes.data(), bytes.size()) == static_cast<::ssize_t>(bytes.size()));
+  ::close(fds[1]);
+  struct closer {
+    int fd;
+    ~closer() { ::close(fd); }
+  } guard{fds[0]};
+  read(std::filesystem::path("/dev/fd") / std::to_string(fds[0]));
 }
 
 }  // namespace fusemix::test

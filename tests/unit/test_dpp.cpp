@@ -17,6 +17,8 @@
 
 #include <fusemix/dpp.hpp>
 
+#include "messages.hpp"
+
 namespace {
 
 using fusemix::latent_view;
@@ -158,19 +160,7 @@ void check_against_naive(const K& kernel, std::size_t n, std::size_t d, std::siz
   for (std::size_t t = 1; t < sel.gains.size(); ++t) BOOST_TEST(sel.gains[t] <= sel.gains[t - 1] + 1e-12);
 }
 
-/// A predicate for BOOST_CHECK_EXCEPTION: what() contains every piece.
-auto message_has(std::vector<std::string> pieces) {
-  return [pieces = std::move(pieces)](const std::exception& e) {
-    const std::string what = e.what();
-    bool ok = true;
-    for (const auto& p : pieces)
-      if (what.find(p) == std::string::npos) {
-        BOOST_TEST_MESSAGE("missing \"" << p << "\" in: " << what);
-        ok = false;
-      }
-    return ok;
-  };
-}
+using fusemix::test::message_has;
 
 }  // namespace
 

@@ -23,6 +23,7 @@
 #include <fusemix/io/npy.hpp>
 
 #include "temp_files.hpp"
+#include "messages.hpp"
 
 namespace {
 
@@ -63,19 +64,7 @@ std::string f4_data(std::size_t count) {
   return out;
 }
 
-/// A predicate for BOOST_CHECK_EXCEPTION: the message contains every one of `parts`.
-auto message_has(std::initializer_list<std::string> parts) {
-  return [v = std::vector<std::string>(parts)](const std::exception& e) {
-    const std::string what = e.what();
-    for (const auto& p : v) {
-      if (what.find(p) == std::string::npos) {
-        BOOST_TEST_MESSAGE("message \"" << what << "\" lacks \"" << p << "\"");
-        return false;
-      }
-    }
-    return true;
-  };
-}
+using fusemix::test::message_has;
 
 /// The 3x5 grid of tools/make_io_fixtures.py: (i*5 + j) * 0.25 - 1.5 (float), (i*5 + j) / 3
 /// (double).
@@ -299,26 +288,14 @@ BOOST_AUTO_TEST_CASE(reads_vectors_and_index_arrays) {
 
 BOOST_AUTO_TEST_CASE(reads_from_a_pipe) {
   // A pipe has no size up front, so truncation and trailing bytes are found while reading.
-  const auto through_pipe = [](const std::string& bytes, auto&& read) {
-    int fds[2];
-    BOOST_REQUIRE(::pipe(fds) == 0);
-    BOOST_REQUIRE(::write(fds[1], bytes.data(), bytes.size()) ==
-                  static_cast<ssize_t>(bytes.size()));
-    ::close(fds[1]);
-    struct closer {
-      int fd;
-      ~closer() { ::close(fd); }
-    } guard{fds[0]};
-    read(fs::path("/dev/fd") / std::to_string(fds[0]));
-  };
-  through_pipe(read_bytes(fixtures / "f4_3x5.npy"),
+  fusemix::test::with_pipe(read_bytes(fixtures / "f4_3x5.npy"),
                [](const fs::path& p) { BOOST_TEST(bitwise_equal(io::read_npy(p), grid_f4())); });
   const std::string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }";
-  through_pipe(npy_bytes(dict, f4_data(3)), [](const fs::path& p) {
+  fusemix::test::with_pipe(npy_bytes(dict, f4_data(3)), [](const fs::path& p) {
     BOOST_CHECK_EXCEPTION((void)io::read_npy(p), io_error,
                           message_has({"truncated: expected 16 bytes of data, found 12"}));
   });
-  through_pipe(npy_bytes(dict, f4_data(5)), [](const fs::path& p) {
+  fusemix::test::with_pipe(npy_bytes(dict, f4_data(5)), [](const fs::path& p) {
     BOOST_CHECK_EXCEPTION((void)io::read_npy(p), io_error, message_has({"trailing"}));
   });
 }
@@ -327,33 +304,21 @@ BOOST_AUTO_TEST_CASE(a_pipe_is_not_allocated_from_its_header_alone) {
   // A pipe has no size to check the shape against up front: a header claiming 4 TB followed by
   // 4 bytes must fail as truncated, not allocate (std::bad_alloc escaped until the fuzzer found
   // it; tests/fuzz/corpus/npy/regress-pipe-huge-shape.npy).
-  const auto through_pipe = [](const std::string& bytes, auto&& read) {
-    int fds[2];
-    BOOST_REQUIRE(::pipe(fds) == 0);
-    BOOST_REQUIRE(::write(fds[1], bytes.data(), bytes.size()) ==
-                  static_cast<ssize_t>(bytes.size()));
-    ::close(fds[1]);
-    struct closer {
-      int fd;
-      ~closer() { ::close(fd); }
-    } guard{fds[0]};
-    read(fs::path("/dev/fd") / std::to_string(fds[0]));
-  };
   const std::string vector_dict =
       "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000,), }";
-  through_pipe(npy_bytes(vector_dict, f4_data(1)), [](const fs::path& p) {
+  fusemix::test::with_pipe(npy_bytes(vector_dict, f4_data(1)), [](const fs::path& p) {
     BOOST_CHECK_EXCEPTION((void)io::read_npy_vector(p), io_error,
                           message_has({"read_npy_vector", "truncated: expected 4000000000000 "
                                                           "bytes of data, found 4"}));
   });
-  through_pipe(npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (1000000, 1000000), }",
+  fusemix::test::with_pipe(npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (1000000, 1000000), }",
                          f4_data(2)),
                [](const fs::path& p) {
                  BOOST_CHECK_EXCEPTION(
                      (void)io::read_npy<double>(p), io_error,
                      message_has({"truncated: expected 8000000000000 bytes of data, found 8"}));
                });
-  through_pipe(npy_bytes("{'descr': '<i8', 'fortran_order': False, 'shape': (1000000000000,), }",
+  fusemix::test::with_pipe(npy_bytes("{'descr': '<i8', 'fortran_order': False, 'shape': (1000000000000,), }",
                          "12345678"),
                [](const fs::path& p) {
                  BOOST_CHECK_EXCEPTION(
@@ -362,12 +327,12 @@ BOOST_AUTO_TEST_CASE(a_pipe_is_not_allocated_from_its_header_alone) {
                });
   // Values still decode exactly from the in-memory copy, and a <u8 beyond int64 still fails.
   const std::string u8_data("\x07\0\0\0\0\0\0\0\xff\xff\xff\xff\xff\xff\xff\xff", 16);
-  through_pipe(npy_bytes("{'descr': '<u8', 'fortran_order': False, 'shape': (2,), }", u8_data),
+  fusemix::test::with_pipe(npy_bytes("{'descr': '<u8', 'fortran_order': False, 'shape': (2,), }", u8_data),
                [](const fs::path& p) {
                  BOOST_CHECK_EXCEPTION((void)io::read_npy_int64(p), io_error,
                                        message_has({"at index 1 does not fit in int64"}));
                });
-  through_pipe(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", f4_data(3)),
+  fusemix::test::with_pipe(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", f4_data(3)),
                [](const fs::path& p) {
                  BOOST_TEST(io::read_npy_vector(p) == (std::vector<float>{0.0f, 1.0f, 2.0f}));
                });

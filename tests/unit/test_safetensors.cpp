@@ -25,6 +25,7 @@
 #include <fusemix/io/safetensors.hpp>
 
 #include "temp_files.hpp"
+#include "messages.hpp"
 
 namespace {
 
@@ -46,19 +47,7 @@ std::string st_bytes(std::string_view header, std::size_t data_bytes) {
          std::string(data_bytes, '\0');
 }
 
-/// A predicate for BOOST_CHECK_EXCEPTION: the message contains every one of `parts`.
-auto message_has(std::initializer_list<std::string> parts) {
-  return [v = std::vector<std::string>(parts)](const std::exception& e) {
-    const std::string what = e.what();
-    for (const auto& p : v) {
-      if (what.find(p) == std::string::npos) {
-        BOOST_TEST_MESSAGE("message \"" << what << "\" lacks \"" << p << "\"");
-        return false;
-      }
-    }
-    return true;
-  };
-}
+using fusemix::test::message_has;
 
 template <class T>
 bool bitwise_equal(const std::vector<T>& a, const std::vector<T>& b) {
@@ -201,19 +190,12 @@ BOOST_AUTO_TEST_CASE(reads_f64_f16_bf16_fixture) {
 }
 
 BOOST_AUTO_TEST_CASE(reads_from_a_pipe) {
-  const std::string bytes = read_bytes(fixtures / "mixed_dtypes.safetensors");
-  int fds[2];
-  BOOST_REQUIRE(::pipe(fds) == 0);
-  BOOST_REQUIRE(::write(fds[1], bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()));
-  ::close(fds[1]);
-  struct closer {
-    int fd;
-    ~closer() { ::close(fd); }
-  } guard{fds[0]};
-  const auto f = io::read_safetensors(fs::path("/dev/fd") / std::to_string(fds[0]));
-  BOOST_TEST(f.tensors.size() == 5u);
-  BOOST_TEST(bitwise_equal(f.tensors.at("b_f16").data, {1.0f, -0.5f, 65504.0f, 0x1p-24f,
-                                                        std::numeric_limits<float>::infinity()}));
+  fusemix::test::with_pipe(read_bytes(fixtures / "mixed_dtypes.safetensors"), [](const fs::path& p) {
+    const auto f = io::read_safetensors(p);
+    BOOST_TEST(f.tensors.size() == 5u);
+    BOOST_TEST(bitwise_equal(f.tensors.at("b_f16").data, {1.0f, -0.5f, 65504.0f, 0x1p-24f,
+                                                          std::numeric_limits<float>::infinity()}));
+  });
 }
 
 BOOST_AUTO_TEST_CASE(require_checks_presence_and_shape) {
@@ -288,17 +270,10 @@ BOOST_AUTO_TEST_CASE(a_pipe_header_length_is_not_allocated_up_front) {
   std::string bytes = st_bytes("", 0);
   fusemix::detail::store_le(reinterpret_cast<unsigned char*>(bytes.data()),
                             std::uint64_t{100'000'000});
-  int fds[2];
-  BOOST_REQUIRE(::pipe(fds) == 0);
-  BOOST_REQUIRE(::write(fds[1], bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()));
-  ::close(fds[1]);
-  struct closer {
-    int fd;
-    ~closer() { ::close(fd); }
-  } guard{fds[0]};
-  BOOST_CHECK_EXCEPTION(
-      (void)io::read_safetensors(fs::path("/dev/fd") / std::to_string(fds[0])), io_error,
-      message_has({"truncated: expected 100000000 bytes of header, found 0"}));
+  fusemix::test::with_pipe(bytes, [](const fs::path& p) {
+    BOOST_CHECK_EXCEPTION((void)io::read_safetensors(p), io_error,
+                          message_has({"truncated: expected 100000000 bytes of header, found 0"}));
+  });
 }
 
 BOOST_AUTO_TEST_CASE(malformed_entries_are_refused) {
