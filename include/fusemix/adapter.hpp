@@ -132,10 +132,24 @@ class fusion_adapter {
   [[nodiscard]] std::size_t out_dim() const noexcept { return shape_.out_dim; }
   /// Run-time parameter count (without the buffers' padding).
   [[nodiscard]] std::size_t size() const noexcept { return layout_.parameter_count(); }
+  /// The flat parameter buffer, in the backend's memory (device memory for `cuda::backend` on a
+  /// GPU: read it on the host with `copy_parameters_to`).
   [[nodiscard]] std::span<scalar_type> parameters() noexcept { return {params_.data(), params_.size()}; }
   [[nodiscard]] std::span<const scalar_type> parameters() const noexcept { return {params_.data(), params_.size()}; }
   [[nodiscard]] std::span<scalar_type> gradients() noexcept { return {grads_.data(), grads_.size()}; }
   [[nodiscard]] std::span<const scalar_type> gradients() const noexcept { return {grads_.data(), grads_.size()}; }
+  /// Copies the flat parameter buffer (padding included) into `host`, which must be as long.
+  void copy_parameters_to(std::span<scalar_type> host) const {
+    check_host_size("fusemix::fusion_adapter::copy_parameters_to", host.size());
+    be_.download(params_.data(), host);
+  }
+  /// Sets the flat parameter buffer (padding included) from `host`, which must be as long.
+  void copy_parameters_from(std::span<const scalar_type> host) {
+    check_host_size("fusemix::fusion_adapter::copy_parameters_from", host.size());
+    be_.upload(host, params_.data());
+  }
+  /// The backend the adapter computes with.
+  [[nodiscard]] const B& backend() const noexcept { return be_; }
   /// Every parameter by PyTorch name relative to the module (`"0.fn.0.weight"`, ..., `"{depth+1}.bias"`).
   [[nodiscard]] const std::vector<parameter_info>& named_parameters() const noexcept { return layout_.entries(); }
   /// The parameter called `name`. @throws argument_error if there is none.
@@ -143,6 +157,9 @@ class fusion_adapter {
 
  private:
   static adapter_shape checked(adapter_shape shape);
+  void check_host_size(const char* where, std::size_t n) const {
+    if (n != params_.size()) detail::throw_shape_error(where, "one value per element of the flat buffer", params_.size(), n);
+  }
   void build();
 
   adapter_shape shape_;
@@ -152,7 +169,7 @@ class fusion_adapter {
   std::vector<block<B>> blocks_;
   std::vector<layer_norm<B>> final_ln_;  // exactly one; a vector so the adapter stays movable
   std::vector<linear<B>> proj_;          // exactly one
-  parameter_buffer<scalar_type> params_, grads_;
+  typename B::template buffer<scalar_type> params_, grads_;
   bool training_ = false;
   std::uint64_t draws_ = 0;
   // The input of block i is input(i): the caller's batch for i = 0 (not copied), else acts_[i]
@@ -187,11 +204,14 @@ class identity_adapter {
     return dx_;
   }
   void set_training(bool) noexcept {}
+  [[nodiscard]] const B& backend() const noexcept { return be_; }
   [[nodiscard]] std::size_t in_dim() const noexcept { return dim_; }
   [[nodiscard]] std::size_t out_dim() const noexcept { return dim_; }
   [[nodiscard]] std::size_t size() const noexcept { return 0; }
   [[nodiscard]] std::span<scalar_type> parameters() const noexcept { return {}; }
   [[nodiscard]] std::span<scalar_type> gradients() const noexcept { return {}; }
+  void copy_parameters_to(std::span<scalar_type>) const noexcept {}
+  void copy_parameters_from(std::span<const scalar_type>) noexcept {}
   [[nodiscard]] const std::vector<parameter_info>& named_parameters() const noexcept { return none_; }
 
  private:
@@ -249,8 +269,8 @@ fusion_adapter<S, B>::fusion_adapter(adapter_shape shape, adapter_options option
   set_dropout_seed(options_.seed);
   final_ln_.emplace_back(layout_, std::to_string(shape_.depth) + ".", d, 1e-5, be_);
   proj_.emplace_back(layout_, std::to_string(shape_.depth + 1) + ".", d, shape_.out_dim, be_);
-  params_.assign(layout_.size(), scalar_type(0));
-  grads_.assign(layout_.size(), scalar_type(0));
+  params_ = be_.zero_buffer(layout_.size());
+  grads_ = be_.zero_buffer(layout_.size());
   acts_.resize(shape_.depth + 1);
   build();
   reset_parameters(options_.seed);
@@ -270,8 +290,8 @@ fusion_adapter<S, B>& fusion_adapter<S, B>::operator=(const fusion_adapter& othe
   if (shape_ == other.shape_ && options_.dropout == other.options_.dropout) {
     // Same layout: copy values into the existing buffers, so that pointers into them (an
     // optimiser's, a trainer's) stay valid.
-    std::copy(other.params_.begin(), other.params_.end(), params_.begin());
-    std::copy(other.grads_.begin(), other.grads_.end(), grads_.begin());
+    be_.copy_n(other.params_.data(), params_.size(), params_.data());
+    be_.copy_n(other.grads_.data(), grads_.size(), grads_.data());
     set_dropout_seed(other.options_.seed);
     training_ = other.training_;
     draws_ = other.draws_;
@@ -292,10 +312,18 @@ void fusion_adapter<S, B>::build() {
 
 template <adapter_shape S, Backend B>
 void fusion_adapter<S, B>::reset_parameters(std::uint64_t seed) {
+  // Drawn on the host into a staging buffer (the layers write through their bound pointers),
+  // then copied to the backend's memory: the same weights on every backend.
+  std::vector<scalar_type> host(params_.size(), scalar_type(0));
+  for (auto& b : blocks_) b.bind(host.data(), grads_.data());
+  final_ln_.front().bind(host.data(), grads_.data());
+  proj_.front().bind(host.data(), grads_.data());
   philox_engine rng(seed);
   for (auto& b : blocks_) b.reset_parameters(rng);
   final_ln_.front().reset_parameters();
   proj_.front().reset_parameters(rng);
+  build();
+  be_.upload(host, params_.data());
 }
 
 template <adapter_shape S, Backend B>

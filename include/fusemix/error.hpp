@@ -41,6 +41,14 @@ class argument_error : public error {
   using error::error;
 };
 
+/// A compute device that was asked for is not there (no CUDA device or driver, or a program
+/// built without CUDA). Failures of a device that is there are `std::system_error`s in the
+/// "cuda" and "cublas" categories.
+class device_error : public error {
+ public:
+  using error::error;
+};
+
 namespace detail {
 
 /// Joins the pieces into one string with `operator<<`.

@@ -60,7 +60,7 @@ class parameter_layout {
 
 /// A flat buffer of parameters or gradients, aligned to `buffer_alignment`.
 template <class T>
-using parameter_buffer = std::vector<T, detail::aligned_allocator<T>>;
+using parameter_buffer = typename cpu::backend<T>::template buffer<T>;
 
 /// `y = x·Wᵀ + b` with `W` stored out×in (PyTorch's layout) and PyTorch's default init
 /// (`W`, `b` ~ U(±1/√in)).
@@ -108,9 +108,12 @@ class linear {
   }
   /// Writes `dW = dyᵀ·x`, `db = Σ dy` and returns `dx = dy·W` through `dx`.
   void backward(const matrix_type& x, const matrix_type& dy, matrix_type& dx) {
-    backward_parameters(x, dy);
     be_.resize(dx, be_.rows(dy), in_);
-    be_.gemm(scalar_type(1), dy, false, weight(), false, scalar_type(0), dx);
+    auto dw = be_.map(g_ + w_, out_, in_);
+    auto db = be_.map(g_ + b_, out_);
+    // Both products read dy: one call, so a backend can prepare it once.
+    be_.gemm_shared(scalar_type(1), dy, true, x, false, dw, false, weight(), false, dx);
+    be_.column_sums(dy, db);
   }
   /// Writes `dW` and `db` only (the first layer of a model needs no input gradient).
   void backward_parameters(const matrix_type& x, const matrix_type& dy) {

@@ -91,8 +91,7 @@ void contrastive_loss<B>::backward() {
   // logits = S/τ: dL/dτ = Σ G ⊙ (−S/τ²) = −Σ G ⊙ logits / τ.
   dt_ = -be_.dot(g_, logits_) / t_;
   be_.resize(dnx_, n, d), be_.resize(dny_, n, d), be_.resize(dpx_, n, d), be_.resize(dpy_, n, d);
-  be_.gemm(scalar_type(1) / t_, g_, false, ny_, false, scalar_type(0), dnx_);
-  be_.gemm(scalar_type(1) / t_, g_, true, nx_, false, scalar_type(0), dny_);
+  be_.gemm_shared(scalar_type(1) / t_, g_, false, ny_, false, dnx_, true, nx_, false, dny_);
   be_.normalize_rows_backward(dnx_, nx_, norm_x_, scalar_type(normalize_eps), dpx_);
   be_.normalize_rows_backward(dny_, ny_, norm_y_, scalar_type(normalize_eps), dpy_);
 }

@@ -68,8 +68,28 @@ class adamw {
   [[nodiscard]] std::span<T> second_moments() noexcept { return v_; }
   [[nodiscard]] std::span<const T> second_moments() const noexcept { return v_; }
   [[nodiscard]] const adamw_options& options() const noexcept { return o_; }
+  /// The number of registered parameters; each moment's host form has this length (the form
+  /// every backend's optimiser reads and writes, so checkpoints do not depend on the backend).
+  [[nodiscard]] std::size_t moment_count() const noexcept { return m_.size(); }
+  /// Copies both moments, registered ranges in order.
+  void get_moments(std::span<T> m, std::span<T> v) const {
+    check_moments(m.size(), v.size());
+    std::copy(m_.begin(), m_.end(), m.begin());
+    std::copy(v_.begin(), v_.end(), v.begin());
+  }
+  /// Sets both moments from their host form.
+  void set_moments(std::span<const T> m, std::span<const T> v) {
+    check_moments(m.size(), v.size());
+    std::copy(m.begin(), m.end(), m_.begin());
+    std::copy(v.begin(), v.end(), v_.begin());
+  }
 
  private:
+  void check_moments(std::size_t m, std::size_t v) const {
+    if (m != m_.size() || v != m_.size())
+      detail::throw_shape_error("fusemix::adamw::moments", "one value per registered parameter", m_.size(),
+                                m != m_.size() ? m : v);
+  }
   struct range {
     T* p;
     const T* g;
@@ -82,6 +102,16 @@ class adamw {
   std::vector<T> m_, v_;
   std::uint64_t t_ = 0;
 };
+
+/// The AdamW of backend `be`: `be.make_optimizer(o)` where the backend has one (the CUDA
+/// backend's updates its device memory), else `fusemix::adamw` on host memory.
+template <class B>
+[[nodiscard]] auto make_optimizer(const B& be, const adamw_options& o) {
+  if constexpr (requires { be.make_optimizer(o); })
+    return be.make_optimizer(o);
+  else
+    return adamw<typename B::scalar_type>(o);
+}
 
 /// The FuseMix learning rate: linear warmup from `min_lr` to `lr` over the first epoch (per
 /// step), then per-epoch cosine decay `(lr − min_lr)·½(1 + cos(π·e/E)) + min_lr` (the authors'

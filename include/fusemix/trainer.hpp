@@ -16,6 +16,7 @@
 #include <numeric>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fusemix/adapter.hpp>
@@ -115,7 +116,8 @@ class trainer {
   void set_temperature(double t) noexcept { temp_ = static_cast<scalar_type>(t); }
   [[nodiscard]] const train_options& options() const noexcept { return o_; }
   [[nodiscard]] lr_schedule schedule() const noexcept { return {o_.lr, o_.min_lr, o_.epochs, o_.warmup}; }
-  [[nodiscard]] adamw<scalar_type>& optimizer() noexcept { return opt_; }
+  /// The optimiser of both adapters' parameters (the backend's AdamW; τ has its own, on the host).
+  [[nodiscard]] auto& optimizer() noexcept { return opt_; }
 
   /// Writes the adapters under PyTorch names (`vis_proj.*`, `text_proj.*`, `temp`), atomically.
   void save_weights(const std::filesystem::path& file) const;
@@ -133,7 +135,8 @@ class trainer {
   train_options o_;
   backend_type be_;
   contrastive_loss<backend_type> loss_;
-  adamw<scalar_type> opt_;
+  decltype(make_optimizer(std::declval<const backend_type&>(), adamw_options{})) opt_;
+  adamw<scalar_type> temp_opt_;  // τ is one host scalar, so its update stays on the host
   scalar_type temp_ = static_cast<scalar_type>(temperature_limits::initial), dtemp_ = 0;
   std::size_t epoch_ = 0, step_in_epoch_ = 0;
   std::uint64_t global_step_ = 0;
@@ -149,7 +152,8 @@ class trainer {
 
 template <class HX, class HY>
 trainer<HX, HY>::trainer(HX& hx, HY& hy, train_options o, backend_type be)
-    : hx_(hx), hy_(hy), o_(o), be_(be), loss_(be), opt_({.weight_decay = o.weight_decay}) {
+    : hx_(hx), hy_(hy), o_(o), be_(be), loss_(be), opt_(make_optimizer(be, {.weight_decay = o.weight_decay})),
+      temp_opt_({.weight_decay = o.weight_decay}) {
   constexpr const char* where = "fusemix::trainer";
   if (hx.out_dim() != hy.out_dim())
     detail::throw_shape_error(where, "both adapters must map into the same shared width", hx.out_dim(), hy.out_dim());
@@ -161,7 +165,7 @@ trainer<HX, HY>::trainer(HX& hx, HY& hy, train_options o, backend_type be)
   if (!(o.mixup.alpha > 0)) detail::throw_expected<argument_error>(where, "alpha must be positive", "> 0", o.mixup.alpha);
   opt_.add_model(hx_);
   opt_.add_model(hy_);
-  opt_.add(&temp_, &dtemp_, 1, false);
+  temp_opt_.add(&temp_, &dtemp_, 1, false);
 }
 
 template <class HX, class HY>
@@ -211,6 +215,7 @@ double trainer<HX, HY>::step(const matrix_type& zx, const matrix_type& zy, std::
   hy_.backward(loss_.dy());
   dtemp_ = loss_.dtemperature();
   opt_.step(lr);
+  temp_opt_.step(lr);
   ++global_step_;
   return loss;
 }
@@ -272,11 +277,13 @@ void trainer<HX, HY>::save_checkpoint(const std::filesystem::path& file, std::ma
   io::store_parameters(hx_, io::x_prefix, t);
   io::store_parameters(hy_, io::y_prefix, t);
   t["temp"] = {{}, {temp_}};
-  auto flat = [](std::span<const scalar_type> s) {
-    return io::basic_tensor<scalar_type>{{s.size()}, std::vector<scalar_type>(s.begin(), s.end())};
-  };
-  t["optimizer.exp_avg"] = flat(opt_.first_moments());
-  t["optimizer.exp_avg_sq"] = flat(opt_.second_moments());
+  // The moments flat in registration order: both adapters, then τ.
+  const std::size_t n = opt_.moment_count();
+  std::vector<scalar_type> m(n + 1), v(n + 1);
+  opt_.get_moments(std::span<scalar_type>(m).first(n), std::span<scalar_type>(v).first(n));
+  temp_opt_.get_moments(std::span<scalar_type>(m).last(1), std::span<scalar_type>(v).last(1));
+  t["optimizer.exp_avg"] = {{n + 1}, std::move(m)};
+  t["optimizer.exp_avg_sq"] = {{n + 1}, std::move(v)};
   meta["format"] = "fusemix-checkpoint-1";
   meta["epoch"] = std::to_string(epoch_);
   meta["global_step"] = std::to_string(global_step_);
@@ -317,10 +324,11 @@ std::map<std::string, std::string> trainer<HX, HY>::load_checkpoint(const std::f
   io::load_parameters(hx_, io::x_prefix, f);  // (the file overload names `file` in its messages)
   io::load_parameters(hy_, io::y_prefix, f);
   temp_ = io::require(f, "temp", {}).data[0];
-  const auto& m = io::require(f, "optimizer.exp_avg", {opt_.first_moments().size()});
-  const auto& v = io::require(f, "optimizer.exp_avg_sq", {opt_.second_moments().size()});
-  std::copy(m.data.begin(), m.data.end(), opt_.first_moments().begin());
-  std::copy(v.data.begin(), v.data.end(), opt_.second_moments().begin());
+  const std::size_t n = opt_.moment_count();
+  const auto& m = io::require(f, "optimizer.exp_avg", {n + 1});
+  const auto& v = io::require(f, "optimizer.exp_avg_sq", {n + 1});
+  opt_.set_moments(std::span<const scalar_type>(m.data).first(n), std::span<const scalar_type>(v.data).first(n));
+  temp_opt_.set_moments(std::span<const scalar_type>(m.data).last(1), std::span<const scalar_type>(v.data).last(1));
   epoch_ = need("epoch");
   global_step_ = need("global_step");
   // Written since stops inside an epoch exist; older checkpoints sit at an epoch boundary.
@@ -333,6 +341,7 @@ std::map<std::string, std::string> trainer<HX, HY>::load_checkpoint(const std::f
                              detail::concat("metadata \"epoch_loss_sum\" is not a finite number: \"", it->second, "\""));
   }
   opt_.set_steps(need("optimizer_steps"));
+  temp_opt_.set_steps(opt_.steps());
   if constexpr (requires { hx_.set_dropout_draws(0); }) {
     hx_.set_dropout_seed(need("x_dropout_seed"));
     hx_.set_dropout_draws(need("x_dropout_draws"));

@@ -74,6 +74,13 @@ struct marked_gemm_backend : fm::cpu::backend<float> {
     fm::cpu::backend<float>::gemm(alpha, a, ta, b, tb, beta, c);
     in_gemm = false;
   }
+  // (The base's gemm_shared would call the base's gemm, unmarked.)
+  template <class A, class B1, class C1, class B2, class C2>
+  void gemm_shared(float alpha, const A& a, bool ta1, const B1& b1, bool tb1, C1& c1, bool ta2, const B2& b2, bool tb2,
+                   C2& c2) const {
+    gemm(alpha, a, ta1, b1, tb1, 0.0f, c1);
+    gemm(alpha, a, ta2, b2, tb2, 0.0f, c2);
+  }
 };
 }  // namespace
 #endif

@@ -11,6 +11,7 @@
 #include <span>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 #include <Eigen/Core>
 #include <unsupported/Eigen/SpecialFunctions>  // vectorised erf for GELU
@@ -28,14 +29,6 @@
 #include <fusemix/random.hpp>
 
 namespace fusemix {
-
-/// Which elements a dropout draw keeps: a pure function of `(seed, draw, element index)`.
-/// `p` is the probability of dropping; kept elements are scaled by `1 / (1 - p)` (inverted dropout).
-struct dropout_key {
-  std::uint64_t seed = 0;
-  std::uint64_t draw = 0;
-  double p = 0;
-};
 
 namespace cpu {
 
@@ -137,6 +130,11 @@ class backend {
   using const_matrix_map = Eigen::Map<const matrix_type>;
   using vector_map = Eigen::Map<vector_type>;
   using const_vector_map = Eigen::Map<const vector_type>;
+  /// Flat parameter storage (64-byte aligned, see docs/design.md).
+  template <class U>
+  using buffer = std::vector<U, detail::aligned_allocator<U>>;
+  /// Whether the host can dereference this backend's pointers.
+  static constexpr bool host_memory = true;
 
   // Shapes and storage ---------------------------------------------------------------------
 
@@ -159,6 +157,15 @@ class backend {
   }
   static vector_map map(T* p, std::size_t n) noexcept { return {p, static_cast<Eigen::Index>(n)}; }
   static const_vector_map map(const T* p, std::size_t n) noexcept { return {p, static_cast<Eigen::Index>(n)}; }
+
+  /// `n` zeros (a model's parameter or gradient buffer).
+  static buffer<T> zero_buffer(std::size_t n) { return buffer<T>(n, T(0)); }
+  /// Copies host values to `dst` (the same memory here; the CUDA backend's moves them to the device).
+  static void upload(std::span<const T> host, T* dst) { std::copy(host.begin(), host.end(), dst); }
+  /// Copies the values at `src` into `host`.
+  static void download(const T* src, std::span<T> host) { std::copy_n(src, host.size(), host.begin()); }
+  /// Copies `n` values from `src` to `dst`.
+  static void copy_n(const T* src, std::size_t n, T* dst) { std::copy_n(src, n, dst); }
 
   // Dense linear algebra -------------------------------------------------------------------
 
@@ -195,6 +202,15 @@ class backend {
       c.noalias() += alpha * a.transpose() * b;
     else
       c.noalias() += alpha * a.transpose() * b.transpose();
+  }
+  /// Two products with the same left operand: `c1 = alpha · op1(a) · op(b1)` and
+  /// `c2 = alpha · op2(a) · op(b2)` (a layer's backward: dW = dyᵀ·x and dx = dy·W). The CUDA
+  /// backend prepares `a` once for both (its bf16 copy); here, two GEMMs.
+  template <class A, class B1, class C1, class B2, class C2>
+  void gemm_shared(T alpha, const A& a, bool trans_a1, const B1& b1, bool trans_b1, C1& c1, bool trans_a2, const B2& b2,
+                   bool trans_b2, C2& c2) const {
+    gemm(alpha, a, trans_a1, b1, trans_b1, T(0), c1);
+    gemm(alpha, a, trans_a2, b2, trans_b2, T(0), c2);
   }
   /// `y += alpha · x`.
   template <class X, class Y>

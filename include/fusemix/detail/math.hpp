@@ -9,6 +9,19 @@
 #include <fusemix/config.hpp>
 #include <fusemix/random.hpp>
 
+namespace fusemix {
+
+/// Which elements a dropout draw keeps: a pure function of `(seed, draw, element index)`.
+/// `p` is the probability of dropping; kept elements are scaled by `1 / (1 - p)` (inverted dropout).
+/// (Here, not in a backend, because every backend reads it.)
+struct dropout_key {
+  std::uint64_t seed = 0;
+  std::uint64_t draw = 0;
+  double p = 0;
+};
+
+}  // namespace fusemix
+
 namespace fusemix::detail {
 
 // GELU in its exact form, x·Φ(x), as torch.nn.GELU() (approximate='none') computes it.

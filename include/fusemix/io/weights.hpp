@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include <fusemix/error.hpp>
@@ -83,11 +84,14 @@ void load_parameters_from(Model& model, std::string_view prefix, const io::basic
   for (const auto& p : params)
     found.push_back(
         &st_require(where, tensors, std::string(prefix) + p.name, std::span<const std::size_t>(p.shape), file));
-  auto values = model.parameters();
+  // Through a host copy of the flat buffer: the model's memory may be a device's.
+  using V = std::remove_cvref_t<typename decltype(model.parameters())::value_type>;
+  std::vector<V> values(model.parameters().size());
+  model.copy_parameters_to(std::span<V>(values));
   for (std::size_t i = 0; i < params.size(); ++i)
     std::transform(found[i]->data.begin(), found[i]->data.end(),
-                   values.begin() + static_cast<std::ptrdiff_t>(params[i].offset),
-                   [](T v) { return static_cast<typename decltype(values)::value_type>(v); });
+                   values.begin() + static_cast<std::ptrdiff_t>(params[i].offset), [](T v) { return static_cast<V>(v); });
+  model.copy_parameters_from(std::span<const V>(values));
 }
 
 }  // namespace fusemix::detail
@@ -96,7 +100,9 @@ namespace fusemix::io {
 
 template <class Model, Scalar T>
 void store_parameters(const Model& model, std::string_view prefix, basic_tensor_map<T>& out) {
-  const auto values = model.parameters();
+  using V = std::remove_cvref_t<typename decltype(model.parameters())::value_type>;
+  std::vector<V> values(model.parameters().size());
+  model.copy_parameters_to(std::span<V>(values));
   for (const auto& p : model.named_parameters()) {
     basic_tensor<T> t{p.shape, {}};
     t.data.resize(p.size);
