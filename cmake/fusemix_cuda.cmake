@@ -16,11 +16,12 @@ endif()
 enable_language(CUDA)
 find_package(CUDAToolkit REQUIRED)
 
-set(fusemix_cuda_headers
-  include/fusemix/backend/cuda.cuh
-  include/fusemix/backend/cuda/error.cuh
-  include/fusemix/backend/cuda/device.cuh
-)
+file(GLOB fusemix_cuda_headers CONFIGURE_DEPENDS RELATIVE ${PROJECT_SOURCE_DIR}
+     include/fusemix/backend/cuda.cuh include/fusemix/backend/cuda/*.cuh include/fusemix/backend/cuda/*.hpp)
+# Thrust and CUB: nvcc finds them by itself, a host compiler (the backend on Thrust's CPP
+# system) needs the path.
+find_path(FUSEMIX_CCCL_INCLUDE_DIR thrust/version.h HINTS ${CUDAToolkit_INCLUDE_DIRS}/cccl ${CUDAToolkit_INCLUDE_DIRS}
+          REQUIRED)
 
 add_library(fusemix_cuda INTERFACE)
 add_library(fusemix::cuda ALIAS fusemix_cuda)
@@ -31,10 +32,19 @@ set_target_properties(fusemix_cuda PROPERTIES EXPORT_NAME cuda
 target_sources(fusemix_cuda INTERFACE FILE_SET HEADERS BASE_DIRS include FILES ${fusemix_cuda_headers})
 target_link_libraries(fusemix_cuda INTERFACE fusemix::fusemix CUDA::cublas CUDA::cudart)
 # CMake 3.25 does not know that nvcc 13 supports C++20 and silently drops CUDA_STANDARD 20 (and
-# cuda_std_20), so the flag is given by hand, for the CUDA sources of every consumer.
+# cuda_std_20), so the flag is given by hand, for the CUDA sources of every consumer. The
+# diagnostics silenced are Eigen's __host__ __device__ annotations on defaulted members, which
+# nvcc 13 reports in every file that includes a CPU header.
 target_compile_options(fusemix_cuda INTERFACE
   $<$<COMPILE_LANGUAGE:CUDA>:-std=c++20>
-  $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr>)
+  $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr>
+  $<$<COMPILE_LANGUAGE:CUDA>:-diag-suppress=20012,20013,20014,20015>)
+
+# The same backend compiled by the C++ compiler on Thrust's CPP system (no GPU, no CUDA
+# libraries): what CI executes of the device code. Internal to this build.
+add_library(fusemix_cuda_host INTERFACE)
+target_link_libraries(fusemix_cuda_host INTERFACE fusemix::fusemix)
+target_include_directories(fusemix_cuda_host SYSTEM INTERFACE ${FUSEMIX_CCCL_INCLUDE_DIR})
 
 if(FUSEMIX_INSTALL)
   include(GNUInstallDirs)
