@@ -47,7 +47,9 @@ concept DotProductKernel = requires(const K& k, double ab, double aa, double bb)
 
 /// `K(a, b) = a·b`. Its rank is at most D, so a selection stops after at most D picks.
 struct linear_kernel {
-  [[nodiscard]] double from_dots(double ab, double /*aa*/, double /*bb*/) const noexcept { return ab; }
+  [[nodiscard]] FUSEMIX_HOST_DEVICE double from_dots(double ab, double /*aa*/, double /*bb*/) const noexcept {
+    return ab;
+  }
   template <Scalar T>
   [[nodiscard]] double operator()(std::span<const T> a, std::span<const T> b) const;
   template <Scalar T>
@@ -56,7 +58,7 @@ struct linear_kernel {
 
 /// `K(a, b) = a·b / (|a|·|b|)`, and 0 when either vector is zero. Rank at most D.
 struct cosine_kernel {
-  [[nodiscard]] double from_dots(double ab, double aa, double bb) const noexcept {
+  [[nodiscard]] FUSEMIX_HOST_DEVICE double from_dots(double ab, double aa, double bb) const noexcept {
     // one sqrt of the product: the diagonal x / sqrt(x·x) is then exactly 1
     return aa > 0 && bb > 0 ? ab / std::sqrt(aa * bb) : 0.0;
   }
@@ -73,7 +75,7 @@ struct polynomial_kernel {
   double offset = 1.0;
   unsigned degree = 2;
 
-  [[nodiscard]] double from_dots(double ab, double /*aa*/, double /*bb*/) const noexcept;
+  [[nodiscard]] FUSEMIX_HOST_DEVICE double from_dots(double ab, double /*aa*/, double /*bb*/) const noexcept;
   template <Scalar T>
   [[nodiscard]] double operator()(std::span<const T> a, std::span<const T> b) const;
   template <Scalar T>
@@ -85,7 +87,7 @@ struct polynomial_kernel {
 struct rbf_kernel {
   double gamma = 1.0;
 
-  [[nodiscard]] double from_dots(double ab, double aa, double bb) const noexcept {
+  [[nodiscard]] FUSEMIX_HOST_DEVICE double from_dots(double ab, double aa, double bb) const noexcept {
     return std::exp(-gamma * std::max(0.0, aa + bb - 2.0 * ab));
   }
   template <Scalar T>

@@ -96,7 +96,7 @@ void dot_kernel_row(const K& k, const latent_view<T>& z, std::size_t j, std::spa
 }
 
 /// x^p by repeated squaring: no `pow` special cases, the same result with every libm.
-[[nodiscard]] inline double ipow(double x, unsigned p) noexcept {
+[[nodiscard]] FUSEMIX_HOST_DEVICE inline double ipow(double x, unsigned p) noexcept {
   double r = 1.0;
   for (; p != 0; p >>= 1, x *= x)
     if (p & 1U) r *= x;
@@ -450,7 +450,7 @@ void cosine_kernel::row(const latent_view<T>& z, std::size_t j, std::span<T> out
   detail::dot_kernel_row(*this, z, j, out);
 }
 
-inline double polynomial_kernel::from_dots(double ab, double /*aa*/, double /*bb*/) const noexcept {
+FUSEMIX_HOST_DEVICE inline double polynomial_kernel::from_dots(double ab, double /*aa*/, double /*bb*/) const noexcept {
   return detail::ipow(ab + offset, degree);
 }
 template <Scalar T>
