@@ -19,13 +19,14 @@
 
 #include "commands.hpp"
 #include "model_file.hpp"
+#include "training.hpp"
 
 namespace {
 
 constexpr std::string_view where = "fusemix select";
 
 struct select_options {
-  std::string in, x, y, out, out_x, out_y, kernel = "poly";
+  std::string in, x, y, out, out_x, out_y, kernel = "poly", device = "cpu";
   std::size_t k = 0, window = 0;
   unsigned degree = 2;
   double offset = 1.0, gamma = 0.0, threshold = fusemix::kdpp_options{}.relative_threshold;
@@ -71,7 +72,8 @@ void run_with(const select_options& o, const fusemix::io::matrix<float>& z, cons
   if (o.uniform) {
     sel.picks = fusemix::uniform_subset(v.rows(), o.k, o.seed);
   } else {
-    sel = fusemix::greedy_kdpp(v, o.k, kernel, {.relative_threshold = o.threshold, .window = o.window});
+    const fusemix::kdpp_options ko{.relative_threshold = o.threshold, .window = o.window};
+    sel = o.device == "cuda" ? fusemix_cli::select_cuda(v, o.k, kernel, ko) : fusemix::greedy_kdpp(v, o.k, kernel, ko);
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // log det(L_S): the greedy's gains add up to it; a uniform or windowed subset is scored afresh
@@ -142,6 +144,9 @@ void register_select(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--window", o->window, "only the last W picks must be diverse (0: all)")
       ->check(not_negative)
+      ->capture_default_str();
+  cmd->add_option("--device", o->device, "cpu, or cuda (the GPU selector; window 0 only)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
   cmd->add_flag("--uniform", o->uniform, "draw k items uniformly at random instead (the baseline)");
   cmd->add_option("--seed", o->seed, "--uniform: the random seed")->check(not_negative)->capture_default_str();

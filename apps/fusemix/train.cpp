@@ -25,6 +25,7 @@
 
 #include "commands.hpp"
 #include "model_file.hpp"
+#include "train_loop.hpp"
 #include "training.hpp"
 
 namespace fs = std::filesystem;
@@ -48,180 +49,6 @@ std::string run_signature(const train_settings& s, std::size_t dx, std::size_t d
      << " seed=" << s.train.seed;
   return os.str();
 }
-
-namespace {
-
-// Set by the first SIGINT/SIGTERM of a training run; the trainer polls it between steps.
-std::atomic<bool> stop_requested{false};
-volatile std::sig_atomic_t stop_signal = 0;
-static_assert(std::atomic<bool>::is_always_lock_free, "the signal handler needs a lock-free flag");
-
-extern "C" void request_stop(int sig) {
-  stop_signal = sig;
-  stop_requested.store(true, std::memory_order_relaxed);
-}
-
-// Installs request_stop for SIGINT and SIGTERM while a run trains, one-shot (SA_RESETHAND): the
-// first signal finishes the step and saves; a second one ends the program at once, which the
-// atomic writes make safe too. The previous handlers come back on destruction.
-class stop_on_signals {
- public:
-  stop_on_signals() {
-    stop_requested.store(false);
-    stop_signal = 0;
-    struct sigaction sa {};
-    sa.sa_handler = request_stop;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESETHAND;
-    sigaction(SIGINT, &sa, &old_int_);
-    sigaction(SIGTERM, &sa, &old_term_);
-  }
-  ~stop_on_signals() {
-    sigaction(SIGINT, &old_int_, nullptr);
-    sigaction(SIGTERM, &old_term_, nullptr);
-  }
-  stop_on_signals(const stop_on_signals&) = delete;
-  stop_on_signals& operator=(const stop_on_signals&) = delete;
-
- private:
-  struct sigaction old_int_ {}, old_term_ {};
-};
-
-// A progress line: a bar redrawn in place on a terminal, nothing per step otherwise.
-class progress_bar {
- public:
-  explicit progress_bar(bool quiet) : tty_(!quiet && isatty(STDOUT_FILENO)) {}
-  void step(std::size_t epoch, std::size_t epochs, std::size_t s, std::size_t steps, double loss, double lr) {
-    if (!tty_) return;
-    const auto now = std::chrono::steady_clock::now();
-    if (s + 1 != steps && now - last_ < std::chrono::milliseconds(100)) return;
-    last_ = now;
-    const double done = (static_cast<double>(epoch) + static_cast<double>(s + 1) / static_cast<double>(steps)) /
-                        static_cast<double>(epochs);
-    const double elapsed = std::chrono::duration<double>(now - start_).count();
-    const double eta = done > start_done_ ? elapsed * (1 - done) / (done - start_done_) : 0;
-    const int width = 30, fill = static_cast<int>(done * width);
-    std::printf("\r[%s%s] %5.1f%% epoch %zu/%zu loss %.4f lr %.2e ETA %s   ", std::string(static_cast<std::size_t>(fill), '#').c_str(),
-                std::string(static_cast<std::size_t>(width - fill), '.').c_str(), 100 * done, epoch + 1, epochs, loss, lr,
-                duration(eta).c_str());
-    std::fflush(stdout);
-  }
-  void set_start(double done) { start_done_ = done; }
-  void end_line() {
-    if (tty_) std::printf("\r%100s\r", "");
-  }
-
- private:
-  static std::string duration(double s) {
-    char buf[32];
-    const long t = static_cast<long>(s);
-    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-    return buf;
-  }
-  bool tty_;
-  double start_done_ = 0;
-  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), last_{};
-};
-
-template <class HY>
-train_result train_with(const train_settings& s, const data_set& d, fusemix::fusion_adapter<>& hx, HY& hy) {
-  fusemix::trainer tr(hx, hy, s.train);
-  tr.validate(d.x, d.y);  // before anything is written
-  std::error_code ec;
-  fs::create_directories(s.out, ec);
-  if (ec) throw fusemix::io_error("fusemix train: " + s.out.string() + ": cannot create the output directory: " + ec.message());
-  const fs::path ckpt = s.out / "checkpoint.safetensors", metrics = s.out / "metrics.jsonl",
-                 weights = s.out / "adapters.safetensors";
-  // Temporaries of a run killed while writing (kill -9, power loss) are litter, never output.
-  for (const auto& f : {ckpt, metrics, weights}) fusemix::detail::remove_stale_temporaries(f);
-  const std::string signature = run_signature(s, d.x.cols(), d.y.cols());
-  std::vector<std::string> metric_lines;
-  if (s.resume && fs::exists(ckpt)) {
-    const auto meta = tr.load_checkpoint(ckpt);
-    const auto it = meta.find("run");
-    if (it == meta.end() || it->second != signature)
-      throw fusemix::argument_error("fusemix train: --resume: " + ckpt.string() +
-                                    " was written by a run with other settings (checkpoint: " +
-                                    (it == meta.end() ? std::string("none") : it->second) + "; now: " + signature + ")");
-    // Keep the metrics of the epochs the checkpoint covers; later ones are redone.
-    std::ifstream in(metrics);
-    for (std::string line; std::getline(in, line) && metric_lines.size() < tr.epoch();) metric_lines.push_back(line);
-    if (!s.quiet)
-      std::cout << "resuming " << ckpt.string() << " at epoch " << tr.epoch() << ", step " << tr.step_in_epoch() << '\n';
-  } else if (s.resume && !s.quiet) {
-    std::cout << "no checkpoint in " << s.out.string() << ", starting afresh\n";
-  }
-  progress_bar bar(s.quiet);
-  bar.set_start(static_cast<double>(tr.epoch()) / static_cast<double>(s.train.epochs));
-  auto write_metrics = [&] {
-    std::string all;
-    for (const auto& l : metric_lines) all += l + '\n';
-    fusemix::detail::atomic_write("fusemix train", metrics,
-                                  [&](fusemix::detail::atomic_file& f) { f.write(all.data(), all.size()); });
-  };
-  // What the checkpoint on disk holds, for the messages below.
-  std::string saved = fs::exists(ckpt) ? ckpt.string() + " (as it was)" : std::string("no checkpoint was written");
-  auto done = [&] {
-    return std::to_string(tr.epoch()) + " epochs and " + std::to_string(tr.step_in_epoch()) + " steps";
-  };
-  auto save = [&] {
-    tr.save_checkpoint(ckpt, {{"run", signature}});
-    saved = ckpt.string() + " (after " + done() + ")";
-  };
-  auto stop_here = [&] {
-    save();
-    bar.end_line();
-    const char* name = stop_signal == SIGTERM ? "SIGTERM" : "SIGINT";
-    throw interrupted(stop_signal == SIGTERM ? SIGTERM : SIGINT,
-                      std::string("fusemix train: stopped by ") + name + "; saved " + saved +
-                          "; continue with the same command and --resume");
-  };
-  const stop_on_signals on_signals;
-  train_result result;
-  while (tr.epoch() < s.train.epochs) {
-    const std::size_t e = tr.epoch();
-    fusemix::epoch_record rec;
-    try {
-      rec = tr.train_epoch(d.x, d.y, [&](std::size_t st, std::size_t steps, double loss, double lr) {
-        bar.step(e, s.train.epochs, st, steps, loss, lr);
-      }, &stop_requested);
-    } catch (const fusemix::numeric_error& err) {
-      // The data were checked finite up front, so this is divergence, not bad input: exit 1.
-      bar.end_line();
-      throw std::runtime_error("fusemix train: training diverged in epoch " + std::to_string(e + 1) + ", step " +
-                               std::to_string(tr.step_in_epoch() + 1) + " (" + err.what() + "); kept " + saved +
-                               "; " + weights.filename().string() + " not written (try a lower --lr)");
-    }
-    if (!rec.complete) stop_here();
-    nlohmann::json j{{"epoch", rec.epoch + 1}, {"loss", rec.loss}, {"lr", rec.lr}, {"temperature", rec.temperature},
-                     {"steps", rec.steps}, {"seconds", rec.seconds}};
-    if (d.x_val.size() > 0) {
-      const auto r = retrieval_of(hx, hy, d.x_val, d.y_val, {});
-      j["val"] = retrieval_json(r);
-      result.val = r;
-    }
-    result.last_loss = rec.loss;
-    metric_lines.push_back(j.dump());
-    write_metrics();
-    const bool last = tr.epoch() == s.train.epochs;
-    if (last || (s.checkpoint_every > 0 && tr.epoch() % s.checkpoint_every == 0)) save();
-    if (!s.quiet && (last || tr.epoch() % s.print_every == 0)) {
-      bar.end_line();
-      std::printf("epoch %zu/%zu  loss %.4f  lr %.2e  temp %.4f  %.1fs", rec.epoch + 1, s.train.epochs, rec.loss, rec.lr,
-                  rec.temperature, rec.seconds);
-      if (j.contains("val"))
-        std::printf("  val R@1 i->t %.1f t->i %.1f", j["val"]["image_to_text"]["r1"].get<double>(),
-                    j["val"]["text_to_image"]["r1"].get<double>());
-      std::printf("\n");
-      std::fflush(stdout);
-    }
-    if (stop_requested.load() && !last) stop_here();
-  }
-  tr.save_weights(weights);
-  return result;
-}
-
-}  // namespace
 
 nlohmann::json retrieval_json(const fusemix::retrieval_result& r) {
   auto rec = [](const fusemix::recall& x) { return nlohmann::json{{"r1", x.r1}, {"r5", x.r5}, {"r10", x.r10}}; };
@@ -264,6 +91,7 @@ void choose_gemm_library(const std::string& name) {
 }
 
 train_result train(const train_settings& s, const data_set& d) {
+  if (s.device == "cuda") return train_cuda(s, d);
   fusemix::cpu::set_threads(static_cast<int>(s.threads));
   choose_gemm_library(s.gemm);
   const auto dx = static_cast<std::size_t>(d.x.cols()), dy = static_cast<std::size_t>(d.y.cols());
@@ -274,14 +102,14 @@ train_result train(const train_settings& s, const data_set& d) {
     fusemix::fusion_adapter<> hx({.in_dim = dx, .out_dim = dy, .depth = s.depth_x, .expansion = s.expansion},
                                  {.dropout = s.dropout, .seed = s.train.seed * 2 + 1});
     fusemix::identity_adapter<> hy(dy);
-    return train_with(s, d, hx, hy);
+    return train_with(s, d.x, d.y, dx, dy, hx, hy, validate_on(d));
   }
   const std::size_t shared = s.shared_dim == 0 ? 512 : s.shared_dim;
   fusemix::fusion_adapter<> hx({.in_dim = dx, .out_dim = shared, .depth = s.depth_x, .expansion = s.expansion},
                                {.dropout = s.dropout, .seed = s.train.seed * 2 + 1});
   fusemix::fusion_adapter<> hy({.in_dim = dy, .out_dim = shared, .depth = s.depth_y, .expansion = s.expansion},
                                {.dropout = s.dropout, .seed = s.train.seed * 2 + 2});
-  return train_with(s, d, hx, hy);
+  return train_with(s, d.x, d.y, dx, dy, hx, hy, validate_on(d));
 }
 
 }  // namespace fusemix_cli
@@ -360,6 +188,10 @@ void register_train(CLI::App& app) {
   cmd->add_option("--gemm", s->gemm, "GEMM library: auto (OpenBLAS where linked, Eigen where OpenBLAS is pinned to a non-AVX-512 kernel), eigen or openblas;"
                                      " like --threads, it changes the last bits")
       ->check(CLI::IsMember({"auto", "eigen", "openblas"}))->capture_default_str();
+  cmd->add_option("--device", s->device, "cpu, or cuda (the GPU backend; needs a build with FUSEMIX_CUDA)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  cmd->add_option("--precision", s->precision, "--device cuda: GEMM operands in fp32, tf32 or bf16 (float accumulation and weights)")
+      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))->capture_default_str();
   cmd->add_option("--x-val", s->x_val, "validation X latents (recall after every epoch)");
   cmd->add_option("--y-val", s->y_val, "validation Y latents");
   cmd->add_option("--checkpoint-every", s->checkpoint_every, "write a checkpoint every N epochs (and at the end)")

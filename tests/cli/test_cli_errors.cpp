@@ -485,6 +485,21 @@ BOOST_AUTO_TEST_CASE(k_out_of_range) {
   fs::remove(scratch() / "picks.npy", ec);
 }
 
+// --device cuda where there is no device (CI), or in a build without CUDA: one line, exit 2,
+// nothing written. (On a machine with a GPU the run succeeds; benchmarks/gpu/run.sh checks it.)
+BOOST_AUTO_TEST_CASE(device_cuda_without_a_device) {
+  const std::string select = select_with(at("x.npy"), " --k 3 --device cuda");
+  if (run(select).code == 0) {
+    BOOST_TEST_MESSAGE("a CUDA device is present: --device cuda ran, nothing to refuse");
+    return;
+  }
+  expect_refused(select, {"CUDA"});
+  BOOST_TEST(!fs::exists(scratch() / "picks.npy"));
+  expect_refused(train_with(at("x.npy"), at("y.npy"), " --device cuda"), {"CUDA"});
+  BOOST_TEST(!fs::exists(scratch() / "run" / "adapters.safetensors"));
+  expect_refused(train_with(at("x.npy"), at("y.npy"), " --device gpu"), {"fusemix: usage error: ", "--device"});
+}
+
 // Usage errors: one line and exit 2 as well.
 
 BOOST_AUTO_TEST_CASE(usage_errors_are_one_line) {

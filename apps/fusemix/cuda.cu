@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: Apache-2.0
+// `fusemix train --device cuda` and `fusemix select --device cuda`: the CPU program's training
+// loop and selector driver with fusemix::cuda::backend<float> (built when FUSEMIX_CUDA is ON).
+#include <fusemix/backend/cuda/backend.hpp>  // first: it chooses Thrust's device system
+#include <fusemix/backend/cuda/dpp.hpp>
+
+#include <optional>
+
+#include "train_loop.hpp"
+#include "training.hpp"
+
+namespace fusemix_cli {
+
+bool cuda_built() noexcept { return true; }
+
+train_result train_cuda(const train_settings& s, const data_set& d) {
+  using B = fusemix::cuda::backend<float>;
+  const B be;  // device_error when there is no usable device
+  be.ctx().set_precision(fusemix::cuda::parse_gemm_precision(s.precision));
+  // The pairs stay on the device for the whole run; an epoch moves only each step's indices.
+  const B::matrix_type zx = be.upload(d.x), zy = be.upload(d.y);
+  std::optional<B::matrix_type> x_val, y_val;
+  if (d.x_val.size() > 0) x_val.emplace(be.upload(d.x_val)), y_val.emplace(be.upload(d.y_val));
+  auto validate = [&](auto& hx, auto& hy) -> std::optional<fusemix::retrieval_result> {
+    if (!x_val) return std::nullopt;
+    return retrieval_of(hx, hy, *x_val, *y_val, {});
+  };
+  const auto dx = static_cast<std::size_t>(d.x.cols()), dy = static_cast<std::size_t>(d.y.cols());
+  // The same shapes and seeds as the CPU run (apps/fusemix/train.cpp), so both start alike.
+  if (s.identity_y) {
+    if (s.shared_dim != 0 && s.shared_dim != dy)
+      fusemix::detail::throw_shape_error("fusemix train", "with an identity Y side the shared width is Y's width", dy,
+                                         s.shared_dim);
+    fusemix::fusion_adapter<fusemix::dynamic_shape, B> hx(
+        {.in_dim = dx, .out_dim = dy, .depth = s.depth_x, .expansion = s.expansion},
+        {.dropout = s.dropout, .seed = s.train.seed * 2 + 1}, be);
+    fusemix::identity_adapter<B> hy(dy, be);
+    return train_with(s, zx, zy, dx, dy, hx, hy, validate);
+  }
+  const std::size_t shared = s.shared_dim == 0 ? 512 : s.shared_dim;
+  fusemix::fusion_adapter<fusemix::dynamic_shape, B> hx(
+      {.in_dim = dx, .out_dim = shared, .depth = s.depth_x, .expansion = s.expansion},
+      {.dropout = s.dropout, .seed = s.train.seed * 2 + 1}, be);
+  fusemix::fusion_adapter<fusemix::dynamic_shape, B> hy(
+      {.in_dim = dy, .out_dim = shared, .depth = s.depth_y, .expansion = s.expansion},
+      {.dropout = s.dropout, .seed = s.train.seed * 2 + 2}, be);
+  return train_with(s, zx, zy, dx, dy, hx, hy, validate);
+}
+
+fusemix::selection select_cuda(const fusemix::latent_view<float>& z, std::size_t k, const fusemix::linear_kernel& kernel,
+                               const fusemix::kdpp_options& o) {
+  return fusemix::cuda::greedy_kdpp(z, k, kernel, o);
+}
+fusemix::selection select_cuda(const fusemix::latent_view<float>& z, std::size_t k, const fusemix::cosine_kernel& kernel,
+                               const fusemix::kdpp_options& o) {
+  return fusemix::cuda::greedy_kdpp(z, k, kernel, o);
+}
+fusemix::selection select_cuda(const fusemix::latent_view<float>& z, std::size_t k,
+                               const fusemix::polynomial_kernel& kernel, const fusemix::kdpp_options& o) {
+  return fusemix::cuda::greedy_kdpp(z, k, kernel, o);
+}
+fusemix::selection select_cuda(const fusemix::latent_view<float>& z, std::size_t k, const fusemix::rbf_kernel& kernel,
+                               const fusemix::kdpp_options& o) {
+  return fusemix::cuda::greedy_kdpp(z, k, kernel, o);
+}
+
+}  // namespace fusemix_cli

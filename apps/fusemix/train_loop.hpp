@@ -1,0 +1,205 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file
+/// The training loop of `fusemix train` (epochs, checkpoints, metrics, signals), written once
+/// for every backend: train.cpp instantiates it for the CPU, cuda.cu for the GPU.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <fusemix/fusemix.hpp>
+
+#include "commands.hpp"
+#include "training.hpp"
+
+namespace fusemix_cli {
+namespace fs = std::filesystem;
+
+// Set by the first SIGINT/SIGTERM of a training run; the trainer polls it between steps.
+inline std::atomic<bool> stop_requested{false};
+inline volatile std::sig_atomic_t stop_signal = 0;
+static_assert(std::atomic<bool>::is_always_lock_free, "the signal handler needs a lock-free flag");
+
+extern "C" inline void request_stop(int sig) {
+  stop_signal = sig;
+  stop_requested.store(true, std::memory_order_relaxed);
+}
+
+// Installs request_stop for SIGINT and SIGTERM while a run trains, one-shot (SA_RESETHAND): the
+// first signal finishes the step and saves; a second one ends the program at once, which the
+// atomic writes make safe too. The previous handlers come back on destruction.
+class stop_on_signals {
+ public:
+  stop_on_signals() {
+    stop_requested.store(false);
+    stop_signal = 0;
+    struct sigaction sa {};
+    sa.sa_handler = request_stop;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND;
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~stop_on_signals() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  stop_on_signals(const stop_on_signals&) = delete;
+  stop_on_signals& operator=(const stop_on_signals&) = delete;
+
+ private:
+  struct sigaction old_int_ {}, old_term_ {};
+};
+
+// A progress line: a bar redrawn in place on a terminal, nothing per step otherwise.
+class progress_bar {
+ public:
+  explicit progress_bar(bool quiet) : tty_(!quiet && isatty(STDOUT_FILENO)) {}
+  void step(std::size_t epoch, std::size_t epochs, std::size_t s, std::size_t steps, double loss, double lr) {
+    if (!tty_) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (s + 1 != steps && now - last_ < std::chrono::milliseconds(100)) return;
+    last_ = now;
+    const double done = (static_cast<double>(epoch) + static_cast<double>(s + 1) / static_cast<double>(steps)) /
+                        static_cast<double>(epochs);
+    const double elapsed = std::chrono::duration<double>(now - start_).count();
+    const double eta = done > start_done_ ? elapsed * (1 - done) / (done - start_done_) : 0;
+    const int width = 30, fill = static_cast<int>(done * width);
+    std::printf("\r[%s%s] %5.1f%% epoch %zu/%zu loss %.4f lr %.2e ETA %s   ", std::string(static_cast<std::size_t>(fill), '#').c_str(),
+                std::string(static_cast<std::size_t>(width - fill), '.').c_str(), 100 * done, epoch + 1, epochs, loss, lr,
+                duration(eta).c_str());
+    std::fflush(stdout);
+  }
+  void set_start(double done) { start_done_ = done; }
+  void end_line() {
+    if (tty_) std::printf("\r%100s\r", "");
+  }
+
+ private:
+  static std::string duration(double s) {
+    char buf[32];
+    const long t = static_cast<long>(s);
+    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    return buf;
+  }
+  bool tty_;
+  double start_done_ = 0;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), last_{};
+};
+
+/// Trains as `fusemix train` does, on any backend: `zx`, `zy` are the pairs in the adapters'
+/// memory, `dim_x`, `dim_y` their widths (for the run signature), `validate_epoch(hx, hy)` the
+/// retrieval of the validation pairs (an empty optional without them).
+template <class HX, class HY, class M, class Validate>
+train_result train_with(const train_settings& s, const M& zx, const M& zy, std::size_t dim_x, std::size_t dim_y, HX& hx,
+                        HY& hy, const Validate& validate_epoch) {
+  fusemix::trainer tr(hx, hy, s.train, hx.backend());
+  tr.validate(zx, zy);  // before anything is written
+  std::error_code ec;
+  fs::create_directories(s.out, ec);
+  if (ec) throw fusemix::io_error("fusemix train: " + s.out.string() + ": cannot create the output directory: " + ec.message());
+  const fs::path ckpt = s.out / "checkpoint.safetensors", metrics = s.out / "metrics.jsonl",
+                 weights = s.out / "adapters.safetensors";
+  // Temporaries of a run killed while writing (kill -9, power loss) are litter, never output.
+  for (const auto& f : {ckpt, metrics, weights}) fusemix::detail::remove_stale_temporaries(f);
+  const std::string signature = run_signature(s, dim_x, dim_y);
+  std::vector<std::string> metric_lines;
+  if (s.resume && fs::exists(ckpt)) {
+    const auto meta = tr.load_checkpoint(ckpt);
+    const auto it = meta.find("run");
+    if (it == meta.end() || it->second != signature)
+      throw fusemix::argument_error("fusemix train: --resume: " + ckpt.string() +
+                                    " was written by a run with other settings (checkpoint: " +
+                                    (it == meta.end() ? std::string("none") : it->second) + "; now: " + signature + ")");
+    // Keep the metrics of the epochs the checkpoint covers; later ones are redone.
+    std::ifstream in(metrics);
+    for (std::string line; std::getline(in, line) && metric_lines.size() < tr.epoch();) metric_lines.push_back(line);
+    if (!s.quiet)
+      std::cout << "resuming " << ckpt.string() << " at epoch " << tr.epoch() << ", step " << tr.step_in_epoch() << '\n';
+  } else if (s.resume && !s.quiet) {
+    std::cout << "no checkpoint in " << s.out.string() << ", starting afresh\n";
+  }
+  progress_bar bar(s.quiet);
+  bar.set_start(static_cast<double>(tr.epoch()) / static_cast<double>(s.train.epochs));
+  auto write_metrics = [&] {
+    std::string all;
+    for (const auto& l : metric_lines) all += l + '\n';
+    fusemix::detail::atomic_write("fusemix train", metrics,
+                                  [&](fusemix::detail::atomic_file& f) { f.write(all.data(), all.size()); });
+  };
+  // What the checkpoint on disk holds, for the messages below.
+  std::string saved = fs::exists(ckpt) ? ckpt.string() + " (as it was)" : std::string("no checkpoint was written");
+  auto done = [&] {
+    return std::to_string(tr.epoch()) + " epochs and " + std::to_string(tr.step_in_epoch()) + " steps";
+  };
+  auto save = [&] {
+    tr.save_checkpoint(ckpt, {{"run", signature}});
+    saved = ckpt.string() + " (after " + done() + ")";
+  };
+  auto stop_here = [&] {
+    save();
+    bar.end_line();
+    const char* name = stop_signal == SIGTERM ? "SIGTERM" : "SIGINT";
+    throw interrupted(stop_signal == SIGTERM ? SIGTERM : SIGINT,
+                      std::string("fusemix train: stopped by ") + name + "; saved " + saved +
+                          "; continue with the same command and --resume");
+  };
+  const stop_on_signals on_signals;
+  train_result result;
+  while (tr.epoch() < s.train.epochs) {
+    const std::size_t e = tr.epoch();
+    fusemix::epoch_record rec;
+    try {
+      rec = tr.train_epoch(zx, zy, [&](std::size_t st, std::size_t steps, double loss, double lr) {
+        bar.step(e, s.train.epochs, st, steps, loss, lr);
+      }, &stop_requested);
+    } catch (const fusemix::numeric_error& err) {
+      // The data were checked finite up front, so this is divergence, not bad input: exit 1.
+      bar.end_line();
+      throw std::runtime_error("fusemix train: training diverged in epoch " + std::to_string(e + 1) + ", step " +
+                               std::to_string(tr.step_in_epoch() + 1) + " (" + err.what() + "); kept " + saved +
+                               "; " + weights.filename().string() + " not written (try a lower --lr)");
+    }
+    if (!rec.complete) stop_here();
+    nlohmann::json j{{"epoch", rec.epoch + 1}, {"loss", rec.loss}, {"lr", rec.lr}, {"temperature", rec.temperature},
+                     {"steps", rec.steps}, {"seconds", rec.seconds}};
+    if (const std::optional<fusemix::retrieval_result> r = validate_epoch(hx, hy)) {
+      j["val"] = retrieval_json(*r);
+      result.val = r;
+    }
+    result.last_loss = rec.loss;
+    metric_lines.push_back(j.dump());
+    write_metrics();
+    const bool last = tr.epoch() == s.train.epochs;
+    if (last || (s.checkpoint_every > 0 && tr.epoch() % s.checkpoint_every == 0)) save();
+    if (!s.quiet && (last || tr.epoch() % s.print_every == 0)) {
+      bar.end_line();
+      std::printf("epoch %zu/%zu  loss %.4f  lr %.2e  temp %.4f  %.1fs", rec.epoch + 1, s.train.epochs, rec.loss, rec.lr,
+                  rec.temperature, rec.seconds);
+      if (j.contains("val"))
+        std::printf("  val R@1 i->t %.1f t->i %.1f", j["val"]["image_to_text"]["r1"].get<double>(),
+                    j["val"]["text_to_image"]["r1"].get<double>());
+      std::printf("\n");
+      std::fflush(stdout);
+    }
+    if (stop_requested.load() && !last) stop_here();
+  }
+  tr.save_weights(weights);
+  return result;
+}
+
+
+}  // namespace fusemix_cli
