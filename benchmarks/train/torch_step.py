@@ -17,11 +17,12 @@ One step, as fusemix's trainer::step (include/fusemix/trainer.hpp, loss.hpp, mix
   * backward; AdamW (lr 1e-3, betas (0.9, 0.999), eps 1e-8; weight decay 0.1 on Linear weights,
     0 on biases, LayerNorms and tau); zero_grad(set_to_none=True).
 
-Each full step (mixing included) is timed with time.perf_counter; the report is the median over
-the timed steps after the warm-up ones. --mode compile wraps forward + loss in torch.compile
-(torch >= 2 only; exits with status 3 otherwise); compilation happens in the first warm-up step,
-so keep --warmup >= 1 there. --autocast-bf16 runs forward + loss under CPU
-autocast to bfloat16.
+On the CPU (the default; GPU mode below), each full step (mixing included) is timed with
+time.perf_counter; the report is the median over the timed steps after the warm-up ones.
+--mode compile wraps forward + loss in torch.compile (torch >= 2 only; exits with status 3
+otherwise); compilation happens in the first warm-up step, so keep --warmup >= 1 there.
+--autocast-bf16 runs forward + loss under CPU autocast to bfloat16 (CUDA autocast with
+--device cuda).
 
 Run with Debian's /usr/bin/python3 (python3-torch 1.13) or any torch 2.x:
 
@@ -33,6 +34,49 @@ apply): dim_x, dim_y, depth_x, depth_y, batch, threads, steps, ms_per_step, samp
 gemm_gflop_per_step, gflops, peak_rss_mib, torch_version, mode, plus mixed_rows, ms_min, ms_max,
 the other settings, parameters, and the first and last timed steps' losses (first_loss,
 last_loss). Without --json, one human-readable line.
+
+--precision {fp32,tf32,bf16} (default fp32) names the arithmetic. On the CPU only fp32 and bf16
+are valid, and bf16 is exactly --autocast-bf16 (kept as an alias; the two may be given together,
+but --autocast-bf16 with --precision fp32 or tf32 is an error).
+
+GPU mode, --device cuda (default --device cpu, which is everything above, unchanged):
+
+  * data, adapters, tau, labels and the optimizer state all live on cuda:0; the latents are
+    float32 standard normal drawn ON THE DEVICE from a torch.Generator seeded with --seed, and the
+    permutation of each step is torch.randperm on the device from that generator (lambda is still
+    one numpy Beta draw on the host: a Python scalar, no transfer, no synchronisation); the
+    weights are initialised on the CPU from torch.manual_seed(--seed) and moved, dropout uses the
+    device's default generator (seeded by the same torch.manual_seed);
+  * --precision fp32: torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 =
+    False and torch.set_float32_matmul_precision('highest') (IEEE fp32 GEMMs); tf32: both True and
+    set_float32_matmul_precision('high'); bf16: TF32 off as for fp32, and forward + loss under
+    torch.autocast(device_type='cuda', dtype=torch.bfloat16) (logits cast back to float32 for the
+    cross-entropy; backward and AdamW as usual, on the float32 master weights). Only the legacy
+    TF32 switches are used, never the per-backend fp32_precision API of torch >= 2.9, whose mixing
+    with the legacy getters that inductor still reads is refused by torch;
+  * AdamW is torch.optim.AdamW(fused=True) when that torch accepts it, foreach=True otherwise
+    (reported as "optimizer": "fused" or "foreach");
+  * --mode compile: as on the CPU; torch.compile is lazy, so compilation happens in the first
+    (warm-up) step, and if that step fails for any reason but running out of device memory,
+    the script prints one line on stderr and exits with status 3;
+  * timing: every step, warm-up or timed, ends with torch.cuda.synchronize(); each timed step is
+    bracketed by two torch.cuda.Event(enable_timing=True) records on the current stream, the first
+    before the tau clamp and the mixing, the second after AdamW's step and zero_grad. As the
+    device is idle when the first event is recorded (synchronised after the previous step),
+    the elapsed time covers the whole step, mixing and host-side launch gaps included. The loss
+    is read back (float) after the synchronisation, outside the interval. ms_per_step is the
+    median over the timed steps, ms_min and ms_max their extremes;
+  * the JSON object has every field above (peak_rss_mib is the host process's), then device
+    ("cuda:0"), device_name (torch.cuda.get_device_name), precision, optimizer, steps_per_s
+    (1000 / ms_per_step) and peak_gpu_mib (torch.cuda.max_memory_allocated after the run, MiB,
+    warm-up and compilation included). With --device cpu the JSON has exactly the fields it
+    always had;
+  * exits with status 4, one line on stderr, when torch.cuda.is_available() is False.
+
+On the GPU (e.g. an H200, torch 2.x with CUDA):
+
+    benchmarks/train/torch_step.py --device cuda --precision bf16 --mode compile \\
+        --dim-x 1536 --dim-y 1024 --depth-x 4 --depth-y 4 --batch 20480 --shared-dim 512 --json
 """
 import argparse
 import json
@@ -85,7 +129,13 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=0, help="seed of data, weights, lambda, pairing, dropout (default 0)")
     p.add_argument("--mode", choices=("eager", "compile"), default="eager",
                    help="eager, or torch.compile of forward + loss (torch >= 2) (default eager)")
-    p.add_argument("--autocast-bf16", action="store_true", help="forward + loss under CPU autocast to bfloat16")
+    p.add_argument("--autocast-bf16", action="store_true",
+                   help="forward + loss under autocast to bfloat16 (the same as --precision bf16)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where everything runs: cpu, or cuda (cuda:0) (default cpu)")
+    p.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default=None,
+                   help="fp32, tf32 (cuda only: TF32 GEMMs), or bf16 (forward + loss under autocast) "
+                        "(default fp32)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     a = p.parse_args(argv)
     for name in ("dim_x", "dim_y", "batch", "shared_dim", "expansion", "steps", "threads"):
@@ -100,6 +150,13 @@ def parse_args(argv):
         p.error("--alpha must be positive")
     if a.mix == "halves" and a.batch % 2:
         p.error("--mix halves needs an even --batch")
+    if a.autocast_bf16 and a.precision not in (None, "bf16"):
+        p.error("--autocast-bf16 contradicts --precision %s" % a.precision)
+    if a.precision is None:
+        a.precision = "bf16" if a.autocast_bf16 else "fp32"
+    if a.precision == "tf32" and a.device != "cuda":
+        p.error("--precision tf32 needs --device cuda")
+    a.autocast_bf16 = a.precision == "bf16"
     return a
 
 
@@ -125,6 +182,11 @@ def main(argv=None):
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
     from fusemix_torch import make_proj
 
+    cuda = args.device == "cuda"
+    if cuda and not torch.cuda.is_available():
+        print("torch_step.py: --device cuda: no CUDA device", file=sys.stderr)
+        return 4
+
     if args.mode == "compile" and not hasattr(torch, "compile"):
         print("torch_step.py: --mode compile needs torch >= 2 (torch.compile); this is torch %s"
               % torch.__version__, file=sys.stderr)
@@ -133,13 +195,31 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     B = args.batch
-    zx = torch.randn(B, args.dim_x, dtype=torch.float32)
-    zy = torch.randn(B, args.dim_y, dtype=torch.float32)
+    if cuda:
+        dev = torch.device("cuda", 0)
+        torch.cuda.set_device(dev)
+        # Legacy switches only (see the docstring): set_float32_matmul_precision first, then the
+        # allow_tf32 flags, which agree with it.
+        tf32 = args.precision == "tf32"
+        torch.set_float32_matmul_precision("high" if tf32 else "highest")
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        gen = torch.Generator(device=dev)
+        gen.manual_seed(args.seed)
+        zx = torch.randn(B, args.dim_x, dtype=torch.float32, device=dev, generator=gen)
+        zy = torch.randn(B, args.dim_y, dtype=torch.float32, device=dev, generator=gen)
+    else:
+        dev = torch.device("cpu")
+        zx = torch.randn(B, args.dim_x, dtype=torch.float32)
+        zy = torch.randn(B, args.dim_y, dtype=torch.float32)
     proj_x = make_proj(args.dim_x, args.shared_dim, args.depth_x, args.expansion, args.dropout)
     proj_y = make_proj(args.dim_y, args.shared_dim, args.depth_y, args.expansion, args.dropout)
+    if cuda:
+        proj_x.to(dev)  # in place: the Parameter objects stay the same
+        proj_y.to(dev)
     proj_x.train()
     proj_y.train()
-    temp = nn.Parameter(torch.tensor(0.07, dtype=torch.float32))
+    temp = nn.Parameter(torch.tensor(0.07, dtype=torch.float32, device=dev))
 
     decay, no_decay = [], []
     for module in (proj_x, proj_y):
@@ -153,11 +233,25 @@ def main(argv=None):
     no_decay.append(temp)
     n_params = sum(p.numel() for p in proj_x.parameters()) + sum(p.numel() for p in proj_y.parameters())
     assert sum(p.numel() for p in decay + no_decay) == n_params + 1  # every parameter in one group, and tau
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
 
-    labels = torch.arange(B // 2 if args.mix == "halves" else B)
+    def adamw(**impl):
+        # Fresh group dicts every time: the constructor fills its defaults into them.
+        return torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                                  {"params": no_decay, "weight_decay": 0.0}],
+                                 lr=1e-3, betas=(0.9, 0.999), eps=1e-8, **impl)
+
+    optimizer = None  # reported on cuda only
+    if cuda:
+        try:
+            opt = adamw(fused=True)
+            optimizer = "fused"
+        except (TypeError, ValueError, RuntimeError):  # no fused AdamW in this torch, or not here
+            opt = adamw(foreach=True)
+            optimizer = "foreach"
+    else:
+        opt = adamw()
+
+    labels = torch.arange(B // 2 if args.mix == "halves" else B, device=dev)
 
     def forward_loss(mx, my):
         nx = F.normalize(proj_x(mx), dim=-1, eps=1e-12)
@@ -169,7 +263,8 @@ def main(argv=None):
 
     fn = torch.compile(forward_loss) if args.mode == "compile" else forward_loss
 
-    def step():
+    def step_loss():
+        """One full step; returns the loss tensor (not read back, so nothing waits for the device)."""
         with torch.no_grad():
             temp.clamp_(0.001, 0.5)
         lam = float(rng.beta(args.alpha, args.alpha))
@@ -178,26 +273,57 @@ def main(argv=None):
             mx = lam * zx[:h] + (1 - lam) * zx[h:]
             my = lam * zy[:h] + (1 - lam) * zy[h:]
         else:
-            perm = torch.from_numpy(rng.permutation(B))  # one pairing for both modalities
+            if cuda:  # one pairing for both modalities, drawn on the device
+                perm = torch.randperm(B, device=dev, generator=gen)
+            else:
+                perm = torch.from_numpy(rng.permutation(B))  # one pairing for both modalities
             mx = lam * zx + (1 - lam) * zx[perm]
             my = lam * zy + (1 - lam) * zy[perm]
         if args.autocast_bf16:
-            with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16):
                 loss = fn(mx, my)
         else:
             loss = fn(mx, my)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return float(loss.detach())  # as trainer::step, which returns the loss
+        return loss.detach()
 
-    for _ in range(args.warmup):
-        step()
-    times, losses = [], []
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        losses.append(step())
-        times.append(time.perf_counter() - t0)
+    def step():
+        return float(step_loss())  # as trainer::step, which returns the loss
+
+    times, losses = [], []  # seconds, floats
+    if cuda:
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        for i in range(args.warmup + args.steps):
+            timed = i >= args.warmup
+            if timed:
+                start.record()
+            try:
+                loss = step_loss()
+                if timed:
+                    end.record()
+                torch.cuda.synchronize()
+            except torch.cuda.OutOfMemoryError:
+                raise
+            except Exception as e:  # torch.compile is lazy: it fails in the first step
+                if args.mode != "compile" or i > 0:
+                    raise
+                msg = " ".join(str(e).split())
+                print("torch_step.py: --mode compile failed (torch %s): %s: %s"
+                      % (torch.__version__, type(e).__name__, msg[:400]), file=sys.stderr)
+                return 3
+            if timed:
+                times.append(start.elapsed_time(end) / 1e3)
+                losses.append(float(loss))
+    else:
+        for _ in range(args.warmup):
+            step()
+        for _ in range(args.steps):
+            t0 = time.perf_counter()
+            losses.append(step())
+            times.append(time.perf_counter() - t0)
 
     ms = 1e3 * statistics.median(times)
     flop = gemm_flop_per_step(args.dim_x, args.dim_y, args.depth_x, args.depth_y, B, args.shared_dim,
@@ -218,8 +344,23 @@ def main(argv=None):
         "first_loss": losses[0], "last_loss": losses[-1],
         "torch_version": torch.__version__, "mode": args.mode, "autocast_bf16": args.autocast_bf16,
     }
+    if cuda:  # the CPU report keeps exactly its old fields
+        r.update({
+            "device": str(dev), "device_name": torch.cuda.get_device_name(dev),
+            "precision": args.precision, "optimizer": optimizer,
+            "steps_per_s": 1e3 / ms,
+            "peak_gpu_mib": torch.cuda.max_memory_allocated(dev) / 2**20,
+        })
     if args.json:
         print(json.dumps(r))
+    elif cuda:
+        print("torch %s %s %s on %s (%s), AdamW %s: X %dx%d depth %d, Y %dx%d depth %d, %s: %.2f ms/step "
+              "(median of %d, min %.2f, max %.2f), %.2f steps/s, %.0f samples/s, %.3f GFLOP/step, %.1f GFLOP/s, "
+              "peak GPU memory %.0f MiB"
+              % (r["torch_version"], r["mode"], args.precision, r["device"], r["device_name"], optimizer,
+                 B, args.dim_x, args.depth_x, B, args.dim_y, args.depth_y, args.mix, ms, args.steps,
+                 r["ms_min"], r["ms_max"], r["steps_per_s"], r["samples_per_s"], r["gemm_gflop_per_step"],
+                 r["gflops"], r["peak_gpu_mib"]))
     else:
         print("torch %s %s%s: X %dx%d depth %d, Y %dx%d depth %d, %s, %d threads: %.2f ms/step (median of %d), "
               "%.0f samples/s, %.3f GFLOP/step, %.2f GFLOP/s, peak RSS %.0f MiB"

@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The one prepared GPU run: on a fresh machine with nvcc and a Hopper GPU (an H200 here), it
+# builds the CUDA tests and benchmarks with nvcc for sm_90, runs the GPU tests, then the
+# benchmarks against their peers, and prints a summary table last. Sized to end in under 8
+# minutes on an H200 (16 CPU cores); every step has its own time limit, so one hung step costs
+# only its limit.
+#
+#   benchmarks/gpu/run.sh                       # everything
+#   STEPS="tests" benchmarks/gpu/run.sh         # only build + GPU tests
+#
+# What it measures:
+#   tests   tests/cuda/test_{device,backend,dpp}.cu: every kernel against the CPU backend, a
+#           training step, 20 steps, a checkpoint across backends, the selector's picks
+#   train   the image-text step (1536 and 1024 -> 512, depth 4, batch 20,480) with
+#           bench_train_gpu in fp32, tf32 and bf16, and benchmarks/train/torch_step.py
+#           --device cuda in eager fp32 and bf16 autocast, then torch.compile fp32 and bf16
+#   cli     the program (CLI11 needed), then `fusemix train --device cuda` on the bundled data
+#           against `--device cpu` (the same losses and recalls to rounding), and
+#           `fusemix select --device cuda` against `--device cpu` (the same picks)
+#   dpp     the greedy k-DPP at N = 1,000,000, D = 384, k = 1,000 (cosine) on the GPU, and the
+#           CPU selector on the same data for the first CPU_K picks (the CPU is ~100x slower)
+#
+# Environment:
+#   NVCC       nvcc (default: nvcc on PATH, else /usr/local/cuda/bin/nvcc)
+#   ARCH       nvcc -arch value (default: sm_90)
+#   GPU_INCLUDES extra include directories, colon-separated (Eigen 3.4 and nlohmann-json when the
+#              machine has none in its default paths; e.g. a carried folder). Not INCLUDES:
+#              nvcc reads that variable itself and passes it to the host compiler as is)
+#   PYTHON     python with torch 2.x and CUDA (default: python3)
+#   STEPS      which parts to run: any of "tests cli train dpp" (default: all four)
+#   CPU_K      CPU picks in the k-DPP comparison (default: 50)
+#   TORCH_MODES  PyTorch modes of the training step (default: "eager compile")
+#   OUT        directory for results.jsonl, with the logs in OUT/logs (default: <repo>/benchmarks/gpu/out)
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+nvcc=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+arch=${ARCH:-sm_90}
+python=${PYTHON:-python3}
+steps=${STEPS-tests cli train dpp}
+cpu_k=${CPU_K:-50}
+out=${OUT:-$root/benchmarks/gpu/out}
+build=$root/build-gpu
+logs=$out/logs  # one level below $out: the device tool returns only $out/*/* and at most 8 files
+mkdir -p "$out" "$logs" "$build"
+start=$(date +%s)
+stamp() { echo "[$(( $(date +%s) - start ))s] $*"; }
+
+incs=(-I"$root/include")
+IFS=: read -r -a extra <<< "${GPU_INCLUDES:-}"
+for d in "${extra[@]}"; do [ -n "$d" ] && incs+=(-isystem "$d"); done
+[ -d /usr/include/eigen3 ] && incs+=(-isystem /usr/include/eigen3)
+flags=(-std=c++20 -O3 -arch="$arch" --expt-relaxed-constexpr -diag-suppress=20012,20013,20014,20015
+       -Xcompiler=-O3,-march=native,-Wall,-Wextra,-Wno-unknown-pragmas "${incs[@]}")
+
+stamp "machine: $(nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader 2>&1 | head -1)"
+stamp "nvcc: $("$nvcc" --version | tail -1); python: $("$python" -c 'import torch; print("torch", torch.__version__)' 2>&1 | tail -1)"
+
+# --- build: every program at once (each nvcc is single-threaded) ---------------------------------
+declare -A sources=(
+  [fusemix_cuda_tests]=tests/cuda/test_device.cu
+  [fusemix_cuda_backend_tests]=tests/cuda/test_backend.cu
+  [fusemix_cuda_dpp_tests]=tests/cuda/test_dpp.cu
+  [bench_train_gpu]=benchmarks/gpu/bench_train.cu
+  [bench_dpp_gpu]=benchmarks/gpu/bench_dpp.cu
+)
+stamp "building ${!sources[*]}"
+for name in "${!sources[@]}"; do
+  ( timeout 400 "$nvcc" "${flags[@]}" "$root/${sources[$name]}" -o "$build/$name" -lcublas > "$logs/build_$name.log" 2>&1
+    echo $? > "$build/$name.rc" ) &
+done
+# The program: its C++ files with the host compiler, cuda.cu with nvcc, all at once.
+if [[ " $steps " == *" cli "* ]]; then
+  mkdir -p "$build/cli"
+  for f in "$root"/apps/fusemix/*.cpp; do
+    [ "$(basename "$f")" = device_none.cpp ] && continue
+    ( timeout 400 g++ -std=c++20 -O2 -march=native "${incs[@]}" -DFUSEMIX_SOURCE_DIR="\"$root\"" -c "$f" \
+        -o "$build/cli/$(basename "$f" .cpp).o" > "$logs/build_cli_$(basename "$f").log" 2>&1 ) &
+  done
+  ( timeout 400 "$nvcc" "${flags[@]}" -DFUSEMIX_SOURCE_DIR="\"$root\"" -c "$root/apps/fusemix/cuda.cu" \
+      -o "$build/cli/cuda.o" > "$logs/build_cli_cuda.log" 2>&1 ) &
+fi
+wait
+if [[ " $steps " == *" cli "* ]]; then
+  "$nvcc" "$build"/cli/*.o -o "$build/fusemix" -lcublas > "$logs/build_cli_link.log" 2>&1 \
+    || { stamp "BUILD FAILED: fusemix (the program)"; cat "$logs"/build_cli_*.log | grep -E "error" | head -20; }
+fi
+built_ok=1
+for name in "${!sources[@]}"; do
+  rc=$(cat "$build/$name.rc")
+  if [ "$rc" != 0 ]; then
+    built_ok=0
+    stamp "BUILD FAILED: $name (rc $rc)"
+    grep -E "error" "$logs/build_$name.log" | head -20
+  fi
+done
+stamp "build done"
+
+results=$out/results.jsonl
+: > "$results"
+status=0
+
+# --- GPU tests -----------------------------------------------------------------------------------
+if [[ " $steps " == *" tests "* ]]; then
+  for t in fusemix_cuda_tests fusemix_cuda_backend_tests fusemix_cuda_dpp_tests; do
+    [ -x "$build/$t" ] || continue
+    stamp "test $t"
+    timeout 150 "$build/$t" > "$logs/$t.log" 2>&1
+    rc=$?
+    tail -5 "$logs/$t.log"
+    echo "{\"test\": \"$t\", \"rc\": $rc}" >> "$results"
+    [ "$rc" = 0 ] || { status=1; stamp "TEST FAILED: $t (rc $rc)"; grep -E "failed|error" "$logs/$t.log" | head -30; }
+  done
+fi
+
+# --- the program on the bundled data: --device cuda against --device cpu ------------------------
+if [[ " $steps " == *" cli "* ]] && [ -x "$build/fusemix" ]; then
+  data=$root/data/emoji
+  run_args=(--x "$data/x_train.npy" --y "$data/y_train.npy" --x-val "$data/x_test.npy" --y-val "$data/y_test.npy"
+            --epochs 5 --batch 256 --depth-x 2 --depth-y 2 --seed 3 --quiet)
+  for dev in cpu cuda; do
+    stamp "fusemix train --device $dev"
+    rm -rf "$out/cli_$dev"
+    timeout 120 "$build/fusemix" train "${run_args[@]}" --device "$dev" --out "$out/cli_$dev" > "$logs/cli_train_$dev.log" 2>&1
+    echo "{\"test\": \"fusemix train --device $dev\", \"rc\": $?}" >> "$results"
+    stamp "fusemix select --device $dev"
+    timeout 60 "$build/fusemix" select --in "$data/x_train.npy" --k 200 --kernel cosine --device "$dev" \
+      --out "$out/picks_$dev.npy" --json > "$logs/cli_select_$dev.log" 2>&1
+    echo "{\"test\": \"fusemix select --device $dev\", \"rc\": $?}" >> "$results"
+    cat "$logs/cli_select_$dev.log"
+  done
+  "$python" - "$out" "$results" <<'PY'
+import json, sys, numpy as np
+out, results = sys.argv[1], sys.argv[2]
+def epochs(d):
+    return [json.loads(l) for l in open(f"{out}/cli_{d}/metrics.jsonl")]
+ok = True
+try:
+    c, g = epochs("cpu"), epochs("cuda")
+    worst_loss = max(abs(a["loss"] - b["loss"]) / abs(a["loss"]) for a, b in zip(c, g))
+    worst_r1 = max(abs(a["val"]["mean"] - b["val"]["mean"]) for a, b in zip(c, g))
+    print(f"train cpu vs cuda: {len(c)}/{len(g)} epochs, worst relative loss difference {worst_loss:.2e}, "
+          f"worst mean-recall difference {worst_r1:.2f} points; last epoch cpu {c[-1]['loss']:.5f} cuda {g[-1]['loss']:.5f}")
+    ok = len(c) == len(g) == 5 and worst_loss < 1e-3
+except Exception as e:
+    print("train comparison failed:", e); ok = False
+try:
+    same = bool(np.array_equal(np.load(f"{out}/picks_cpu.npy"), np.load(f"{out}/picks_cuda.npy")))
+    print(f"select cpu vs cuda: picks identical: {same}")
+    ok = ok and same
+except Exception as e:
+    print("select comparison failed:", e); ok = False
+with open(results, "a") as f:
+    f.write(json.dumps({"test": "program: cuda agrees with cpu", "rc": 0 if ok else 1}) + "\n")
+PY
+fi
+
+# --- training step: ours, then PyTorch --------------------------------------------------------
+shape=(--dim-x 1536 --dim-y 1024 --depth-x 4 --depth-y 4 --batch 20480 --shared-dim 512 --expansion 4 --dropout 0.6)
+if [[ " $steps " == *" train "* ]]; then
+  for p in fp32 tf32 bf16; do
+    stamp "fusemix step $p"
+    timeout 120 "$build/bench_train_gpu" "${shape[@]}" --precision "$p" --warmup 3 --steps 10 --profile --json \
+      2> "$logs/train_fusemix_$p.err" | tee -a "$results"
+  done
+  for mode in ${TORCH_MODES:-eager compile}; do
+    for p in fp32 bf16; do
+      stamp "torch $mode $p"
+      PYTHONUNBUFFERED=1 timeout $([ "$mode" = compile ] && echo 150 || echo 90) "$python" "$root/benchmarks/train/torch_step.py" --device cuda --mode "$mode" \
+        --precision "$p" "${shape[@]}" --mix permutation --warmup 3 --steps 10 --json \
+        2> "$logs/train_torch_${mode}_$p.err" | tee -a "$results"
+      tail -2 "$logs/train_torch_${mode}_$p.err"
+    done
+  done
+fi
+
+# --- k-DPP selector -------------------------------------------------------------------------------
+if [[ " $steps " == *" dpp "* ]]; then
+  stamp "k-DPP N=1e6 D=384 k=1000"
+  timeout 200 "$build/bench_dpp_gpu" --n 1000000 --d 384 --k 1000 --kernel cosine --cpu-k "$cpu_k" \
+    2> "$logs/dpp.err" | tee -a "$results"
+  tail -3 "$logs/dpp.err"
+fi
+
+stamp "summary"
+"$python" - "$results" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
+for r in rows:
+    if "test" in r:
+        print(f"test {r['test']}: {'passed' if r['rc'] == 0 else ('skipped' if r['rc'] == 77 else 'FAILED rc=%d' % r['rc'])}")
+train = [r for r in rows if "ms_per_step" in r]
+eager = {r.get("precision"): r["ms_per_step"] for r in train if r.get("mode") == "eager"}
+if train:
+    print(f"\n| impl | precision | ms/step | steps/s | vs torch eager fp32 | vs torch eager bf16 | GEMM TFLOP/s | roofline |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in train:
+        impl = r.get("impl") or f"torch {r.get('mode')}"
+        ms = r["ms_per_step"]
+        vs = lambda p: f"{eager[p] / ms:.2f}x" if p in eager else "n/a"
+        tf = r.get("gemm_tflops") or r.get("gflops", 0) / 1000
+        roof = f"{100 * r['roofline_fraction']:.1f}% of {r['roofline_tflops']:.0f}" if "roofline_fraction" in r else ""
+        print(f"| {impl} | {r.get('precision')} | {ms:.1f} | {1000 / ms:.2f} | {vs('fp32')} | {vs('bf16')} | {tf:.1f} | {roof} |")
+for r in train:
+    if "profile" in r:
+        top = sorted(r["profile"].items(), key=lambda kv: -kv[1][0])
+        print(f"\nprofile, fusemix {r['precision']} (one step, {r['profile_step_ms']:.1f} ms wall): " +
+              ", ".join(f"{k} {v[0]:.1f} ms/{v[1]}" for k, v in top[:9]))
+for r in rows:
+    if "gpu_ms" in r:
+        print(f"\nk-DPP N={r['n']} D={r['d']} k={r['k']}: GPU {r['gpu_ms']:.0f} ms ({r['gpu_ms_per_pick']:.2f} ms/pick), "
+              f"CPU {r['cpu_ms_per_pick']:.1f} ms/pick over {r['cpu_k']} picks: {r['speedup_per_pick']:.0f}x per pick, "
+              f"picks agree: {r['picks_agree']}")
+sys.exit(1 if any(r.get("rc", 0) not in (0, 77) for r in rows if "test" in r) else 0)
+PY
+[ $? = 0 ] || status=1
+[ "$built_ok" = 1 ] || status=1
+stamp "done (status $status)"
+exit $status
