@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file
 /// Where the CUDA backend's code runs: on a GPU (nvcc, Thrust's CUDA system, cuBLAS) or, from
-/// the very same source, on the host (any C++20 compiler, Thrust's CPP system, Eigen GEMMs).
+/// the very same source, on the host (any C++20 compiler, Thrust's CPP system, the CPU
+/// backend's GEMMs).
 ///
 /// The backend is written once over Thrust algorithms and `FUSEMIX_HD` functors. Compiled by
 /// nvcc, `FUSEMIX_CUDA_DEVICE` is 1: memory is `cudaMalloc`ed, algorithms are kernels on the
 /// context's stream, GEMMs go to cuBLAS and the row-wise passes to one thread block per row.
 /// Compiled by g++ (or by nvcc with `FUSEMIX_CUDA_HOST_SYSTEM` defined), it is 0: "device"
-/// memory is host memory, the same functors run in host loops, GEMMs go to Eigen. That is how CI,
-/// which has no GPU, executes the backend's code (tests/cuda/backend_checks.hpp).
+/// memory is host memory, the same functors run in host loops, GEMMs go to the CPU backend's
+/// (Eigen, or OpenBLAS where linked). That is how CI, which has no GPU, executes the backend's
+/// code (tests/cuda/backend_checks.hpp).
 ///
 /// Include this header before any Thrust header: it chooses Thrust's device system.
 #pragma once
