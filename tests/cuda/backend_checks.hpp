@@ -293,12 +293,18 @@ struct backend_checks {
     close(params(hy_dev), params(hy_cpu), tol, "one step: Y adapter weights", __LINE__);
     close_scalar(t_dev.temperature(), t_cpu.temperature(), tol, "one step: temperature", __LINE__);
     // 20 more steps through train_epoch (shuffle, schedule, mixing): the runs stay together.
+    // The second epoch is warm: it allocates no backend memory (scratch, Thrust temporaries).
     double worst = 0;
+    std::uint64_t warm_allocations = 0;
     for (int e = 0; e < 2; ++e) {
-      const auto r_cpu = t_cpu.train_epoch(zx, zy), r_dev = t_dev.train_epoch(dzx, dzy);
+      const auto r_cpu = t_cpu.train_epoch(zx, zy);
+      const std::uint64_t before = cuda::allocations();
+      const auto r_dev = t_dev.train_epoch(dzx, dzy);
+      if (e == 1) warm_allocations = cuda::allocations() - before;
       worst = std::max(worst, std::fabs(r_dev.loss - r_cpu.loss) / std::fabs(r_cpu.loss));
       FUSEMIX_CHECK(c, r_dev.steps == r_cpu.steps);
     }
+    FUSEMIX_CHECK(c, warm_allocations == 0);
     FUSEMIX_CHECK(c, t_dev.global_step() == 7);
     if (!(worst <= 2 * tol)) std::fprintf(stderr, "  training: epoch loss relative difference %.3g\n", worst);
     FUSEMIX_CHECK(c, worst <= 2 * tol);

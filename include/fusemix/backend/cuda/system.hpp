@@ -32,6 +32,7 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
@@ -137,8 +138,13 @@ FUSEMIX_HD inline bool isfinite(T x) noexcept {
 // ------------------------------------------------------------------------------------------------
 
 namespace detail {
+inline std::atomic<std::uint64_t>& allocation_counter() noexcept {
+  static std::atomic<std::uint64_t> n{0};
+  return n;
+}
 inline void* allocate_bytes(std::size_t bytes) {
   if (bytes == 0) return nullptr;
+  allocation_counter().fetch_add(1, std::memory_order_relaxed);
 #if FUSEMIX_CUDA_DEVICE
   void* p = nullptr;
   FUSEMIX_CUDA_CHECK(::cudaMalloc(&p, bytes));
@@ -156,6 +162,12 @@ inline void free_bytes(void* p) noexcept {
 #endif
 }
 }  // namespace detail
+
+/// How many blocks of backend memory this process has allocated so far (arrays, matrices,
+/// scratch, Thrust's temporaries): a warm training step adds none (tests/cuda/backend_checks.hpp).
+[[nodiscard]] inline std::uint64_t allocations() noexcept {
+  return detail::allocation_counter().load(std::memory_order_relaxed);
+}
 
 /// Owning, uninitialised storage for `size()` elements of `T` in the backend's memory (device
 /// memory on a GPU, 64-byte aligned host memory otherwise). Copies are deep; moves steal.
@@ -337,6 +349,7 @@ class context {
       }
       void* p = nullptr;
       FUSEMIX_CUDA_CHECK(::cudaMalloc(&p, bytes));
+      detail::allocation_counter().fetch_add(1, std::memory_order_relaxed);
       used_.emplace(static_cast<char*>(p), bytes);
       return static_cast<char*>(p);
     }
