@@ -10,8 +10,9 @@
 #   STEPS="tests" benchmarks/gpu/run.sh         # only build + GPU tests
 #
 # What it measures:
-#   tests   tests/cuda/test_{device,backend,dpp}.cu: every kernel against the CPU backend, a
-#           training step, 20 steps, a checkpoint across backends, the selector's picks
+#   tests   tests/cuda/test_{device,backend,dpp}.cu: every primitive against the CPU backend, a
+#           training step, 7 steps through train_epoch, TF32/bf16 steps against fp32, a
+#           checkpoint across backends, no allocation in a warm epoch, the selector's picks
 #   train   the image-text step (1536 and 1024 -> 512, depth 4, batch 20,480) with
 #           bench_train_gpu in fp32, tf32 and bf16, and benchmarks/train/torch_step.py
 #           --device cuda in eager fp32 and bf16 autocast, then torch.compile fp32 and bf16
@@ -19,14 +20,14 @@
 #           against `--device cpu` (the same losses and recalls to rounding), and
 #           `fusemix select --device cuda` against `--device cpu` (the same picks)
 #   dpp     the greedy k-DPP at N = 1,000,000, D = 384, k = 1,000 (cosine) on the GPU, and the
-#           CPU selector on the same data for the first CPU_K picks (the CPU is ~100x slower)
+#           CPU selector on the same data for the first CPU_K picks (the CPU is ~300x slower)
 #
 # Environment:
 #   NVCC       nvcc (default: nvcc on PATH, else /usr/local/cuda/bin/nvcc)
 #   ARCH       nvcc -arch value (default: sm_90)
-#   GPU_INCLUDES extra include directories, colon-separated (Eigen 3.4 and nlohmann-json when the
-#              machine has none in its default paths; e.g. a carried folder). Not INCLUDES:
-#              nvcc reads that variable itself and passes it to the host compiler as is)
+#   GPU_INCLUDES extra include directories, colon-separated (Eigen 3.4, nlohmann-json and, for
+#              cli, CLI11 when the machine has none in its default paths; e.g. a carried folder).
+#              Not INCLUDES: nvcc reads that variable itself and hands it to the host compiler)
 #   PYTHON     python with torch 2.x and CUDA (default: python3)
 #   STEPS      which parts to run: any of "tests cli train dpp" (default: all four)
 #   CPU_K      CPU picks in the k-DPP comparison (default: 50)
