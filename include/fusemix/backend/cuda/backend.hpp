@@ -605,8 +605,9 @@ inline void convert_to_bf16(const context& c, const float* x, std::size_t n, __n
 /// **Example**
 ///
 ///     using B = fusemix::cuda::backend<float>;
-///     fusemix::fusion_adapter<fusemix::dynamic_shape, B> hx({.in_dim = 1536, .out_dim = 512, .depth = 4});
-///     B::matrix_type z = B::upload(host_latents);   // once
+///     B be;                                         // the process-wide context
+///     fusemix::fusion_adapter<fusemix::dynamic_shape, B> hx({.in_dim = 1536, .out_dim = 512, .depth = 4}, {}, be);
+///     const B::matrix_type z = be.upload(host_latents);  // once
 ///     const auto& s = hx.forward(z);                // on the device
 template <Scalar T>
 class backend {
