@@ -25,26 +25,8 @@ train_result train_cuda(const train_settings& s, const data_set& d) {
     if (!x_val) return std::nullopt;
     return retrieval_of(hx, hy, *x_val, *y_val, {});
   };
-  const auto dx = static_cast<std::size_t>(d.x.cols()), dy = static_cast<std::size_t>(d.y.cols());
-  // The same shapes and seeds as the CPU run (apps/fusemix/train.cpp), so both start alike.
-  if (s.identity_y) {
-    if (s.shared_dim != 0 && s.shared_dim != dy)
-      fusemix::detail::throw_shape_error("fusemix train", "with an identity Y side the shared width is Y's width", dy,
-                                         s.shared_dim);
-    fusemix::fusion_adapter<fusemix::dynamic_shape, B> hx(
-        {.in_dim = dx, .out_dim = dy, .depth = s.depth_x, .expansion = s.expansion},
-        {.dropout = s.dropout, .seed = s.train.seed * 2 + 1}, be);
-    fusemix::identity_adapter<B> hy(dy, be);
-    return train_with(s, zx, zy, dx, dy, hx, hy, validate);
-  }
-  const std::size_t shared = s.shared_dim == 0 ? 512 : s.shared_dim;
-  fusemix::fusion_adapter<fusemix::dynamic_shape, B> hx(
-      {.in_dim = dx, .out_dim = shared, .depth = s.depth_x, .expansion = s.expansion},
-      {.dropout = s.dropout, .seed = s.train.seed * 2 + 1}, be);
-  fusemix::fusion_adapter<fusemix::dynamic_shape, B> hy(
-      {.in_dim = dy, .out_dim = shared, .depth = s.depth_y, .expansion = s.expansion},
-      {.dropout = s.dropout, .seed = s.train.seed * 2 + 2}, be);
-  return train_with(s, zx, zy, dx, dy, hx, hy, validate);
+  return train_adapters(s, zx, zy, static_cast<std::size_t>(d.x.cols()), static_cast<std::size_t>(d.y.cols()), be,
+                        validate);
 }
 
 fusemix::selection select_cuda(const fusemix::latent_view<float>& z, std::size_t k, const fusemix::linear_kernel& kernel,

@@ -94,22 +94,8 @@ train_result train(const train_settings& s, const data_set& d) {
   if (s.device == "cuda") return train_cuda(s, d);
   fusemix::cpu::set_threads(static_cast<int>(s.threads));
   choose_gemm_library(s.gemm);
-  const auto dx = static_cast<std::size_t>(d.x.cols()), dy = static_cast<std::size_t>(d.y.cols());
-  if (s.identity_y) {
-    if (s.shared_dim != 0 && s.shared_dim != dy)
-      fusemix::detail::throw_shape_error("fusemix train", "with an identity Y side the shared width is Y's width", dy,
-                                         s.shared_dim);
-    fusemix::fusion_adapter<> hx({.in_dim = dx, .out_dim = dy, .depth = s.depth_x, .expansion = s.expansion},
-                                 {.dropout = s.dropout, .seed = s.train.seed * 2 + 1});
-    fusemix::identity_adapter<> hy(dy);
-    return train_with(s, d.x, d.y, dx, dy, hx, hy, validate_on(d));
-  }
-  const std::size_t shared = s.shared_dim == 0 ? 512 : s.shared_dim;
-  fusemix::fusion_adapter<> hx({.in_dim = dx, .out_dim = shared, .depth = s.depth_x, .expansion = s.expansion},
-                               {.dropout = s.dropout, .seed = s.train.seed * 2 + 1});
-  fusemix::fusion_adapter<> hy({.in_dim = dy, .out_dim = shared, .depth = s.depth_y, .expansion = s.expansion},
-                               {.dropout = s.dropout, .seed = s.train.seed * 2 + 2});
-  return train_with(s, d.x, d.y, dx, dy, hx, hy, validate_on(d));
+  return train_adapters(s, d.x, d.y, static_cast<std::size_t>(d.x.cols()), static_cast<std::size_t>(d.y.cols()),
+                        fusemix::cpu::backend<float>{}, validate_on(d));
 }
 
 }  // namespace fusemix_cli

@@ -202,4 +202,27 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
 }
 
 
+/// Builds the run's adapters on backend `be`, with the same shapes and seeds on every backend,
+/// and trains them with `train_with` (`zx`, `zy` in the backend's memory).
+template <class B, class M, class Validate>
+train_result train_adapters(const train_settings& s, const M& zx, const M& zy, std::size_t dx, std::size_t dy,
+                            const B& be, const Validate& validate_epoch) {
+  using adapter = fusemix::fusion_adapter<fusemix::dynamic_shape, B>;
+  if (s.identity_y) {
+    if (s.shared_dim != 0 && s.shared_dim != dy)
+      fusemix::detail::throw_shape_error("fusemix train", "with an identity Y side the shared width is Y's width", dy,
+                                         s.shared_dim);
+    adapter hx({.in_dim = dx, .out_dim = dy, .depth = s.depth_x, .expansion = s.expansion},
+               {.dropout = s.dropout, .seed = s.train.seed * 2 + 1}, be);
+    fusemix::identity_adapter<B> hy(dy, be);
+    return train_with(s, zx, zy, dx, dy, hx, hy, validate_epoch);
+  }
+  const std::size_t shared = s.shared_dim == 0 ? 512 : s.shared_dim;
+  adapter hx({.in_dim = dx, .out_dim = shared, .depth = s.depth_x, .expansion = s.expansion},
+             {.dropout = s.dropout, .seed = s.train.seed * 2 + 1}, be);
+  adapter hy({.in_dim = dy, .out_dim = shared, .depth = s.depth_y, .expansion = s.expansion},
+             {.dropout = s.dropout, .seed = s.train.seed * 2 + 2}, be);
+  return train_with(s, zx, zy, dx, dy, hx, hy, validate_epoch);
+}
+
 }  // namespace fusemix_cli
