@@ -770,10 +770,8 @@ class backend {
   void gather_mix(const Z& z, std::span<const std::size_t> ia, std::span<const std::size_t> ib, T lambda,
                   Out& out) const {
     const auto prof = ctx_->profile("gather_mix");
-    auto* da = ctx_->scratch<std::size_t>(context::index_a, ia.size());
-    auto* db = ctx_->scratch<std::size_t>(context::index_b, ib.size());
-    copy_to_device(*ctx_, ia.data(), da, ia.size());
-    copy_to_device(*ctx_, ib.data(), db, ib.size());
+    const std::size_t* da = ctx_->indices(context::index_a, ia);
+    const std::size_t* db = ctx_->indices(context::index_b, ib);
     for_rows(*ctx_, ia.size(), kernels::gather_mix_rows<T>{z.data(), da, db, lambda, out.data(), z.cols()});
   }
   /// `n_i = p_i / max(‖p_i‖, eps)`, keeping each row's norm.

@@ -315,6 +315,11 @@ class context {
     return out;
   }
 
+  /// The host indices `host` in backend memory (slot `s`: `index_a` or `index_b`). Not copied
+  /// again when the slot already holds these values: both modalities of a step gather the same
+  /// rows, so the second gather moves nothing.
+  const std::size_t* indices(slot s, std::span<const std::size_t> host);
+
   /// Scratch of at least `n` elements of `U` in slot `s`; its contents are unspecified.
   template <class U>
   U* scratch(slot s, std::size_t n) {
@@ -403,6 +408,10 @@ class context {
   std::vector<std::chrono::steady_clock::time_point> marks_;
 #endif
   std::size_t marks_used_ = 0;
+  struct index_mirror {  // what an index slot holds, and where
+    const std::size_t* at = nullptr;
+    std::vector<std::size_t> values;
+  } index_mirror_[2];
   std::vector<record> records_;
   bool profiling_ = false;
   gemm_precision precision_ = gemm_precision::fp32;
@@ -447,6 +456,17 @@ void copy_within(const context& c, const T* src, T* dst, std::size_t n) {
   static_cast<void>(c);
   std::memmove(dst, src, n * sizeof(T));
 #endif
+}
+
+inline const std::size_t* context::indices(slot s, std::span<const std::size_t> host) {
+  index_mirror& m = index_mirror_[s == index_a ? 0 : 1];
+  std::size_t* d = scratch<std::size_t>(s, host.size());
+  if (d != m.at || !std::equal(host.begin(), host.end(), m.values.begin(), m.values.end())) {
+    copy_to_device(*this, host.data(), d, host.size());
+    m.at = d;
+    m.values.assign(host.begin(), host.end());
+  }
+  return d;
 }
 
 template <class T>
