@@ -38,7 +38,7 @@ int main() {
   const auto before = test_recall();
   while (trainer.epoch() < trainer.options().epochs) {
     const auto r = trainer.train_epoch(image_train, text_train);
-    if (r.epoch % 5 == 4) std::printf("epoch %zu: loss %.3f, temperature %.4f\n", r.epoch + 1, r.loss, r.temperature);
+    if (r.epoch % 5 == 4) std::printf("epoch %zu: loss %.3f, temperature %.4f\n", r.epoch + 1, r.loss, trainer.temperature());
   }
   const auto after = test_recall();
   std::printf("test R@1 image->text: %.1f%% -> %.1f%% (chance 0.5%%)\n", before.image_to_text.r1, after.image_to_text.r1);

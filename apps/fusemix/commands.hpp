@@ -19,7 +19,7 @@ class interrupted : public std::runtime_error {
   int signal_;
 };
 
-/// `fusemix demo`: the main job on the bundled data (until training lands: the adapter demo).
+/// `fusemix demo`: the main job, training and evaluating on the bundled dataset.
 void register_demo(CLI::App& app);
 /// `fusemix train`: FuseMix training from two .npy files of latents.
 void register_train(CLI::App& app);

@@ -64,9 +64,9 @@ inline fusemix::io::matrix<float> read_latents(std::string_view where, std::stri
     for (Eigen::Index i = 0; i < z.rows(); ++i)
       for (Eigen::Index j = 0; j < z.cols(); ++j)
         if (!std::isfinite(z(i, j)))
-          fusemix::detail::throw_expected<fusemix::numeric_error>(
-              where, fusemix::detail::concat(flag, " ", path, ": latents must be finite"), "finite values",
-              fusemix::detail::concat(z(i, j), " at row ", i, ", column ", j));
+          fusemix::throw_expected<fusemix::numeric_error>(
+              where, fusemix::concat(flag, " ", path, ": latents must be finite"), "finite values",
+              fusemix::concat(z(i, j), " at row ", i, ", column ", j));
   return z;
 }
 
@@ -75,8 +75,8 @@ inline fusemix::io::matrix<float> read_latents(std::string_view where, std::stri
 inline void require_width(std::string_view where, std::string_view flag, const std::string& path, Eigen::Index cols,
                           std::string_view prefix, std::size_t in_dim, const std::string& model) {
   if (static_cast<std::size_t>(cols) != in_dim)
-    fusemix::detail::throw_shape_error(
-        where, fusemix::detail::concat(flag, " ", path, ": latent width must equal the in_dim of ", prefix, " in ", model),
+    fusemix::throw_shape_error(
+        where, fusemix::concat(flag, " ", path, ": latent width must equal the in_dim of ", prefix, " in ", model),
         in_dim, cols);
 }
 

@@ -13,8 +13,8 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include <fusemix/dpp.hpp>
-#include <fusemix/error.hpp>
+#include <fusemix/select/kdpp.hpp>
+#include <fusemix/core/error.hpp>
 #include <fusemix/io/npy.hpp>
 
 #include "commands.hpp"
@@ -57,8 +57,8 @@ fusemix::io::matrix<float> selected_rows(const std::string& path, std::string_vi
                                          const std::vector<std::size_t>& picks) {
   const auto m = fusemix::io::read_npy<float>(path);
   if (static_cast<std::size_t>(m.rows()) != n)
-    fusemix::detail::throw_shape_error(where, fusemix::detail::concat(flag, " must have one row per item selected from"),
-                                       fusemix::detail::concat(n, " rows"), fusemix::detail::concat(m.rows(), " rows"));
+    fusemix::throw_shape_error(where, fusemix::concat(flag, " must have one row per item selected from"),
+                                       fusemix::concat(n, " rows"), fusemix::concat(m.rows(), " rows"));
   fusemix::io::matrix<float> out(static_cast<Eigen::Index>(picks.size()), m.cols());
   for (std::size_t r = 0; r < picks.size(); ++r) out.row(static_cast<Eigen::Index>(r)) = m.row(static_cast<Eigen::Index>(picks[r]));
   return out;

@@ -36,7 +36,7 @@ preset preset_named(const std::string& name) {
   if (name == "image-text") return {4, 4, false, 500, 20480, 1e-3, 0.1};
   if (name == "audio-text") return {2, 2, false, 50, 2048, 1e-4, 0.5};
   if (name == "audio-to-image") return {2, 0, true, 50, 2048, 1e-4, 0.5};
-  fusemix::detail::throw_expected<fusemix::argument_error>("fusemix train", "unknown preset",
+  fusemix::throw_expected<fusemix::argument_error>("fusemix train", "unknown preset",
                                                            "image-text, audio-text or audio-to-image", name);
 }
 
@@ -47,6 +47,8 @@ std::string run_signature(const train_settings& s, std::size_t dx, std::size_t d
      << " dropout=" << s.dropout << " epochs=" << s.train.epochs << " batch=" << s.train.batch << " lr=" << s.train.lr
      << " wd=" << s.train.weight_decay << " alpha=" << s.train.mixup.alpha << " mix=" << fusemix::to_string(s.train.mixup.mode)
      << " seed=" << s.train.seed;
+  // (Runs of the default loss keep the signature they had before the loss was a choice.)
+  if (s.loss != fusemix::contrastive_loss<>::name) os << " loss=" << s.loss;
   return os.str();
 }
 
@@ -74,13 +76,13 @@ data_set load_data(const train_settings& s) {
     d.x_val = read_latents("fusemix train", "--x-val", s.x_val);
     d.y_val = read_latents("fusemix train", "--y-val", s.y_val);
     if (d.x_val.rows() != d.y_val.rows())
-      fusemix::detail::throw_shape_error("fusemix train", "--x-val and --y-val must have the same number of rows",
+      fusemix::throw_shape_error("fusemix train", "--x-val and --y-val must have the same number of rows",
                                          d.x_val.rows(), d.y_val.rows());
     // Checked now, not after the first epoch.
     if (d.x_val.cols() != d.x.cols())
-      fusemix::detail::throw_shape_error("fusemix train", "--x-val must have --x's width", d.x.cols(), d.x_val.cols());
+      fusemix::throw_shape_error("fusemix train", "--x-val must have --x's width", d.x.cols(), d.x_val.cols());
     if (d.y_val.cols() != d.y.cols())
-      fusemix::detail::throw_shape_error("fusemix train", "--y-val must have --y's width", d.y.cols(), d.y_val.cols());
+      fusemix::throw_shape_error("fusemix train", "--y-val must have --y's width", d.y.cols(), d.y_val.cols());
   }
   return d;
 }
@@ -115,8 +117,8 @@ void run_eval(const eval_options& o) {
   if (fusemix_cli::has_adapter(f.tensors, fusemix::io::y_prefix)) {
     hy.emplace(fusemix_cli::load_adapter(f, fusemix::io::y_prefix));
     if (hy->out_dim() != hx.out_dim())
-      fusemix::detail::throw_shape_error(
-          where, fusemix::detail::concat(o.model, ": vis_proj. and text_proj. must map into the same shared width"),
+      fusemix::throw_shape_error(
+          where, fusemix::concat(o.model, ": vis_proj. and text_proj. must map into the same shared width"),
           hx.out_dim(), hy->out_dim());
   }
   const auto zx = fusemix_cli::read_latents(where, "--x", o.x), zy = fusemix_cli::read_latents(where, "--y", o.y);
@@ -129,8 +131,8 @@ void run_eval(const eval_options& o) {
     r = fusemix_cli::retrieval_of(hx, *hy, zx, zy, owner);
   } else {
     if (static_cast<std::size_t>(zy.cols()) != hx.out_dim())
-      fusemix::detail::throw_shape_error(
-          where, fusemix::detail::concat("--y ", o.y, ": ", o.model, " has no text_proj. adapter, so the latent width "
+      fusemix::throw_shape_error(
+          where, fusemix::concat("--y ", o.y, ": ", o.model, " has no text_proj. adapter, so the latent width "
                                          "must equal vis_proj.'s output width"),
           hx.out_dim(), zy.cols());
     fusemix::identity_adapter<> id(static_cast<std::size_t>(zy.cols()));
@@ -168,6 +170,9 @@ void register_train(CLI::App& app) {
   cmd->add_option("--alpha", s->train.mixup.alpha, "mixup: lambda ~ Beta(alpha, alpha)")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--mix", *mix, "mixup pairing: permutation (paper) or halves (authors' code)")
       ->check(CLI::IsMember({"permutation", "halves"}))->capture_default_str();
+  cmd->add_option("--loss", s->loss, "contrastive (the paper's symmetric InfoNCE, learnable temperature) or sigmoid "
+                                     "(SigLIP: pairwise, learnable logit_scale and logit_bias)")
+      ->check(CLI::IsMember({"contrastive", "sigmoid"}))->capture_default_str();
   cmd->add_option("--seed", s->train.seed, "seed of every random draw")->capture_default_str();
   cmd->add_option("--threads", s->threads, "GEMM threads (0: the libraries' default); results are bitwise reproducible per count")
       ->check(CLI::NonNegativeNumber)->capture_default_str();

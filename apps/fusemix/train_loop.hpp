@@ -103,10 +103,10 @@ class progress_bar {
 /// Trains as `fusemix train` does, on any backend: `zx`, `zy` are the pairs in the adapters'
 /// memory, `dim_x`, `dim_y` their widths (for the run signature), `validate_epoch(hx, hy)` the
 /// retrieval of the validation pairs (an empty optional without them).
-template <class HX, class HY, class M, class Validate>
+template <fusemix::Loss L, class HX, class HY, class M, class Validate>
 train_result train_with(const train_settings& s, const M& zx, const M& zy, std::size_t dim_x, std::size_t dim_y, HX& hx,
                         HY& hy, const Validate& validate_epoch) {
-  fusemix::trainer tr(hx, hy, s.train, hx.backend());
+  fusemix::trainer<HX, HY, L> tr(hx, hy, s.train, hx.backend());
   tr.validate(zx, zy);  // before anything is written
   std::error_code ec;
   fs::create_directories(s.out, ec);
@@ -114,7 +114,7 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
   const fs::path ckpt = s.out / "checkpoint.safetensors", metrics = s.out / "metrics.jsonl",
                  weights = s.out / "adapters.safetensors";
   // Temporaries of a run killed while writing (kill -9, power loss) are litter, never output.
-  for (const auto& f : {ckpt, metrics, weights}) fusemix::detail::remove_stale_temporaries(f);
+  for (const auto& f : {ckpt, metrics, weights}) fusemix::io::remove_stale_temporaries(f);
   const std::string signature = run_signature(s, dim_x, dim_y);
   std::vector<std::string> metric_lines;
   if (s.resume && fs::exists(ckpt)) {
@@ -137,8 +137,8 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
   auto write_metrics = [&] {
     std::string all;
     for (const auto& l : metric_lines) all += l + '\n';
-    fusemix::detail::atomic_write("fusemix train", metrics,
-                                  [&](fusemix::detail::atomic_file& f) { f.write(all.data(), all.size()); });
+    fusemix::io::atomic_write("fusemix train", metrics,
+                                  [&](fusemix::io::atomic_file& f) { f.write(all.data(), all.size()); });
   };
   // What the checkpoint on disk holds, for the messages below.
   std::string saved = fs::exists(ckpt) ? ckpt.string() + " (as it was)" : std::string("no checkpoint was written");
@@ -174,8 +174,17 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
                                "; " + weights.filename().string() + " not written (try a lower --lr)");
     }
     if (!rec.complete) stop_here();
-    nlohmann::json j{{"epoch", rec.epoch + 1}, {"loss", rec.loss}, {"lr", rec.lr}, {"temperature", rec.temperature},
-                     {"steps", rec.steps}, {"seconds", rec.seconds}};
+    nlohmann::json j{{"epoch", rec.epoch + 1}, {"loss", rec.loss}, {"lr", rec.lr}};
+    std::string loss_parameters;  // " temp 0.0700", " logit_scale 2.3026 logit_bias -10.0000"
+    for (const auto& [name, value] : rec.loss_parameters)
+      if (!name.empty()) {
+        j[std::string(name)] = value;
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "  %.*s %.4f", static_cast<int>(name.size()), name.data(), value);
+        loss_parameters += buf;
+      }
+    j["steps"] = rec.steps;
+    j["seconds"] = rec.seconds;
     if (const std::optional<fusemix::retrieval_result> r = validate_epoch(hx, hy)) {
       j["val"] = retrieval_json(*r);
       result.val = r;
@@ -187,8 +196,8 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
     if (last || (s.checkpoint_every > 0 && tr.epoch() % s.checkpoint_every == 0)) save();
     if (!s.quiet && (last || tr.epoch() % s.print_every == 0)) {
       bar.end_line();
-      std::printf("epoch %zu/%zu  loss %.4f  lr %.2e  temp %.4f  %.1fs", rec.epoch + 1, s.train.epochs, rec.loss, rec.lr,
-                  rec.temperature, rec.seconds);
+      std::printf("epoch %zu/%zu  loss %.4f  lr %.2e%s  %.1fs", rec.epoch + 1, s.train.epochs, rec.loss, rec.lr,
+                  loss_parameters.c_str(), rec.seconds);
       if (j.contains("val"))
         std::printf("  val R@1 i->t %.1f t->i %.1f", j["val"]["image_to_text"]["r1"].get<double>(),
                     j["val"]["text_to_image"]["r1"].get<double>());
@@ -202,6 +211,16 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
 }
 
 
+/// `train_with` for the loss `s.loss` names ("contrastive" or "sigmoid").
+template <class HX, class HY, class M, class Validate>
+train_result train_with_loss(const train_settings& s, const M& zx, const M& zy, std::size_t dim_x, std::size_t dim_y,
+                             HX& hx, HY& hy, const Validate& validate_epoch) {
+  using B = typename HX::backend_type;
+  if (s.loss == fusemix::sigmoid_loss<B>::name)
+    return train_with<fusemix::sigmoid_loss<B>>(s, zx, zy, dim_x, dim_y, hx, hy, validate_epoch);
+  return train_with<fusemix::contrastive_loss<B>>(s, zx, zy, dim_x, dim_y, hx, hy, validate_epoch);
+}
+
 /// Builds the run's adapters on backend `be`, with the same shapes and seeds on every backend,
 /// and trains them with `train_with` (`zx`, `zy` in the backend's memory).
 template <class B, class M, class Validate>
@@ -210,19 +229,19 @@ train_result train_adapters(const train_settings& s, const M& zx, const M& zy, s
   using adapter = fusemix::fusion_adapter<fusemix::dynamic_shape, B>;
   if (s.identity_y) {
     if (s.shared_dim != 0 && s.shared_dim != dy)
-      fusemix::detail::throw_shape_error("fusemix train", "with an identity Y side the shared width is Y's width", dy,
+      fusemix::throw_shape_error("fusemix train", "with an identity Y side the shared width is Y's width", dy,
                                          s.shared_dim);
     adapter hx({.in_dim = dx, .out_dim = dy, .depth = s.depth_x, .expansion = s.expansion},
                {.dropout = s.dropout, .seed = s.train.seed * 2 + 1}, be);
     fusemix::identity_adapter<B> hy(dy, be);
-    return train_with(s, zx, zy, dx, dy, hx, hy, validate_epoch);
+    return train_with_loss(s, zx, zy, dx, dy, hx, hy, validate_epoch);
   }
   const std::size_t shared = s.shared_dim == 0 ? 512 : s.shared_dim;
   adapter hx({.in_dim = dx, .out_dim = shared, .depth = s.depth_x, .expansion = s.expansion},
              {.dropout = s.dropout, .seed = s.train.seed * 2 + 1}, be);
   adapter hy({.in_dim = dy, .out_dim = shared, .depth = s.depth_y, .expansion = s.expansion},
              {.dropout = s.dropout, .seed = s.train.seed * 2 + 2}, be);
-  return train_with(s, zx, zy, dx, dy, hx, hy, validate_epoch);
+  return train_with_loss(s, zx, zy, dx, dy, hx, hy, validate_epoch);
 }
 
 }  // namespace fusemix_cli

@@ -35,6 +35,7 @@ void choose_gemm_library(const std::string& name);
 struct train_settings {
   std::string x, y, x_val, y_val, gemm = "auto";
   std::string device = "cpu", precision = "fp32";  ///< --device cpu|cuda; --precision of the GPU's GEMMs
+  std::string loss = "contrastive";                  ///< --loss contrastive|sigmoid
   std::filesystem::path out;
   std::size_t depth_x = 2, depth_y = 2, shared_dim = 0, expansion = 4, threads = 0, checkpoint_every = 1;
   std::size_t print_every = 1;  ///< a summary line every this many epochs (and the last)

@@ -24,9 +24,9 @@
 
 #include <sys/resource.h>
 
-#include <fusemix/dpp.hpp>
+#include <fusemix/select/kdpp.hpp>
 #include <fusemix/io/npy.hpp>
-#include <fusemix/random.hpp>
+#include <fusemix/core/random.hpp>
 
 namespace {
 

@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-#include <fusemix/dpp.hpp>
+#include <fusemix/select/kdpp.hpp>
 #include <fusemix/io/npy.hpp>
-#include <fusemix/random.hpp>
+#include <fusemix/core/random.hpp>
 
 namespace {
 

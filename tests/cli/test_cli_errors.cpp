@@ -98,7 +98,7 @@ std::string npy_bytes(std::string_view dict, std::string_view data) {
 }
 
 std::string npy_dict(std::string_view descr, std::string_view shape, bool fortran = false) {
-  return fm::detail::concat("{'descr': '", descr, "', 'fortran_order': ", fortran ? "True" : "False",
+  return fm::concat("{'descr': '", descr, "', 'fortran_order': ", fortran ? "True" : "False",
                             ", 'shape': ", shape, ", }");
 }
 
@@ -405,7 +405,7 @@ BOOST_AUTO_TEST_CASE(malformed_model_files) {
   fm::detail::store_le(reinterpret_cast<unsigned char*>(beyond.data()), static_cast<std::uint64_t>(whole.size()));
   const std::vector<bad_model> models{
       {"header_beyond.safetensors", beyond,
-       {fm::detail::concat("header length ", whole.size(), " runs past the end of the file (", whole.size(), " bytes)")},
+       {fm::concat("header length ", whole.size(), " runs past the end of the file (", whole.size(), " bytes)")},
        true},
       {"bad_json.safetensors", file(nlohmann::json::object(), data).replace(8, 2, "{\""),
        {"malformed JSON header", "parse error"}, true},
@@ -413,12 +413,12 @@ BOOST_AUTO_TEST_CASE(malformed_model_files) {
        edited([&](nlohmann::json& h, std::string&) {
          h[bias]["data_offsets"] = {data_size - 16, data_size + 16};
        }),
-       {"tensor \"" + bias + "\"", fm::detail::concat("data_offsets [", data_size - 16, ", ", data_size + 16,
+       {"tensor \"" + bias + "\"", fm::concat("data_offsets [", data_size - 16, ", ", data_size + 16,
                                                      "] run past the end of the data (", data_size, " bytes)")},
        true},
       {"overlapping.safetensors",
        edited([&](nlohmann::json& h, std::string&) { h["vis_proj.0.ln.bias"]["data_offsets"] = {bias_begin, bias_begin + 32}; }),
-       {"tensors \"", "\" overlap (data_offsets [", fm::detail::concat(bias_begin, ", ", bias_begin + 32, "]")},
+       {"tensors \"", "\" overlap (data_offsets [", fm::concat(bias_begin, ", ", bias_begin + 32, "]")},
        true},
       {"wrong_dtype_i32.safetensors", edited([&](nlohmann::json& h, std::string&) { h[bias]["dtype"] = "I32"; }),
        {"tensor \"" + bias + "\": dtype I32 not supported; expected F32, F64, F16 or BF16"}, true},

@@ -30,7 +30,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <fusemix/error.hpp>
+#include <fusemix/core/error.hpp>
 
 namespace fusemix::fuzz {
 

@@ -12,7 +12,8 @@ namespace fm = fusemix;
 static_assert(fm::Scalar<float> && fm::Scalar<double>);
 static_assert(!fm::Scalar<int> && !fm::Scalar<std::string>);
 
-// The CPU backend is a Backend for both precisions; a type without the primitives is not.
+// The CPU backend is a Backend for both precisions, group by group; a type without the
+// primitives is not.
 static_assert(fm::Backend<fm::cpu::backend<float>>);
 static_assert(fm::Backend<fm::cpu::backend<double>>);
 struct no_gemm {
@@ -29,6 +30,33 @@ struct int_backend : no_gemm {
   void gemm(int, const matrix_type&, bool, const matrix_type&, bool, int, matrix_type&);
 };
 static_assert(!fm::Backend<int_backend>);
+
+// A backend missing one group fails exactly that group's concept (static/fails/ shows the
+// compiler naming it).
+template <class... Groups>
+struct composed : Groups... {};
+using F = float;
+using no_dense = composed<fm::cpu::storage<F>, fm::cpu::row_ops<F>, fm::cpu::layer_norm_ops<F>, fm::cpu::activation_ops<F>,
+                          fm::cpu::loss_ops<F>, fm::cpu::optimizer_ops<F>, fm::cpu::kdpp_ops<F>>;
+using no_layer_norm = composed<fm::cpu::storage<F>, fm::cpu::dense_ops<F>, fm::cpu::row_ops<F>, fm::cpu::activation_ops<F>,
+                               fm::cpu::loss_ops<F>, fm::cpu::optimizer_ops<F>, fm::cpu::kdpp_ops<F>>;
+using no_loss = composed<fm::cpu::storage<F>, fm::cpu::dense_ops<F>, fm::cpu::row_ops<F>, fm::cpu::layer_norm_ops<F>,
+                         fm::cpu::activation_ops<F>, fm::cpu::optimizer_ops<F>, fm::cpu::kdpp_ops<F>>;
+using no_kdpp = composed<fm::cpu::storage<F>, fm::cpu::dense_ops<F>, fm::cpu::row_ops<F>, fm::cpu::layer_norm_ops<F>,
+                         fm::cpu::activation_ops<F>, fm::cpu::loss_ops<F>, fm::cpu::optimizer_ops<F>>;
+static_assert(!fm::DenseAlgebra<no_dense> && fm::LayerNormOps<no_dense> && !fm::Backend<no_dense>);
+static_assert(!fm::LayerNormOps<no_layer_norm> && fm::DenseAlgebra<no_layer_norm> && fm::ActivationOps<no_layer_norm> &&
+              !fm::Backend<no_layer_norm>);
+static_assert(!fm::LossPrimitives<no_loss> && fm::RowOps<no_loss> && !fm::Backend<no_loss>);
+static_assert(!fm::KdppEngineFactory<no_kdpp> && fm::OptimizerFactory<no_kdpp> && !fm::Backend<no_kdpp>);
+
+// Adapters and losses are policies with concepts of their own.
+static_assert(fm::Adapter<fm::fusion_adapter<>> && fm::Adapter<fm::image_adapter>);
+static_assert(fm::Adapter<fm::identity_adapter<>> && fm::Adapter<fm::fusion_adapter<fm::dynamic_shape, fm::cpu::backend<double>>>);
+static_assert(!fm::Adapter<fm::linear<>>);  // a layer, not a model of one side
+static_assert(fm::Loss<fm::contrastive_loss<>> && fm::Loss<fm::sigmoid_loss<>> && fm::Loss<fm::sigmoid_loss<fm::cpu::backend<double>>>);
+static_assert(!fm::Loss<fm::fusion_adapter<>>);
+static_assert(fm::KdppEngine<fm::detail::kdpp_cpu_engine<float, fm::cosine_kernel>>);
 
 // Kernels: a symmetric function of two spans returning something convertible to double.
 struct dot_kernel {

@@ -11,7 +11,7 @@
 
 #include <Eigen/Core>
 
-#include <fusemix/random.hpp>
+#include <fusemix/core/random.hpp>
 
 namespace fusemix::test {
 

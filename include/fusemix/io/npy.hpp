@@ -24,9 +24,9 @@
 
 #include <Eigen/Core>
 
-#include <fusemix/concepts.hpp>
+#include <fusemix/core/concepts.hpp>
 #include <fusemix/detail/file.hpp>
-#include <fusemix/error.hpp>
+#include <fusemix/core/error.hpp>
 
 namespace fusemix::io {
 
@@ -551,7 +551,7 @@ inline std::vector<std::int64_t> read_npy_int64(const std::filesystem::path& pat
   const npy_header h = detail::npy_read_header(in);
   const detail::npy_dtype dt = detail::npy_parse_descr(in, h.descr);
   if (dt.kind != 'i' && dt.kind != 'u')
-    in.fail(detail::concat("dtype '", h.descr, "' not supported; expected an integer type "
+    in.fail(concat("dtype '", h.descr, "' not supported; expected an integer type "
                            "such as '<i8' or '<i4'"));
   const std::size_t count = detail::npy_checked_count(in, h, dt, 1);
   detail::npy_check_data_size(in, h, count * dt.itemsize);
@@ -575,7 +575,7 @@ void write_npy(const std::filesystem::path& path, const Eigen::MatrixBase<Derive
   const auto cols = static_cast<std::size_t>(rm.cols());
   const std::string header =
       detail::npy_header_bytes(sizeof(S) == 4 ? "<f4" : "<f8", {rows, cols});
-  detail::atomic_write("fusemix::io::write_npy", path, [&](detail::atomic_file& out) {
+  io::atomic_write("fusemix::io::write_npy", path, [&](io::atomic_file& out) {
     out.write(header);
     const bool swap = std::endian::native != std::endian::little;
     std::vector<unsigned char> buf(swap ? cols * sizeof(S) : 0);
@@ -595,7 +595,7 @@ void write_npy(const std::filesystem::path& path, const Eigen::MatrixBase<Derive
 
 inline void write_npy(const std::filesystem::path& path, std::span<const std::int64_t> values) {
   const std::string header = detail::npy_header_bytes("<i8", {values.size()});
-  detail::atomic_write("fusemix::io::write_npy", path, [&](detail::atomic_file& out) {
+  io::atomic_write("fusemix::io::write_npy", path, [&](io::atomic_file& out) {
     out.write(header);
     if constexpr (std::endian::native == std::endian::little) {
       out.write(values.data(), values.size_bytes());

@@ -26,9 +26,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include <fusemix/concepts.hpp>
+#include <fusemix/core/concepts.hpp>
 #include <fusemix/detail/file.hpp>
-#include <fusemix/error.hpp>
+#include <fusemix/core/error.hpp>
 
 namespace fusemix::io {
 
@@ -279,14 +279,14 @@ basic_safetensors_file<T> read_safetensors(const std::filesystem::path& path) {
   unsigned char len_bytes[8];
   const std::size_t got = in.read_some(len_bytes, sizeof len_bytes);
   if (got < sizeof len_bytes)
-    in.fail(detail::concat("file too short: expected at least 8 bytes for the header length, "
+    in.fail(concat("file too short: expected at least 8 bytes for the header length, "
                            "found ", got));
   const std::uint64_t header_len = detail::load_le<std::uint64_t>(len_bytes);
   if (in.is_regular() && header_len > in.size() - 8)
-    in.fail(detail::concat("header length ", header_len, " runs past the end of the file (",
+    in.fail(concat("header length ", header_len, " runs past the end of the file (",
                            in.size(), " bytes)"));
   if (header_len > max_header)
-    in.fail(detail::concat("header length ", header_len, " exceeds the limit of ", max_header,
+    in.fail(concat("header length ", header_len, " exceeds the limit of ", max_header,
                            " bytes"));
   // Grown as the bytes arrive: for a pipe, header_len has not been checked against a file size,
   // and an 8-byte input claiming 100 MB must not allocate them.
@@ -299,7 +299,7 @@ basic_safetensors_file<T> read_safetensors(const std::filesystem::path& path) {
   } catch (const nlohmann::json::exception& e) {
     // Not only parse_error: a number too large for a double (`1e400`) is an out_of_range (406).
     // Found by tests/fuzz/fuzz_safetensors.cpp.
-    in.fail(detail::concat("malformed JSON header: ", e.what()));
+    in.fail(concat("malformed JSON header: ", e.what()));
   }
   if (!header.is_object()) in.fail("the header is not a JSON object");
 
@@ -321,7 +321,7 @@ basic_safetensors_file<T> read_safetensors(const std::filesystem::path& path) {
       if (!value.is_object()) in.fail("\"__metadata__\" is not a JSON object");
       for (const auto& [key, v] : value.items()) {
         if (!v.is_string())
-          in.fail(detail::concat("metadata value for key \"", key, "\" is not a string"));
+          in.fail(concat("metadata value for key \"", key, "\" is not a string"));
         result.metadata.emplace(key, v.template get<std::string>());
       }
       continue;
@@ -339,7 +339,7 @@ basic_safetensors_file<T> read_safetensors(const std::filesystem::path& path) {
     const auto& a = *by_offset[i - 1];
     const auto& b = *by_offset[i];
     if (a.end > b.begin)
-      in.fail(detail::concat("tensors \"", a.name, "\" and \"", b.name,
+      in.fail(concat("tensors \"", a.name, "\" and \"", b.name,
                              "\" overlap (data_offsets [", a.begin, ", ", a.end, "] and [",
                              b.begin, ", ", b.end, "])"));
   }
@@ -382,7 +382,7 @@ void write_safetensors(const std::filesystem::path& path, const basic_tensor_map
   std::uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
     if (name == "__metadata__")
-      throw argument_error(detail::concat(where, ": ", path, ": a tensor cannot be named "
+      throw argument_error(concat(where, ": ", path, ": a tensor cannot be named "
                                           "\"__metadata__\" (the key is reserved for metadata)"));
     std::size_t count = 1;
     bool overflow = false;
@@ -392,9 +392,9 @@ void write_safetensors(const std::filesystem::path& path, const basic_tensor_map
       count *= d;
     }
     if (overflow || count != t.data.size())
-      detail::throw_shape_error(
+      throw_shape_error(
           where,
-          detail::concat("tensor \"", name, "\": data size does not match shape ",
+          concat("tensor \"", name, "\": data size does not match shape ",
                          detail::st_shape_string(t.shape)),
           overflow ? std::string("an addressable size") : std::to_string(count), t.data.size());
     const std::uint64_t bytes = count * sizeof(T);
@@ -407,13 +407,13 @@ void write_safetensors(const std::filesystem::path& path, const basic_tensor_map
   try {
     text = header.dump();
   } catch (const nlohmann::json::type_error& e) {  // names and strings must be valid UTF-8
-    throw argument_error(detail::concat(where, ": ", path, ": ", e.what()));
+    throw argument_error(concat(where, ": ", path, ": ", e.what()));
   }
   text.append((8 - text.size() % 8) % 8, ' ');
   unsigned char len[8];
   detail::store_le(len, static_cast<std::uint64_t>(text.size()));
 
-  detail::atomic_write(where, path, [&](detail::atomic_file& out) {
+  io::atomic_write(where, path, [&](io::atomic_file& out) {
     out.write(len, sizeof len);
     out.write(text);
     std::vector<unsigned char> buf;

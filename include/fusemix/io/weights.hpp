@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <filesystem>
 #include <map>
@@ -14,7 +15,7 @@
 #include <type_traits>
 #include <vector>
 
-#include <fusemix/error.hpp>
+#include <fusemix/core/error.hpp>
 #include <fusemix/io/safetensors.hpp>
 
 namespace fusemix::io {
@@ -55,6 +56,17 @@ void load_parameters(Model& model, std::string_view prefix, const basic_tensor_m
 ///                                  fusemix::io::read_safetensors("adapters.safetensors"));
 template <class Model, Scalar T>
 void load_parameters(Model& model, std::string_view prefix, const basic_safetensors_file<T>& file);
+
+/// Adds the learnable scalars of `loss` to `out` under their names (`temp`; `logit_scale`,
+/// `logit_bias`), as 0-d tensors beside the adapters.
+template <class Loss, Scalar T>
+void store_loss_parameters(const Loss& loss, basic_tensor_map<T>& out);
+
+/// Sets the learnable scalars of `loss` from the 0-d tensors of their names.
+/// @throws io_error naming the file if one is missing (a model trained with another loss);
+///         shape_error if one is not a scalar. Nothing is set unless all are found.
+template <class Loss, Scalar T>
+void load_loss_parameters(Loss& loss, const basic_safetensors_file<T>& file);
 
 }  // namespace fusemix::io
 
@@ -121,6 +133,32 @@ void load_parameters(Model& model, std::string_view prefix, const basic_tensor_m
 template <class Model, Scalar T>
 void load_parameters(Model& model, std::string_view prefix, const basic_safetensors_file<T>& file) {
   detail::load_parameters_from(model, prefix, file.tensors, &file.path);
+}
+
+template <class Loss, Scalar T>
+void store_loss_parameters(const Loss& loss, basic_tensor_map<T>& out) {
+  const auto values = loss.parameters();
+  for (std::size_t i = 0; i < Loss::parameter_names.size(); ++i)
+    out[std::string(Loss::parameter_names[i])] = {{}, {static_cast<T>(values[i])}};
+}
+
+template <class Loss, Scalar T>
+void load_loss_parameters(Loss& loss, const basic_safetensors_file<T>& file) {
+  constexpr std::string_view where = "fusemix::io::load_loss_parameters";
+  std::array<T, Loss::parameter_names.size()> found{};
+  for (std::size_t i = 0; i < found.size(); ++i) {
+    const auto it = file.tensors.find(std::string(Loss::parameter_names[i]));
+    if (it == file.tensors.end())
+      throw_io_error(where, file.path,
+                     concat("no tensor \"", Loss::parameter_names[i], "\" of the ", Loss::name,
+                            " loss (was the model trained with another --loss?)"));
+    if (!it->second.shape.empty() || it->second.data.size() != 1)
+      throw_shape_error(where, concat(file.path, ": \"", Loss::parameter_names[i], "\" must be a scalar"), "shape []",
+                        concat(it->second.data.size(), " values"));
+    found[i] = it->second.data[0];
+  }
+  const auto values = loss.parameters();
+  for (std::size_t i = 0; i < found.size(); ++i) values[i] = static_cast<typename decltype(values)::value_type>(found[i]);
 }
 
 }  // namespace fusemix::io

@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file
+/// The backend contract: small named concepts, one per group of primitives, composed into
+/// `Backend`. Layers, losses, the optimiser and the trainer call nothing else, so a backend that
+/// satisfies `Backend` runs all of them; one that lacks a primitive fails to compile naming the
+/// group (`static_assert(fusemix::Backend<my_backend>)` says which part is unsatisfied).
+///
+/// Each group has one file per backend: `backend/cpu/<group>.hpp` and `backend/cuda/<group>.hpp`
+/// (the device kernels of a group in `backend/cuda/kernels/<group>.hpp`).
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <utility>
+
+#include <fusemix/backend/common/dropout.hpp>
+#include <fusemix/core/concepts.hpp>
+#include <fusemix/optim/adamw.hpp>
+#include <fusemix/select/kernels.hpp>
+
+namespace fusemix {
+
+namespace cpu {
+template <Scalar T>
+class backend;
+}  // namespace cpu
+
+/// The backend the library's templates use when none is named (`<fusemix/backend/cpu.hpp>`
+/// defines it; the umbrella `<fusemix/fusemix.hpp>` includes it).
+using default_backend = cpu::backend<float>;
+
+/// Storage: the matrix and vector types, flat parameter buffers, views into them, and copies
+/// between host memory and the backend's.
+template <class B>
+concept BackendStorage =
+    Scalar<typename B::scalar_type> &&
+    requires(const B& be, typename B::matrix_type& m, typename B::vector_type& v, typename B::scalar_type* p,
+             const typename B::scalar_type* cp, std::size_t n, std::span<const typename B::scalar_type> host_in,
+             std::span<typename B::scalar_type> host_out) {
+      typename B::template buffer<typename B::scalar_type>;
+      { be.map(p, n, n) } -> std::same_as<typename B::matrix_map>;
+      { be.map(cp, n, n) } -> std::same_as<typename B::const_matrix_map>;
+      { be.map(p, n) } -> std::same_as<typename B::vector_map>;
+      { be.map(cp, n) } -> std::same_as<typename B::const_vector_map>;
+      { B::host_memory } -> std::convertible_to<bool>;
+      { be.rows(m) } -> std::convertible_to<std::size_t>;
+      { be.cols(m) } -> std::convertible_to<std::size_t>;
+      be.resize(m, n, n);
+      be.resize(v, n);
+      { be.zero_buffer(n) } -> std::same_as<typename B::template buffer<typename B::scalar_type>>;
+      be.upload(host_in, p);
+      be.download(cp, host_out);
+      be.copy_n(cp, n, p);
+    };
+
+/// Dense linear algebra: GEMM (also two sharing a left operand), axpy, copy, scale, dot.
+template <class B>
+concept DenseAlgebra = BackendStorage<B> &&
+    requires(const B& be, const typename B::matrix_type& a, typename B::matrix_type& c, typename B::scalar_type s,
+             typename B::matrix_map& w, const typename B::const_matrix_map& cw) {
+      be.gemm(s, a, false, a, true, s, c);   // c = s·a·aᵀ + s·c
+      be.gemm(s, a, false, cw, true, s, c);  // with a weight view
+      be.gemm_shared(s, a, true, a, false, w, false, cw, false, c);
+      be.axpy(s, a, c);
+      be.copy(a, c);
+      be.scale(s, c);
+      { be.dot(a, a) } -> std::convertible_to<typename B::scalar_type>;
+    };
+
+/// Row-wise passes: the mixup gather, bias rows and their gradient, row normalisation, the
+/// finiteness check.
+template <class B>
+concept RowOps = BackendStorage<B> &&
+    requires(const B& be, const typename B::matrix_type& a, typename B::matrix_type& c, typename B::vector_type& v,
+             typename B::scalar_type s, typename B::vector_map& vm, const typename B::const_vector_map& cvm,
+             std::span<const std::size_t> rows, std::size_t& at) {
+      be.gather_mix(a, rows, rows, s, c);
+      be.add_row_vector(c, cvm);
+      be.column_sums(a, vm);
+      { be.find_non_finite(a, at, at) } -> std::same_as<bool>;
+      be.normalize_rows_forward(a, s, c, v);
+      be.normalize_rows_backward(a, a, v, s, c);
+    };
+
+/// LayerNorm over each row, forward (keeping mean and 1/σ) and backward (with γ, β gradients).
+template <class B>
+concept LayerNormOps = BackendStorage<B> &&
+    requires(const B& be, const typename B::matrix_type& a, typename B::matrix_type& c, typename B::vector_type& v,
+             const typename B::vector_type& cv, typename B::scalar_type s, typename B::vector_map& vm,
+             const typename B::const_vector_map& cvm) {
+      be.layer_norm_forward(a, cvm, cvm, s, c, v, v);
+      be.layer_norm_backward(a, a, cvm, cv, cv, c, vm, vm);
+    };
+
+/// GELU and dropout, alone and fused (bias + GELU + dropout forward, GELU·dropout backward).
+template <class B>
+concept ActivationOps = BackendStorage<B> &&
+    requires(const B& be, const typename B::matrix_type& a, typename B::matrix_type& c, const dropout_key& key,
+             const typename B::const_vector_map& cvm) {
+      be.gelu_forward(a, c);
+      be.gelu_backward(a, a, c);
+      be.dropout_forward(a, key, c);
+      be.dropout_backward(a, key, c);
+      be.bias_gelu_dropout_forward(c, cvm, key, c);
+      be.gelu_dropout_backward(a, a, key, c);
+    };
+
+/// The reductions over a B×B logit matrix that the losses need (each returns the loss and writes
+/// its gradient with respect to the logits), and the whole-matrix fill and sum.
+template <class B>
+concept LossPrimitives = BackendStorage<B> &&
+    requires(const B& be, const typename B::matrix_type& a, typename B::matrix_type& c, typename B::scalar_type s) {
+      { be.symmetric_cross_entropy(a, c) } -> std::convertible_to<typename B::scalar_type>;
+      { be.sigmoid_cross_entropy(a, c) } -> std::convertible_to<typename B::scalar_type>;
+      { be.sum(a) } -> std::convertible_to<typename B::scalar_type>;
+      be.fill(c, s);
+    };
+
+/// An AdamW over flat parameter ranges in a backend's memory, with a backend-independent host
+/// form of its moments (what checkpoints hold).
+template <class O, class T>
+concept Optimizer = requires(O& o, const O& co, T* p, const T* g, std::size_t n, std::span<T> out,
+                             std::span<const T> in, double lr, std::uint64_t t) {
+  o.add(p, g, n, true);
+  o.step(lr);
+  { co.steps() } -> std::convertible_to<std::uint64_t>;
+  o.set_steps(t);
+  { co.moment_count() } -> std::convertible_to<std::size_t>;
+  co.get_moments(out, out);
+  o.set_moments(in, in);
+};
+
+/// A backend's optimiser: `make_optimizer` gives an `Optimizer` over its memory.
+template <class B>
+concept OptimizerFactory = BackendStorage<B> && requires(const B& be, const adamw_options& o) {
+  { be.make_optimizer(o) } -> Optimizer<typename B::scalar_type>;
+};
+
+/// The per-item primitives of the greedy k-DPP (`detail::run_greedy_kdpp` calls only these).
+template <class E>
+concept KdppEngine = requires(E& e, const E& ce, std::size_t i, typename E::accumulator acc, std::span<double> out,
+                              std::span<const std::pair<double, double>> rot) {
+  typename E::accumulator;
+  { ce.size() } -> std::convertible_to<std::size_t>;
+  e.init_diagonal();
+  { ce.argmax() } -> std::convertible_to<std::pair<std::size_t, typename E::accumulator>>;
+  { ce.residual(i) } -> std::convertible_to<typename E::accumulator>;
+  e.exclude(i);
+  ce.coordinates(i, i, out);
+  e.kernel_row(i);
+  e.project(i, i, acc);
+  e.rotate(rot, i);
+};
+
+/// A backend's k-DPP engine over latents in its memory, for the built-in dot-product kernels.
+template <class B>
+concept KdppEngineFactory = BackendStorage<B> &&
+    requires(const B& be, const latent_view<typename B::scalar_type>& z, const cosine_kernel& k, std::size_t n) {
+      { be.make_kdpp_engine(z, k, n) } -> KdppEngine;
+    };
+
+/// A compute backend: every group above. The CPU backend (`cpu::backend<T>`), the CUDA backend
+/// on a GPU and the CUDA backend on the host system (`cuda::backend<T, cuda::host_system>`) each
+/// `static_assert` it.
+template <class B>
+concept Backend = BackendStorage<B> && DenseAlgebra<B> && RowOps<B> && LayerNormOps<B> && ActivationOps<B> &&
+                  LossPrimitives<B> && OptimizerFactory<B> && KdppEngineFactory<B>;
+
+}  // namespace fusemix

@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file
+/// The pre-LN residual block of the fusion adapter (LayerNorm, Linear, GELU, Dropout, Linear).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include <fusemix/backend/common/dropout.hpp>
+#include <fusemix/backend/concepts.hpp>
+#include <fusemix/core/random.hpp>
+#include <fusemix/nn/activation.hpp>
+#include <fusemix/nn/layer_norm.hpp>
+#include <fusemix/nn/linear.hpp>
+#include <fusemix/nn/parameter.hpp>
+
+namespace fusemix {
+
+/// The pre-LN residual block of the adapter: `y = x + W2·Dropout(GELU(W1·LN(x) + b1)) + b2`,
+/// with PyTorch names `ln.*`, `fn.0.*` (W1: e·d×d) and `fn.3.*` (W2: d×e·d).
+///
+/// Bias, GELU and dropout run as one fused elementwise pass.
+template <Backend B = default_backend>
+class block {
+ public:
+  using backend_type = B;
+  using scalar_type = typename B::scalar_type;
+  using matrix_type = typename B::matrix_type;
+
+  block(parameter_layout& layout, const std::string& prefix, std::size_t dim, std::size_t expansion,
+        double dropout_p, std::uint64_t seed, B be = {})
+      : be_(be), ln_(layout, prefix + "ln.", dim, 1e-5, be), fc1_(layout, prefix + "fn.0.", dim, expansion * dim, be),
+        fc2_(layout, prefix + "fn.3.", expansion * dim, dim, be), drop_(dropout_p, seed, be) {}
+
+  void bind(scalar_type* params, scalar_type* grads) noexcept {
+    ln_.bind(params, grads), fc1_.bind(params, grads), fc2_.bind(params, grads);
+  }
+  void reset_parameters(philox_engine& rng) {
+    ln_.reset_parameters();
+    fc1_.reset_parameters(rng);
+    fc2_.reset_parameters(rng);
+  }
+
+  /// `y = block(x)`; dropout uses draw number `draw` when `training`.
+  void forward(const matrix_type& x, matrix_type& y, bool training, std::uint64_t draw) {
+    key_ = drop_.key(training, draw);
+    ln_.forward(x, u_);
+    fc1_.forward_without_bias(u_, a_);
+    be_.resize(h_, be_.rows(a_), be_.cols(a_));
+    be_.bias_gelu_dropout_forward(a_, fc1_.bias(), key_, h_);
+    fc2_.forward(h_, y);
+    be_.axpy(scalar_type(1), x, y);
+  }
+  /// Writes every parameter gradient and returns `dx` through `dx`; `x` is forward's input.
+  void backward(const matrix_type& x, const matrix_type& dy, matrix_type& dx) {
+    fc2_.backward(h_, dy, dh_);
+    be_.gelu_dropout_backward(dh_, a_, key_, dh_);  // in place: dh_ becomes da
+    fc1_.backward(u_, dh_, du_);
+    ln_.backward(x, du_, dx);
+    be_.axpy(scalar_type(1), dy, dx);
+  }
+
+  [[nodiscard]] std::size_t dim() const noexcept { return ln_.dim(); }
+  /// The seed of this block's dropout masks.
+  void set_dropout_seed(std::uint64_t seed) noexcept { drop_.set_seed(seed); }
+
+ private:
+  B be_;
+  layer_norm<B> ln_;
+  linear<B> fc1_, fc2_;
+  dropout<B> drop_;
+  dropout_key key_{};
+  matrix_type u_, a_, h_;      // LN output, pre-activation (bias added), dropout output
+  matrix_type dh_, du_;        // workspaces of backward (dh_ turns into the pre-activation's gradient)
+};
+
+}  // namespace fusemix

@@ -1,0 +1,318 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file
+/// The FuseMix trainer: epochs of shuffled batches, mixup, the two adapters, a loss (a policy:
+/// contrastive by default, or sigmoid) and AdamW, with resumable checkpoints.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <concepts>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <numeric>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <fusemix/backend/concepts.hpp>
+#include <fusemix/core/error.hpp>
+#include <fusemix/core/random.hpp>
+#include <fusemix/loss/concepts.hpp>
+#include <fusemix/loss/contrastive.hpp>
+#include <fusemix/nn/concepts.hpp>
+#include <fusemix/optim/adamw.hpp>
+#include <fusemix/optim/schedule.hpp>
+#include <fusemix/train/checkpoint.hpp>
+#include <fusemix/train/mixup.hpp>
+
+namespace fusemix {
+
+/// Training settings (SPEC "Optimisation"); the presets below fill them per task.
+struct train_options {
+  std::size_t epochs = 10;
+  std::size_t batch = 1024;  ///< rows drawn per step (halves mode mixes them into batch/2 pairs)
+  double lr = 1e-3;
+  double min_lr = 1e-6;
+  double weight_decay = 0.1;
+  bool warmup = true;  ///< linear warmup over the first epoch
+  mixup_options mixup{};
+  std::uint64_t seed = 0;
+};
+
+/// The most learnable scalars a loss may have (what `epoch_record` reports).
+inline constexpr std::size_t max_loss_parameters = 2;
+
+/// What one epoch did.
+struct epoch_record {
+  std::size_t epoch = 0;   ///< 0-based index of the epoch
+  std::size_t steps = 0;   ///< steps of the epoch done so far (all of them when `complete`)
+  double loss = 0;         ///< mean training loss over those steps (resumed ones included)
+  double lr = 0;           ///< learning rate of the last step
+  /// The loss's learnable scalars after the last step, by name (`temp`; `logit_scale`, `logit_bias`);
+  /// entries past the loss's own have an empty name. (A fixed array: an epoch allocates nothing.)
+  std::array<std::pair<std::string_view, double>, max_loss_parameters> loss_parameters{};
+  double seconds = 0;      ///< wall time of this call
+  bool complete = true;    ///< false if a stop request ended the call inside the epoch
+};
+
+/// Called after every step with (step in epoch, steps in epoch, loss, lr).
+using progress_callback = std::function<void(std::size_t, std::size_t, double, double)>;
+
+/// Trains `hx` and `hy` (a `fusion_adapter` each, or an `identity_adapter` on a side that stays
+/// fixed) on row-aligned latent pairs, with the loss `L` (`contrastive_loss`, the paper's, or
+/// `sigmoid_loss`), which owns its learnable scalars.
+///
+/// Every random draw is a pure function of the seed and a position (epoch for the shuffle,
+/// global step for λ and the pairing, draw count for dropout), so a checkpoint holds the whole
+/// random state in three counters and a resumed run is bitwise equal to an uninterrupted one.
+///
+/// **Example**
+///
+///     fusemix::fusion_adapter<> hx({.in_dim = 1536, .depth = 4}, {.seed = 1});
+///     fusemix::fusion_adapter<> hy({.in_dim = 1024, .depth = 4}, {.seed = 2});
+///     // the paper's image-text run: 40,960 rows in halves mode = 20K mixed pairs per step
+///     fusemix::trainer tr(hx, hy, {.epochs = 500, .batch = 40960, .lr = 1e-3, .weight_decay = 0.1,
+///                                  .mixup = {.mode = fusemix::mix_mode::halves}});
+///     while (tr.epoch() < 500) tr.train_epoch(zx, zy);
+template <Adapter HX, Adapter HY, Loss L = contrastive_loss<typename HX::backend_type>>
+  requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
+           std::same_as<typename HX::backend_type, typename L::backend_type>
+class trainer {
+ public:
+  using backend_type = typename HX::backend_type;
+  using scalar_type = typename backend_type::scalar_type;
+  using matrix_type = typename backend_type::matrix_type;
+  using loss_type = L;
+
+  /// @throws shape_error if the adapters' output widths differ; argument_error for bad options.
+  trainer(HX& hx, HY& hy, train_options o, backend_type be = {});
+  // The optimiser holds pointers to this object's temperature and to the adapters' buffers.
+  trainer(const trainer&) = delete;
+  trainer& operator=(const trainer&) = delete;
+
+  /// One FuseMix step on the dataset rows `rows` with the given mixing; returns the loss before
+  /// the update. Dropout is active.
+  /// @throws shape_error if the data do not fit the adapters, `rows` or the plan index out of
+  ///         range, or the plan's two halves differ in length.
+  double step(const matrix_type& zx, const matrix_type& zy, std::span<const std::size_t> rows, const mix_plan& plan,
+              double lr);
+  /// One epoch: shuffle (seeded by the epoch), full batches only, the schedule's rate per step.
+  ///
+  /// If `stop` is given and becomes true, the call returns after the step in progress with
+  /// `complete == false`; the trainer then sits inside the epoch (`step_in_epoch()`), a
+  /// checkpoint records that position, and the next call continues the epoch where it stopped,
+  /// with the same bits as if it had never stopped. Setting `stop` from a signal handler is
+  /// safe (a lock-free atomic store).
+  /// @throws shape_error for mismatched data; numeric_error for NaN/Inf latents or a loss that
+  ///         stops being finite (checked before the update, so the adapters keep the weights of
+  ///         the last finite step).
+  epoch_record train_epoch(const matrix_type& zx, const matrix_type& zy, const progress_callback& progress = {},
+                           const std::atomic<bool>* stop = nullptr);
+
+  /// Checks that the pairs can be trained on: equal row counts, the adapters' widths, at least
+  /// one full batch, finite values. @throws shape_error, numeric_error.
+  void validate(const matrix_type& zx, const matrix_type& zy) const;
+
+  [[nodiscard]] std::size_t epoch() const noexcept { return epoch_; }
+  [[nodiscard]] std::uint64_t global_step() const noexcept { return global_step_; }
+  /// Steps of the current epoch already done (non-zero only after a stopped `train_epoch`).
+  [[nodiscard]] std::size_t step_in_epoch() const noexcept { return step_in_epoch_; }
+  /// The loss, with its learnable scalars.
+  [[nodiscard]] L& loss() noexcept { return loss_; }
+  [[nodiscard]] const L& loss() const noexcept { return loss_; }
+  /// The contrastive loss's temperature τ.
+  [[nodiscard]] double temperature() const noexcept
+    requires std::same_as<L, contrastive_loss<backend_type>>
+  {
+    return static_cast<double>(loss_.temperature());
+  }
+  void set_temperature(double t) noexcept
+    requires std::same_as<L, contrastive_loss<backend_type>>
+  {
+    loss_.set_temperature(static_cast<scalar_type>(t));
+  }
+  [[nodiscard]] const train_options& options() const noexcept { return o_; }
+  [[nodiscard]] lr_schedule schedule() const noexcept { return {o_.lr, o_.min_lr, o_.epochs, o_.warmup}; }
+  /// The optimiser of both adapters' parameters (the backend's AdamW; the loss's scalars have
+  /// their own, on the host).
+  [[nodiscard]] auto& optimizer() noexcept { return opt_; }
+
+  /// Writes the adapters under PyTorch names (`vis_proj.*`, `text_proj.*`) and the loss's
+  /// scalars, atomically (train/checkpoint.hpp).
+  void save_weights(const std::filesystem::path& file) const { fusemix::save_weights(file, hx_, hy_, loss_); }
+  /// Writes everything a resumed run needs (weights, AdamW moments, counters) atomically, with
+  /// `metadata` stored alongside (e.g. the options, to check on resume).
+  void save_checkpoint(const std::filesystem::path& file, std::map<std::string, std::string> metadata = {}) const {
+    fusemix::save_checkpoint(file, hx_, hy_, loss_, opt_, loss_opt_, position(), std::move(metadata));
+  }
+  /// Restores a checkpoint written by `save_checkpoint`; returns its metadata.
+  /// @throws io_error if the file is malformed, was written for another loss or lacks a tensor of
+  ///         these adapters; shape_error if a tensor's shape differs from theirs.
+  std::map<std::string, std::string> load_checkpoint(const std::filesystem::path& file);
+
+ private:
+  HX& hx_;
+  HY& hy_;
+  train_options o_;
+  backend_type be_;
+  L loss_;
+  decltype(std::declval<const backend_type&>().make_optimizer(adamw_options{})) opt_;
+  adamw<scalar_type> loss_opt_;  // the loss's few scalars live on the host, and so does their update
+  [[nodiscard]] training_position position() const noexcept {
+    return {epoch_, step_in_epoch_, global_step_, opt_.steps(), epoch_loss_sum_};
+  }
+  std::size_t epoch_ = 0, step_in_epoch_ = 0;
+  std::uint64_t global_step_ = 0;
+  double epoch_loss_sum_ = 0;  // over the current epoch's steps so far
+  matrix_type mx_, my_;
+  std::vector<std::size_t> order_, rows_a_, rows_b_;
+  mix_plan plan_;  // reused: after the first step, a step allocates nothing
+};
+
+// ---------------------------------------------------------------------------------------------
+// Definitions
+// ---------------------------------------------------------------------------------------------
+
+template <Adapter HX, Adapter HY, Loss L>
+  requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
+           std::same_as<typename HX::backend_type, typename L::backend_type>
+trainer<HX, HY, L>::trainer(HX& hx, HY& hy, train_options o, backend_type be)
+    : hx_(hx), hy_(hy), o_(o), be_(be), loss_(be), opt_(be.make_optimizer({.weight_decay = o.weight_decay})),
+      loss_opt_({.weight_decay = o.weight_decay}) {
+  constexpr const char* where = "fusemix::trainer";
+  if (hx.out_dim() != hy.out_dim())
+    throw_shape_error(where, "both adapters must map into the same shared width", hx.out_dim(), hy.out_dim());
+  if (o.epochs == 0) throw_expected<argument_error>(where, "epochs must be positive", ">= 1", 0);
+  if (!(o.lr > 0)) throw_expected<argument_error>(where, "learning rate must be positive", "> 0", o.lr);
+  if (!(o.weight_decay >= 0))
+    throw_expected<argument_error>(where, "weight decay must not be negative", ">= 0", o.weight_decay);
+  (void)mixed_rows(o.batch, o.mixup.mode);  // throws for an empty batch, or an odd one in halves mode
+  if (!(o.mixup.alpha > 0)) throw_expected<argument_error>(where, "alpha must be positive", "> 0", o.mixup.alpha);
+  opt_.add_model(hx_);
+  opt_.add_model(hy_);
+  loss_opt_.add(loss_.parameters().data(), loss_.gradients().data(), loss_.parameters().size(), false);
+}
+
+template <Adapter HX, Adapter HY, Loss L>
+  requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
+           std::same_as<typename HX::backend_type, typename L::backend_type>
+void trainer<HX, HY, L>::validate(const matrix_type& zx, const matrix_type& zy) const {
+  constexpr const char* where = "fusemix::trainer::validate";
+  if (be_.rows(zx) != be_.rows(zy))
+    throw_shape_error(where, "X and Y must have the same number of rows (pairs)", be_.rows(zx), be_.rows(zy));
+  if (be_.cols(zx) != hx_.in_dim())
+    throw_shape_error(where, "X's width must equal the X adapter's in_dim", hx_.in_dim(), be_.cols(zx));
+  if (be_.cols(zy) != hy_.in_dim())
+    throw_shape_error(where, "Y's width must equal the Y adapter's in_dim", hy_.in_dim(), be_.cols(zy));
+  if (o_.batch > be_.rows(zx))
+    throw_shape_error(where, "the batch must not exceed the number of pairs",
+                              concat("<= ", be_.rows(zx)), o_.batch);
+  for (const matrix_type* z : {&zx, &zy}) {
+    std::size_t r = 0, c = 0;
+    if (be_.find_non_finite(*z, r, c))
+      throw_expected<numeric_error>(
+          where, concat(z == &zx ? "X" : "Y", " contains NaN or Inf at row ", r, ", column ", c),
+          "finite latents", "a non-finite value");
+  }
+}
+
+template <Adapter HX, Adapter HY, Loss L>
+  requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
+           std::same_as<typename HX::backend_type, typename L::backend_type>
+double trainer<HX, HY, L>::step(const matrix_type& zx, const matrix_type& zy, std::span<const std::size_t> rows,
+                             const mix_plan& plan, double lr) {
+  constexpr const char* where = "fusemix::trainer::step";
+  if (be_.rows(zx) != be_.rows(zy))
+    throw_shape_error(where, "X and Y must have the same number of rows", be_.rows(zx), be_.rows(zy));
+  for (std::size_t r : rows)
+    if (r >= be_.rows(zx)) throw_shape_error(where, "row index out of range", concat("< ", be_.rows(zx)), r);
+  if (plan.first.size() != plan.second.size() || plan.first.empty())
+    throw_shape_error(where, "the plan needs two equally long, non-empty pairings", plan.first.size(),
+                              plan.second.size());
+  for (const auto* half : {&plan.first, &plan.second})
+    for (std::size_t i : *half)
+      if (i >= rows.size()) throw_shape_error(where, "plan position out of range", concat("< ", rows.size()), i);
+  loss_.prepare();
+  mixed_dataset_rows(rows, plan, rows_a_, rows_b_);  // once for both modalities, no allocation after the first step
+  apply_mix(be_, zx, std::span<const std::size_t>(rows_a_), std::span<const std::size_t>(rows_b_), plan.lambda, mx_);
+  apply_mix(be_, zy, std::span<const std::size_t>(rows_a_), std::span<const std::size_t>(rows_b_), plan.lambda, my_);
+  hx_.set_training(true);
+  hy_.set_training(true);
+  const double loss = static_cast<double>(loss_.forward(hx_.forward(mx_), hy_.forward(my_)));
+  loss_.backward();
+  hx_.backward(loss_.dx());
+  hy_.backward(loss_.dy());
+  opt_.step(lr);
+  loss_opt_.step(lr);
+  ++global_step_;
+  return loss;
+}
+
+template <Adapter HX, Adapter HY, Loss L>
+  requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
+           std::same_as<typename HX::backend_type, typename L::backend_type>
+epoch_record trainer<HX, HY, L>::train_epoch(const matrix_type& zx, const matrix_type& zy, const progress_callback& progress,
+                                          const std::atomic<bool>* stop) {
+  validate(zx, zy);
+  const auto start = std::chrono::steady_clock::now();
+  const std::size_t n = be_.rows(zx), steps = n / o_.batch;
+  if (step_in_epoch_ >= steps)
+    throw_expected<argument_error>("fusemix::trainer::train_epoch",
+                                           "the checkpoint's step within the epoch does not fit this data",
+                                           concat("< ", steps), step_in_epoch_);
+  order_.resize(n);
+  std::iota(order_.begin(), order_.end(), std::size_t{0});
+  philox_engine shuffle(o_.seed, epoch_);
+  for (std::size_t i = n; i > 1; --i) std::swap(order_[i - 1], order_[shuffle.below(i)]);
+  const lr_schedule sched = schedule();
+  epoch_record rec{epoch_, steps, 0, 0, {}, 0, true};
+  for (; step_in_epoch_ < steps; ++step_in_epoch_) {
+    if (stop != nullptr && stop->load(std::memory_order_relaxed)) {
+      rec.complete = false;
+      break;
+    }
+    const std::size_t s = step_in_epoch_;
+    // λ and the pairing of step k come from stream 2^40 + k, disjoint from the shuffles' streams.
+    philox_engine rng(o_.seed, (std::uint64_t{1} << 40) + global_step_);
+    draw_mix(rng, o_.batch, o_.mixup, plan_);
+    rec.lr = sched.at(epoch_, s, steps);
+    const double loss = step(zx, zy, std::span<const std::size_t>(order_).subspan(s * o_.batch, o_.batch), plan_, rec.lr);
+    epoch_loss_sum_ += loss;
+    if (progress) progress(s, steps, loss, rec.lr);
+  }
+  rec.steps = step_in_epoch_;
+  rec.loss = rec.steps > 0 ? epoch_loss_sum_ / static_cast<double>(rec.steps) : 0.0;
+  static_assert(L::parameter_names.size() <= max_loss_parameters);
+  for (std::size_t i = 0; i < L::parameter_names.size(); ++i)
+    rec.loss_parameters[i] = {L::parameter_names[i], static_cast<double>(loss_.parameters()[i])};
+  rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (rec.complete) {
+    ++epoch_;
+    step_in_epoch_ = 0;
+    epoch_loss_sum_ = 0;
+  }
+  return rec;
+}
+
+template <Adapter HX, Adapter HY, Loss L>
+  requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
+           std::same_as<typename HX::backend_type, typename L::backend_type>
+std::map<std::string, std::string> trainer<HX, HY, L>::load_checkpoint(const std::filesystem::path& file) {
+  std::map<std::string, std::string> metadata;
+  const training_position at = fusemix::load_checkpoint(file, hx_, hy_, loss_, opt_, loss_opt_, &metadata);
+  epoch_ = at.epoch;
+  step_in_epoch_ = at.step_in_epoch;
+  global_step_ = at.global_step;
+  epoch_loss_sum_ = at.epoch_loss_sum;
+  return metadata;
+}
+
+}  // namespace fusemix

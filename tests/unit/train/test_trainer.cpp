@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: Apache-2.0
+// The FuseMix trainer: a full step's gradients, 20 AdamW steps against PyTorch, resume equals an
+// uninterrupted run bitwise, learning on a toy problem, and input validation.
+#include <boost/test/unit_test.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <fusemix/backend/cpu.hpp>
+#include <fusemix/io/npy.hpp>
+#include <fusemix/eval/retrieval.hpp>
+#include <fusemix/nn/identity_adapter.hpp>
+#include <fusemix/train/trainer.hpp>
+
+#include "gradcheck.hpp"
+#include "messages.hpp"
+
+namespace fm = fusemix;
+using fm::test::dmatrix;
+using dbackend = fm::cpu::backend<double>;
+using fmatrix = fm::matrix<float>;
+
+namespace {
+
+// Paired toy data: y is a fixed linear map of x plus a little noise, so pairs are learnable.
+std::pair<fmatrix, fmatrix> toy_pairs(std::size_t n, std::size_t dx, std::size_t dy, std::uint64_t seed) {
+  const dmatrix x = fm::test::random_matrix(n, dx, seed);
+  const dmatrix a = fm::test::random_matrix(dx, dy, seed + 1);
+  const dmatrix y = x * a + 0.1 * fm::test::random_matrix(n, dy, seed + 2);
+  return {x.cast<float>(), y.cast<float>()};
+}
+
+std::filesystem::path scratch(const std::string& name) {
+  const auto dir = std::filesystem::temp_directory_path() / "fusemix_test_trainer";
+  std::filesystem::create_directories(dir);
+  return dir / name;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(trainer)
+
+BOOST_AUTO_TEST_CASE(full_step_gradients_through_mixup_adapters_and_loss) {
+  using adapter = fm::fusion_adapter<fm::dynamic_shape, dbackend>;
+  adapter hx(fm::adapter_shape{.in_dim = 5, .out_dim = 3, .depth = 1}, {.dropout = 0.2, .seed = 1});
+  adapter hy(fm::adapter_shape{.in_dim = 4, .out_dim = 3, .depth = 1}, {.dropout = 0.2, .seed = 2});
+  hx.set_training(true), hy.set_training(true);
+  const dmatrix zx = fm::test::random_matrix(7, 5, 3), zy = fm::test::random_matrix(7, 4, 4);
+  const std::vector<std::size_t> rows{4, 1, 6, 0};
+  const fm::mix_plan plan{0.3, {0, 1, 2, 3}, {2, 0, 3, 1}};
+  fm::contrastive_loss<dbackend> loss;
+  dbackend be;
+  dmatrix mx, my;
+  double t = 0.2;
+  auto run = [&] {
+    hx.set_dropout_draws(5), hy.set_dropout_draws(5);
+    fm::apply_mix(be, zx, rows, plan, mx);
+    fm::apply_mix(be, zy, rows, plan, my);
+    return loss.forward(hx.forward(mx), hy.forward(my), t);
+  };
+  run();
+  loss.backward();
+  hx.backward(loss.dx());
+  hy.backward(loss.dy());
+  const double dt = loss.dtemperature();
+  const std::vector<double> gx(hx.gradients().begin(), hx.gradients().end());
+  const std::vector<double> gy(hy.gradients().begin(), hy.gradients().end());
+  const double ex = fm::test::relative_error(gx, fm::test::numeric_gradient(hx.parameters(), run));
+  const double ey = fm::test::relative_error(gy, fm::test::numeric_gradient(hy.parameters(), run));
+  const double et = fm::test::relative_error(std::span<const double>(&dt, 1), fm::test::numeric_gradient({&t, 1}, run));
+  BOOST_TEST_MESSAGE("full step gradient errors: h_X " << ex << ", h_Y " << ey << ", temperature " << et);
+  BOOST_TEST(ex < 1e-6);
+  BOOST_TEST(ey < 1e-6);
+  BOOST_TEST(et < 1e-6);
+}
+
+BOOST_AUTO_TEST_CASE(twenty_adamw_steps_match_pytorch) {
+  const std::string dir = std::string(FUSEMIX_FIXTURE_DIR) + "/parity/";
+  fm::fusion_adapter<> hx(fm::adapter_shape{.in_dim = 12, .out_dim = 8, .depth = 1}, {.dropout = 0.0});
+  fm::fusion_adapter<> hy(fm::adapter_shape{.in_dim = 10, .out_dim = 8, .depth = 1}, {.dropout = 0.0});
+  const auto init = fm::io::read_safetensors(dir + "train20_init.safetensors");
+  fm::io::load_parameters(hx, fm::io::x_prefix, init.tensors);
+  fm::io::load_parameters(hy, fm::io::y_prefix, init.tensors);
+  fm::trainer tr(hx, hy, {.epochs = 1, .batch = 8, .lr = 1e-3, .weight_decay = 0.1});
+  tr.set_temperature(fm::io::require(init, "temp", {}).data[0]);
+  const auto zx = fm::io::read_npy<float>(dir + "train20_zx.npy"), zy = fm::io::read_npy<float>(dir + "train20_zy.npy");
+  const auto lambdas = fm::io::read_npy_vector<double>(dir + "train20_lambdas.npy");
+  const auto perm_flat = fm::io::read_npy_int64(dir + "train20_perms.npy");
+  const auto losses = fm::io::read_npy_vector<double>(dir + "train20_losses_f32.npy");
+  const std::vector<std::size_t> rows{0, 1, 2, 3, 4, 5, 6, 7};
+  double worst = 0;
+  for (std::size_t s = 0; s < 20; ++s) {
+    fm::mix_plan plan{lambdas[s], {0, 1, 2, 3, 4, 5, 6, 7}, {}};
+    for (std::size_t i = 0; i < 8; ++i) plan.second.push_back(static_cast<std::size_t>(perm_flat[s * 8 + i]));
+    const double l = tr.step(zx, zy, rows, plan, 1e-3);
+    const double e = std::abs(l - losses[s]) / std::abs(losses[s]);
+    worst = std::max(worst, e);
+    BOOST_TEST(e < 1e-4, "step " << s << ": " << l << " vs " << losses[s]);
+  }
+  BOOST_TEST_MESSAGE("20 AdamW steps: worst relative loss difference from PyTorch " << worst);
+  const auto final = fm::io::read_safetensors(dir + "train20_final.safetensors");
+  fm::io::tensor_map ours;
+  fm::io::store_parameters(hx, fm::io::x_prefix, ours);
+  fm::io::store_parameters(hy, fm::io::y_prefix, ours);
+  for (const auto& [name, t] : ours) {
+    const auto& ref = fm::io::require(final.tensors, name, std::span<const std::size_t>(t.shape));
+    double diff = 0, scale = 0;
+    for (std::size_t i = 0; i < t.data.size(); ++i)
+      diff = std::max(diff, static_cast<double>(std::abs(t.data[i] - ref.data[i]))),
+      scale = std::max(scale, static_cast<double>(std::abs(ref.data[i])));
+    BOOST_TEST(diff <= 1e-4 * scale, name << ": " << diff / scale);
+  }
+  BOOST_TEST(std::abs(tr.temperature() - fm::io::require(final, "temp", {}).data[0]) < 1e-6);
+}
+
+BOOST_AUTO_TEST_CASE(resume_equals_uninterrupted_bitwise) {
+  const auto [zx, zy] = toy_pairs(96, 12, 8, 11);
+  const fm::train_options o{.epochs = 4, .batch = 32, .lr = 3e-3, .weight_decay = 0.1,
+                            .mixup = {.alpha = 1.0, .mode = fm::mix_mode::halves}, .seed = 5};
+  auto make = [](std::uint64_t s) {
+    return std::pair{fm::fusion_adapter<>(fm::adapter_shape{.in_dim = 12, .out_dim = 6, .depth = 1}, {.dropout = 0.3, .seed = s}),
+                     fm::fusion_adapter<>(fm::adapter_shape{.in_dim = 8, .out_dim = 6, .depth = 1}, {.dropout = 0.3, .seed = s + 1})};
+  };
+  auto [ax, ay] = make(1);
+  fm::trainer full(ax, ay, o);
+  for (int e = 0; e < 4; ++e) full.train_epoch(zx, zy);
+
+  auto [bx, by] = make(1);
+  {
+    fm::trainer first(bx, by, o);
+    first.train_epoch(zx, zy);
+    first.train_epoch(zx, zy);
+    first.save_checkpoint(scratch("ckpt.safetensors"));
+    first.train_epoch(zx, zy);  // work lost to a "crash": the resumed run must not depend on it
+  }
+  auto [cx, cy] = make(99);  // fresh process, different init: everything comes from the checkpoint
+  fm::trainer resumed(cx, cy, o);
+  resumed.load_checkpoint(scratch("ckpt.safetensors"));
+  BOOST_TEST(resumed.epoch() == 2u);
+  while (resumed.epoch() < 4) resumed.train_epoch(zx, zy);
+  BOOST_TEST(std::equal(cx.parameters().begin(), cx.parameters().end(), ax.parameters().begin()));
+  BOOST_TEST(std::equal(cy.parameters().begin(), cy.parameters().end(), ay.parameters().begin()));
+  BOOST_TEST(resumed.temperature() == full.temperature());
+  BOOST_TEST(resumed.global_step() == full.global_step());
+}
+
+BOOST_AUTO_TEST_CASE(learns_a_toy_alignment) {
+  const auto [zx, zy] = toy_pairs(256, 16, 12, 21);
+  fm::fusion_adapter<> hx(fm::adapter_shape{.in_dim = 16, .out_dim = 16, .depth = 1}, {.dropout = 0.1, .seed = 1});
+  fm::fusion_adapter<> hy(fm::adapter_shape{.in_dim = 12, .out_dim = 16, .depth = 1}, {.dropout = 0.1, .seed = 2});
+  fm::trainer tr(hx, hy, {.epochs = 30, .batch = 64, .lr = 3e-3, .weight_decay = 0.01, .seed = 3});
+  hx.set_training(false), hy.set_training(false);
+  const auto before = fm::evaluate_retrieval<float>(fmatrix(hx.forward(zx)), fmatrix(hy.forward(zy)));
+  double first = 0, last = 0;
+  for (int e = 0; e < 30; ++e) {
+    const auto r = tr.train_epoch(zx, zy);
+    (e == 0 ? first : last) = r.loss;
+  }
+  hx.set_training(false), hy.set_training(false);
+  const auto after = fm::evaluate_retrieval<float>(fmatrix(hx.forward(zx)), fmatrix(hy.forward(zy)));
+  BOOST_TEST_MESSAGE("toy: loss " << first << " -> " << last << ", R@1 i->t " << before.image_to_text.r1 << " -> "
+                                  << after.image_to_text.r1);
+  BOOST_TEST(last < 0.7 * first);
+  BOOST_TEST(after.image_to_text.r1 > before.image_to_text.r1 + 20);
+  BOOST_TEST(after.text_to_image.r1 > before.text_to_image.r1 + 20);
+}
+
+BOOST_AUTO_TEST_CASE(identity_side_aligns_into_a_fixed_space) {
+  const auto [zx, zy] = toy_pairs(64, 10, 6, 31);
+  fm::fusion_adapter<> hx(fm::adapter_shape{.in_dim = 10, .out_dim = 6, .depth = 1}, {.dropout = 0.0, .seed = 1});
+  fm::identity_adapter<> hy(6);
+  fm::trainer tr(hx, hy, {.epochs = 2, .batch = 32, .lr = 1e-3});
+  const auto r = tr.train_epoch(zx, zy);
+  BOOST_TEST(std::isfinite(r.loss));
+  BOOST_TEST(tr.optimizer().moment_count() == hx.size());  // the adapter only (τ has its own)
+  fm::identity_adapter<> wrong(5);
+  BOOST_CHECK_THROW(fm::trainer(hx, wrong, {}), fm::shape_error);
+}
+
+BOOST_AUTO_TEST_CASE(refuses_bad_data_and_options) {
+  const auto [zx, zy] = toy_pairs(40, 6, 5, 41);
+  fm::fusion_adapter<> hx(fm::adapter_shape{.in_dim = 6, .out_dim = 4, .depth = 0});
+  fm::fusion_adapter<> hy(fm::adapter_shape{.in_dim = 5, .out_dim = 4, .depth = 0});
+  auto message_has = [](const std::string& s) {
+    return [s](const fm::error& e) { return std::string(e.what()).find(s) != std::string::npos; };
+  };
+  {
+    fm::trainer tr(hx, hy, {.batch = 64});
+    BOOST_CHECK_EXCEPTION(tr.train_epoch(zx, zy), fm::shape_error, message_has("batch must not exceed"));
+  }
+  fm::trainer tr(hx, hy, {.batch = 8});
+  BOOST_CHECK_EXCEPTION(tr.train_epoch(zx, fmatrix(zy.topRows(39))), fm::shape_error, message_has("same number of rows"));
+  BOOST_CHECK_EXCEPTION(tr.train_epoch(zy, zy), fm::shape_error, message_has("X's width"));
+  fmatrix nan = zx;
+  nan(7, 2) = std::nanf("");
+  BOOST_CHECK_EXCEPTION(tr.train_epoch(nan, zy), fm::numeric_error, message_has("row 7, column 2"));
+  BOOST_CHECK_EXCEPTION(fm::trainer(hx, hy, {.batch = 7, .mixup = {.mode = fm::mix_mode::halves}}), fm::shape_error,
+                        message_has("even"));
+  BOOST_CHECK_THROW(fm::trainer(hx, hy, {.epochs = 0}), fm::argument_error);
+  const std::vector<std::size_t> rows{0, 1, 2, 40};  // 40 is past the data
+  BOOST_CHECK_EXCEPTION(tr.step(zx, zy, rows, {0.5, {0, 1}, {2, 3}}, 1e-3), fm::shape_error, message_has("row index"));
+  const std::vector<std::size_t> ok_rows{0, 1, 2, 3};
+  BOOST_CHECK_EXCEPTION(tr.step(zx, zy, ok_rows, {0.5, {0, 1}, {2, 4}}, 1e-3), fm::shape_error, message_has("plan position"));
+  BOOST_CHECK_THROW(fm::trainer(hx, hy, {.lr = -1}), fm::argument_error);
+}
+
+BOOST_AUTO_TEST_CASE(validate_names_each_bad_input) {
+  // The "Reliability" cases at the library level: each refused with its type, naming the
+  // function, what was expected and what was found.
+  const auto [zx, zy] = toy_pairs(40, 6, 5, 51);
+  fm::fusion_adapter<> hx(fm::adapter_shape{.in_dim = 6, .out_dim = 4, .depth = 1});
+  fm::fusion_adapter<> hy(fm::adapter_shape{.in_dim = 5, .out_dim = 4, .depth = 1});
+  using fm::test::message_has;
+  const std::string where = "fusemix::trainer::validate: ";
+  fm::trainer tr(hx, hy, {.batch = 8});
+  BOOST_CHECK_NO_THROW(tr.validate(zx, zy));
+  // X and Y with different row counts
+  BOOST_CHECK_EXCEPTION(tr.validate(zx, fmatrix(zy.topRows(39))), fm::shape_error,
+                        message_has({where + "X and Y must have the same number of rows", "expected 40, got 39"}));
+  // widths that do not match the adapters, either side
+  BOOST_CHECK_EXCEPTION(tr.validate(fmatrix(zx.leftCols(5)), zy), fm::shape_error,
+                        message_has({where + "X's width must equal the X adapter's in_dim", "expected 6, got 5"}));
+  BOOST_CHECK_EXCEPTION(tr.validate(zx, fmatrix(zx)), fm::shape_error,
+                        message_has({where + "Y's width must equal the Y adapter's in_dim", "expected 5, got 6"}));
+  // NaN and Inf, either side, located
+  fmatrix bad_x = zx, bad_y = zy;
+  bad_x(3, 1) = std::numeric_limits<float>::quiet_NaN();
+  bad_y(39, 4) = -std::numeric_limits<float>::infinity();
+  BOOST_CHECK_EXCEPTION(tr.validate(bad_x, zy), fm::numeric_error,
+                        message_has({where + "X contains NaN or Inf at row 3, column 1", "expected finite latents"}));
+  BOOST_CHECK_EXCEPTION(tr.validate(zx, bad_y), fm::numeric_error,
+                        message_has({where + "Y contains NaN or Inf at row 39, column 4"}));
+  // a batch larger than the data
+  fm::trainer big(hx, hy, {.batch = 41});
+  BOOST_CHECK_EXCEPTION(big.validate(zx, zy), fm::shape_error,
+                        message_has({where + "the batch must not exceed the number of pairs", "expected <= 40, got 41"}));
+  // an odd batch in halves mode, and an empty batch
+  BOOST_CHECK_EXCEPTION(fm::trainer(hx, hy, {.batch = 9, .mixup = {.mode = fm::mix_mode::halves}}), fm::shape_error,
+                        message_has({"halves mode needs an even batch", "expected an even size, got 9"}));
+  BOOST_CHECK_EXCEPTION(fm::trainer(hx, hy, {.batch = 0}), fm::shape_error,
+                        message_has({"batch must not be empty", "got 0"}));
+  // adapters whose shared (output) widths differ
+  fm::fusion_adapter<> hy5(fm::adapter_shape{.in_dim = 5, .out_dim = 5, .depth = 1});
+  BOOST_CHECK_EXCEPTION(fm::trainer(hx, hy5, {.batch = 8}), fm::shape_error,
+                        message_has({"fusemix::trainer: both adapters must map into the same shared width",
+                                     "expected 4, got 5"}));
+  fm::identity_adapter<> id3(3);
+  BOOST_CHECK_EXCEPTION(fm::trainer(hx, id3, {.batch = 8}), fm::shape_error,
+                        message_has({"same shared width", "expected 4, got 3"}));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
