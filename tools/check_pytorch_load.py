@@ -63,9 +63,11 @@ def main(argv=None):
         return 1
     print("%s: %d tensors, metadata %s" % (args.model, len(tensors), meta))
     others = [k for k in tensors
-              if not (k.startswith("vis_proj.") or k.startswith("text_proj.") or k == "temp")]
+              if not (k.startswith("vis_proj.") or k.startswith("text_proj.")
+                      or k in ("temp", "logit_scale", "logit_bias"))]
     if others:
-        print("note: tensors outside vis_proj./text_proj./temp: %s" % ", ".join(sorted(others)))
+        print("note: tensors outside vis_proj./text_proj. and the loss's scalars: %s"
+              % ", ".join(sorted(others)))
 
     try:
         d, out, depth, expansion = infer_proj_config(tensors, prefix)

@@ -43,6 +43,17 @@ void run_info(const std::string& model) {
       std::cout << prefix << ": none (identity side)\n";
     }
   }
+  // The loss the model was trained with, known by the scalars it learned.
+  const auto scalar = [&](const char* name) -> const float* {
+    const auto it = f.tensors.find(name);
+    return it != f.tensors.end() && it->second.data.size() == 1 ? &it->second.data[0] : nullptr;
+  };
+  if (const float* t = scalar("temp"))
+    std::cout << "loss: contrastive (temp " << *t << ")\n";
+  else if (const float *s = scalar("logit_scale"), *b = scalar("logit_bias"); s != nullptr && b != nullptr)
+    std::cout << "loss: sigmoid (logit_scale " << *s << ", logit_bias " << *b << ")\n";
+  else
+    std::cout << "loss: none recorded\n";
 }
 
 }  // namespace

@@ -170,6 +170,41 @@ BOOST_AUTO_TEST_CASE(train_embed_eval) {
     BOOST_TEST(py.code == 0, py.out << py.err);
 }
 
+BOOST_AUTO_TEST_CASE(the_sigmoid_loss_through_the_program) {
+  const fs::path out = scratch() / "run_sigmoid";
+  const auto r = run(program(train_args(out) + " --loss sigmoid --mix halves"));
+  BOOST_TEST_REQUIRE(r.code == 0, r.err);
+  const auto f = fm::io::read_safetensors(out / "adapters.safetensors");
+  BOOST_TEST(f.tensors.count("temp") == 0u);
+  BOOST_TEST(f.tensors.count("logit_scale") == 1u);
+  BOOST_TEST(f.tensors.count("logit_bias") == 1u);
+  BOOST_TEST(fm::io::read_safetensors(out / "checkpoint.safetensors").metadata.at("loss") == "sigmoid");
+  std::ifstream metrics(out / "metrics.jsonl");
+  std::string first;
+  std::getline(metrics, first);
+  const auto j = nlohmann::json::parse(first);
+  BOOST_TEST((j.contains("logit_scale") && j.contains("logit_bias") && !j.contains("temp")));
+
+  const std::string model = (out / "adapters.safetensors").string();
+  const auto info = run(program("info " + model));
+  BOOST_TEST_REQUIRE(info.code == 0, info.err);
+  BOOST_TEST(info.out.find("loss: sigmoid (logit_scale ") != std::string::npos, info.out);
+  BOOST_TEST(info.out.find("vis_proj.: in_dim 24, out_dim 32, depth 2") != std::string::npos, info.out);
+  const auto e = run(program("embed --model " + model + " --side y --in " + (scratch() / "data_y.npy").string() +
+                             " --out " + (scratch() / "emb_sigmoid.npy").string()));
+  BOOST_TEST_REQUIRE(e.code == 0, e.err);
+  const auto ev = run(program("eval --json --model " + model + " --x " + (scratch() / "data_x.npy").string() + " --y " +
+                              (scratch() / "data_y.npy").string()));
+  BOOST_TEST_REQUIRE(ev.code == 0, ev.err);
+  BOOST_TEST(nlohmann::json::parse(ev.out)["image_to_text"]["r10"].get<double>() > 50.0);  // learnt
+
+  // --resume with the other loss is refused, naming both; an unknown loss is a usage error.
+  const auto other = run(program(train_args(out) + " --mix halves --resume"));
+  BOOST_TEST(other.code == 2);
+  BOOST_TEST(other.err.find("trained with the sigmoid loss, this run uses contrastive") != std::string::npos, other.err);
+  BOOST_TEST(run(program(train_args(out) + " --loss hinge")).code == 2);
+}
+
 BOOST_AUTO_TEST_CASE(kill_and_resume_is_bitwise_equal) {
   const fs::path ref = scratch() / "uninterrupted";
   BOOST_TEST_REQUIRE(run(program(train_args(ref))).code == 0);

@@ -16,9 +16,11 @@
 
 #include <fusemix/backend/cpu.hpp>
 #include <fusemix/detail/file.hpp>
+#include <fusemix/loss/sigmoid.hpp>
 #include <fusemix/train/trainer.hpp>
 
 #include "gradcheck.hpp"
+#include "messages.hpp"
 #include "temp_files.hpp"
 
 namespace fm = fusemix;
@@ -101,6 +103,89 @@ BOOST_AUTO_TEST_CASE(stop_inside_an_epoch_then_resume_is_bitwise_equal) {
   BOOST_TEST(same_bits(cy, ay));
   BOOST_TEST(resumed.temperature() == full.temperature());
   BOOST_TEST(resumed.global_step() == full.global_step());
+}
+
+BOOST_AUTO_TEST_CASE(the_sigmoid_loss_resumes_bitwise_and_a_checkpoint_keeps_its_loss) {
+  using sigmoid_trainer = fm::trainer<fm::fusion_adapter<>, fm::fusion_adapter<>, fm::sigmoid_loss<>>;
+  const auto [zx, zy] = toy_pairs(64, 12, 8, 31);
+  const fm::train_options o{.epochs = 3, .batch = 16, .lr = 3e-3, .mixup = {.mode = fm::mix_mode::halves}, .seed = 4};
+  auto [ax, ay] = adapters(1);
+  sigmoid_trainer full(ax, ay, o);
+  for (int e = 0; e < 3; ++e) full.train_epoch(zx, zy);
+
+  const fm::test::temp_dir dir;
+  const auto file = dir / "ckpt.safetensors";
+  auto [bx, by] = adapters(1);
+  {
+    sigmoid_trainer first(bx, by, o);
+    first.train_epoch(zx, zy);
+    std::atomic<bool> stop{false};
+    first.train_epoch(zx, zy, [&](std::size_t s, std::size_t, double, double) { stop = s == 1; }, &stop);
+    first.save_checkpoint(file);
+  }
+  BOOST_TEST(fm::io::read_safetensors(file).metadata.at("loss") == "sigmoid");
+  auto [cx, cy] = adapters(50);
+  sigmoid_trainer resumed(cx, cy, o);
+  resumed.load_checkpoint(file);
+  while (resumed.epoch() < 3) resumed.train_epoch(zx, zy);
+  BOOST_TEST(same_bits(cx, ax));
+  BOOST_TEST(same_bits(cy, ay));
+  BOOST_TEST(resumed.loss().logit_scale() == full.loss().logit_scale());
+  BOOST_TEST(resumed.loss().logit_bias() == full.loss().logit_bias());
+
+  // A run with the other loss refuses it, naming both, and is left as it was.
+  auto [dx, dy] = adapters(7);
+  const auto before = std::vector<float>(dx.parameters().begin(), dx.parameters().end());
+  fm::trainer other(dx, dy, o);
+  BOOST_CHECK_EXCEPTION(other.load_checkpoint(file), fm::io_error,
+                        fm::test::message_has({"fusemix::load_checkpoint", "ckpt.safetensors",
+                                               "trained with the sigmoid loss, this run uses contrastive"}));
+  BOOST_TEST(std::equal(before.begin(), before.end(), dx.parameters().begin()));
+}
+
+BOOST_AUTO_TEST_CASE(a_checkpoint_from_before_the_loss_was_a_policy_still_loads) {
+  // tests/fixtures/checkpoint_v1*.safetensors: written by main at 1c6aed7 (no "loss" metadata;
+  // the temperature as "temp"), two epochs into a four-epoch run on the data below, and the
+  // weights that run ended with (tests/fixtures/README.md).
+  const std::string fixtures = FUSEMIX_FIXTURE_DIR;
+  const fm::test::dmatrix x = fm::test::random_matrix(48, 12, 71);
+  const fm::test::dmatrix a = fm::test::random_matrix(12, 8, 72);
+  const fm::test::dmatrix y = x * a + 0.1 * fm::test::random_matrix(48, 8, 73);
+  const fmatrix zx = x.cast<float>(), zy = y.cast<float>();
+  fm::fusion_adapter<> hx(fm::adapter_shape{.in_dim = 12, .out_dim = 6, .depth = 1}, {.dropout = 0.3, .seed = 100});
+  fm::fusion_adapter<> hy(fm::adapter_shape{.in_dim = 8, .out_dim = 6, .depth = 1}, {.dropout = 0.3, .seed = 200});
+  const fm::train_options o{.epochs = 4, .batch = 16, .lr = 3e-3, .weight_decay = 0.1,
+                            .mixup = {.alpha = 1.0, .mode = fm::mix_mode::permutation}, .seed = 9};
+  fm::trainer tr(hx, hy, o);
+  const auto old = fm::io::read_safetensors(fixtures + "/checkpoint_v1.safetensors");
+  BOOST_TEST(old.metadata.count("loss") == 0u);
+  const auto meta = tr.load_checkpoint(fixtures + "/checkpoint_v1.safetensors");
+  BOOST_TEST(meta.at("run") == "fixture");
+  BOOST_TEST(tr.epoch() == 2u);
+  BOOST_TEST(tr.global_step() == 6u);
+  BOOST_TEST(tr.temperature() == fm::io::require(old, "temp", {}).data[0]);
+  BOOST_TEST(hx.dropout_seed() == 1u);  // the random state is the file's, not the constructor's
+  fm::io::tensor_map loaded;
+  fm::io::store_parameters(hx, fm::io::x_prefix, loaded);
+  for (const auto& [name, t] : loaded) BOOST_TEST(t.data == old.tensors.at(name).data, name);
+  // Two more epochs land where the old code's run ended (to rounding: the code changed since).
+  tr.train_epoch(zx, zy);
+  tr.train_epoch(zx, zy);
+  const auto final = fm::io::read_safetensors(fixtures + "/checkpoint_v1_final.safetensors");
+  fm::io::tensor_map ours;
+  fm::io::store_parameters(hx, fm::io::x_prefix, ours);
+  fm::io::store_parameters(hy, fm::io::y_prefix, ours);
+  double worst = 0;
+  for (const auto& [name, t] : ours) {
+    const auto& ref = final.tensors.at(name).data;
+    double diff = 0, scale = 0;
+    for (std::size_t i = 0; i < ref.size(); ++i)
+      diff = std::max(diff, static_cast<double>(std::abs(t.data[i] - ref[i]))), scale = std::max(scale, static_cast<double>(std::abs(ref[i])));
+    worst = std::max(worst, diff / scale);
+  }
+  BOOST_TEST_MESSAGE("resumed old checkpoint vs the old code's run: worst relative difference " << worst);
+  BOOST_TEST(worst < 1e-4);
+  BOOST_TEST(std::abs(tr.temperature() - final.tensors.at("temp").data[0]) < 1e-6);
 }
 
 BOOST_AUTO_TEST_CASE(checkpoint_position_must_fit_the_data) {

@@ -13,6 +13,7 @@
 #include <fusemix/io/npy.hpp>
 #include <fusemix/eval/retrieval.hpp>
 #include <fusemix/nn/identity_adapter.hpp>
+#include <fusemix/loss/sigmoid.hpp>
 #include <fusemix/train/trainer.hpp>
 
 #include "gradcheck.hpp"
@@ -166,6 +167,96 @@ BOOST_AUTO_TEST_CASE(learns_a_toy_alignment) {
   BOOST_TEST(last < 0.7 * first);
   BOOST_TEST(after.image_to_text.r1 > before.image_to_text.r1 + 20);
   BOOST_TEST(after.text_to_image.r1 > before.text_to_image.r1 + 20);
+}
+
+BOOST_AUTO_TEST_CASE(full_step_gradients_with_the_sigmoid_loss_in_both_mix_modes) {
+  using adapter = fm::fusion_adapter<fm::dynamic_shape, dbackend>;
+  const dmatrix zx = fm::test::random_matrix(7, 5, 13), zy = fm::test::random_matrix(7, 4, 14);
+  const std::vector<std::size_t> rows{4, 1, 6, 0};
+  // permutation: 4 mixed pairs of 4 rows; halves: row i with row i + 2, 2 mixed pairs
+  for (const fm::mix_plan& plan : {fm::mix_plan{0.3, {0, 1, 2, 3}, {2, 0, 3, 1}}, fm::mix_plan{0.8, {0, 1}, {2, 3}}}) {
+    adapter hx(fm::adapter_shape{.in_dim = 5, .out_dim = 3, .depth = 1}, {.dropout = 0.2, .seed = 1});
+    adapter hy(fm::adapter_shape{.in_dim = 4, .out_dim = 3, .depth = 1}, {.dropout = 0.2, .seed = 2});
+    hx.set_training(true), hy.set_training(true);
+    fm::sigmoid_loss<dbackend> loss;
+    loss.set_logit_scale(0.9), loss.set_logit_bias(-0.7);
+    dbackend be;
+    dmatrix mx, my;
+    auto run = [&] {
+      hx.set_dropout_draws(5), hy.set_dropout_draws(5);
+      fm::apply_mix(be, zx, rows, plan, mx);
+      fm::apply_mix(be, zy, rows, plan, my);
+      return static_cast<double>(loss.forward(hx.forward(mx), hy.forward(my)));
+    };
+    run();
+    loss.backward();
+    hx.backward(loss.dx());
+    hy.backward(loss.dy());
+    const std::vector<double> gx(hx.gradients().begin(), hx.gradients().end());
+    const std::vector<double> gy(hy.gradients().begin(), hy.gradients().end());
+    const std::vector<double> gl(loss.gradients().begin(), loss.gradients().end());
+    const double ex = fm::test::relative_error(gx, fm::test::numeric_gradient(hx.parameters(), run));
+    const double ey = fm::test::relative_error(gy, fm::test::numeric_gradient(hy.parameters(), run));
+    const double el = fm::test::relative_error(gl, fm::test::numeric_gradient(loss.parameters(), run));
+    BOOST_TEST_MESSAGE("sigmoid full step (" << plan.first.size() << " mixed pairs) gradient errors: h_X " << ex
+                                             << ", h_Y " << ey << ", (t', b) " << el);
+    BOOST_TEST(ex < 1e-6);
+    BOOST_TEST(ey < 1e-6);
+    BOOST_TEST(el < 1e-6);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(the_sigmoid_loss_learns_a_toy_alignment_in_both_mix_modes) {
+  const auto [zx, zy] = toy_pairs(256, 16, 12, 21);
+  for (const auto mode : {fm::mix_mode::permutation, fm::mix_mode::halves}) {
+    fm::fusion_adapter<> hx(fm::adapter_shape{.in_dim = 16, .out_dim = 16, .depth = 1}, {.dropout = 0.1, .seed = 1});
+    fm::fusion_adapter<> hy(fm::adapter_shape{.in_dim = 12, .out_dim = 16, .depth = 1}, {.dropout = 0.1, .seed = 2});
+    fm::trainer<fm::fusion_adapter<>, fm::fusion_adapter<>, fm::sigmoid_loss<>> tr(
+        hx, hy, {.epochs = 30, .batch = 64, .lr = 3e-3, .weight_decay = 0.01, .mixup = {.mode = mode}, .seed = 3});
+    hx.set_training(false), hy.set_training(false);
+    const auto before = fm::evaluate_retrieval<float>(fmatrix(hx.forward(zx)), fmatrix(hy.forward(zy)));
+    double first = 0, last = 0;
+    fm::epoch_record r;
+    for (int e = 0; e < 30; ++e) {
+      r = tr.train_epoch(zx, zy);
+      (e == 0 ? first : last) = r.loss;
+    }
+    hx.set_training(false), hy.set_training(false);
+    const auto after = fm::evaluate_retrieval<float>(fmatrix(hx.forward(zx)), fmatrix(hy.forward(zy)));
+    BOOST_TEST_MESSAGE("sigmoid toy (" << fm::to_string(mode) << "): loss " << first << " -> " << last << ", R@1 i->t "
+                                       << before.image_to_text.r1 << " -> " << after.image_to_text.r1 << ", t' "
+                                       << r.loss_parameters[0].second << ", b " << r.loss_parameters[1].second);
+    BOOST_TEST(last < 0.7 * first);
+    BOOST_TEST(after.image_to_text.r1 > before.image_to_text.r1 + 20);
+    BOOST_TEST(after.text_to_image.r1 > before.text_to_image.r1 + 20);
+    // the epoch reports the loss's own scalars, and they moved from their initial values
+    BOOST_TEST(r.loss_parameters[0].first == "logit_scale");
+    BOOST_TEST(r.loss_parameters[1].first == "logit_bias");
+    BOOST_TEST(r.loss_parameters[1].second != -10.0);
+    BOOST_TEST(tr.optimizer().moment_count() == hx.size() + hy.size());  // t' and b have their own
+  }
+}
+
+BOOST_AUTO_TEST_CASE(weights_hold_the_loss_parameters_by_name) {
+  const auto [zx, zy] = toy_pairs(64, 6, 5, 61);
+  fm::fusion_adapter<> hx(fm::adapter_shape{.in_dim = 6, .out_dim = 4, .depth = 1}, {.seed = 1});
+  fm::fusion_adapter<> hy(fm::adapter_shape{.in_dim = 5, .out_dim = 4, .depth = 1}, {.seed = 2});
+  fm::trainer<fm::fusion_adapter<>, fm::fusion_adapter<>, fm::sigmoid_loss<>> tr(hx, hy, {.epochs = 1, .batch = 16});
+  tr.train_epoch(zx, zy);
+  tr.save_weights(scratch("sigmoid.safetensors"));
+  const auto f = fm::io::read_safetensors(scratch("sigmoid.safetensors"));
+  BOOST_TEST(f.tensors.count("temp") == 0u);
+  BOOST_TEST(fm::io::require(f, "logit_scale", {}).data[0] == tr.loss().logit_scale());
+  BOOST_TEST(fm::io::require(f, "logit_bias", {}).data[0] == tr.loss().logit_bias());
+  BOOST_TEST(f.tensors.count("vis_proj.0.fn.0.weight") == 1u);  // the adapters' names do not change
+  fm::sigmoid_loss<> back;
+  fm::io::load_loss_parameters(back, f);
+  BOOST_TEST(back.logit_bias() == tr.loss().logit_bias());
+  // a contrastive loss finds no temperature there, and says why
+  fm::contrastive_loss<> other;
+  BOOST_CHECK_EXCEPTION(fm::io::load_loss_parameters(other, f), fm::io_error,
+                        fm::test::message_has({"fusemix::io::load_loss_parameters", "sigmoid.safetensors",
+                                               "no tensor \"temp\" of the contrastive loss"}));
 }
 
 BOOST_AUTO_TEST_CASE(identity_side_aligns_into_a_fixed_space) {
