@@ -89,9 +89,9 @@ void run_demo(demo_options o) {
   double lambda = 0;
   rows.emplace_back("ridge regression", ridge_baseline(d.x, d.y, d.x_val, d.y_val, lambda));
 
-  std::printf("FuseMix: depth %zu/%zu, shared %zu, %zu epochs, batch %zu, lr %g, wd %g, dropout %g, mix %s\n", s.depth_x,
-              s.depth_y, s.shared_dim, s.train.epochs, s.train.batch, s.train.lr, s.train.weight_decay, s.dropout,
-              fusemix::to_string(s.train.mixup.mode));
+  std::printf("FuseMix: depth %zu/%zu, shared %zu, %zu epochs, batch %zu, lr %g, wd %g, dropout %g, mix %s, %s loss\n",
+              s.depth_x, s.depth_y, s.shared_dim, s.train.epochs, s.train.batch, s.train.lr, s.train.weight_decay, s.dropout,
+              fusemix::to_string(s.train.mixup.mode), s.loss.c_str());
   const auto result = fusemix_cli::train(s, d);
   rows.emplace_back("FuseMix", *result.val);
   std::printf("\nretrieval on the %td-pair test split (percent; chance R@1 = %.1f%%; ridge lambda %g):\n",
@@ -133,6 +133,8 @@ void register_demo(CLI::App& app) {
   cmd->add_option("--shared-dim", s.shared_dim, "shared width")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--dropout", s.dropout, "dropout")->check(CLI::Range(0.0, 1.0))->capture_default_str();
   cmd->add_option("--seed", s.train.seed, "seed")->capture_default_str();
+  cmd->add_option("--loss", s.loss, "contrastive or sigmoid")
+      ->check(CLI::IsMember({"contrastive", "sigmoid"}))->capture_default_str();
   cmd->add_option("--threads", s.threads, "GEMM threads (0: Eigen's default)")->capture_default_str();
   cmd->add_flag("--quiet", s.quiet, "no per-epoch lines");
   cmd->add_flag("--resume", s.resume, "continue a run that SIGINT/SIGTERM or a crash stopped (same settings)");

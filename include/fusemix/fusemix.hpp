@@ -21,6 +21,7 @@
 #include <fusemix/nn/identity_adapter.hpp>
 #include <fusemix/loss/concepts.hpp>
 #include <fusemix/loss/contrastive.hpp>
+#include <fusemix/loss/normalized_pair.hpp>
 #include <fusemix/loss/sigmoid.hpp>
 #include <fusemix/optim/adamw.hpp>
 #include <fusemix/optim/schedule.hpp>

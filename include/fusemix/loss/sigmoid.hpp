@@ -14,7 +14,7 @@
 #include <fusemix/backend/concepts.hpp>
 #include <fusemix/core/error.hpp>
 #include <fusemix/loss/concepts.hpp>
-#include <fusemix/loss/contrastive.hpp>
+#include <fusemix/loss/normalized_pair.hpp>
 
 namespace fusemix {
 
@@ -36,15 +36,13 @@ class sigmoid_loss {
   using backend_type = B;
   using scalar_type = typename B::scalar_type;
   using matrix_type = typename B::matrix_type;
-  using vector_type = typename B::vector_type;
-  static constexpr double normalize_eps = 1e-12;
   static constexpr double initial_logit_scale = std::numbers::ln10;  // t = 10
   static constexpr double initial_logit_bias = -10.0;
   static constexpr std::string_view name = "sigmoid";
   /// The learnable scalars as the weight file names them: t′ and b.
   static constexpr std::array<std::string_view, 2> parameter_names{"logit_scale", "logit_bias"};
 
-  explicit sigmoid_loss(B be = {}) : be_(std::move(be)) {}
+  explicit sigmoid_loss(B be = {}) : be_(be), pair_(std::move(be)) {}
 
   /// The loss of paired rows `px`, `py` (B×D each). Keeps what backward needs.
   /// @throws shape_error if the shapes differ or are empty; numeric_error if t′ or b is not
@@ -55,8 +53,8 @@ class sigmoid_loss {
   /// Nothing to do before a step (t′ and b are unconstrained).
   void prepare() noexcept {}
 
-  [[nodiscard]] const matrix_type& dx() const noexcept { return dpx_; }
-  [[nodiscard]] const matrix_type& dy() const noexcept { return dpy_; }
+  [[nodiscard]] const matrix_type& dx() const noexcept { return pair_.dpx(); }
+  [[nodiscard]] const matrix_type& dy() const noexcept { return pair_.dpy(); }
   /// The logits t·S + b of the last forward (B×B).
   [[nodiscard]] const matrix_type& logits() const noexcept { return logits_; }
   [[nodiscard]] scalar_type logit_scale() const noexcept { return params_[0]; }
@@ -74,8 +72,8 @@ class sigmoid_loss {
                                      static_cast<scalar_type>(initial_logit_bias)},
       grads_{};
   scalar_type t_ = 0;  // exp(t′) of the last forward
-  matrix_type nx_, ny_, s_, logits_, g_, dnx_, dny_, dpx_, dpy_;
-  vector_type norm_x_, norm_y_;
+  detail::normalized_pair<B> pair_;
+  matrix_type s_, logits_, g_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -85,16 +83,14 @@ class sigmoid_loss {
 template <Backend B>
 auto sigmoid_loss<B>::forward(const matrix_type& px, const matrix_type& py) -> scalar_type {
   constexpr const char* where = "fusemix::sigmoid_loss::forward";
-  detail::check_loss_batch(be_, where, px, py);
+  pair_.forward(where, px, py);
   if (!std::isfinite(static_cast<double>(params_[0])) || !std::isfinite(static_cast<double>(params_[1])))
     throw_expected<numeric_error>(where, "logit_scale and logit_bias must be finite", "finite values",
                                   concat(params_[0], ", ", params_[1]));
-  const std::size_t n = be_.rows(px), d = be_.cols(px);
-  be_.resize(nx_, n, d), be_.resize(ny_, n, d), be_.resize(s_, n, n), be_.resize(logits_, n, n), be_.resize(g_, n, n);
-  be_.normalize_rows_forward(px, scalar_type(normalize_eps), nx_, norm_x_);
-  be_.normalize_rows_forward(py, scalar_type(normalize_eps), ny_, norm_y_);
+  const std::size_t n = pair_.rows();
+  be_.resize(s_, n, n), be_.resize(logits_, n, n), be_.resize(g_, n, n);
   t_ = static_cast<scalar_type>(std::exp(static_cast<double>(params_[0])));
-  be_.gemm(scalar_type(1), nx_, false, ny_, true, scalar_type(0), s_);
+  be_.gemm(scalar_type(1), pair_.x(), false, pair_.y(), true, scalar_type(0), s_);
   be_.fill(logits_, params_[1]);
   be_.axpy(t_, s_, logits_);  // logits = t·S + b
   const scalar_type loss = be_.sigmoid_cross_entropy(logits_, g_);
@@ -105,14 +101,10 @@ auto sigmoid_loss<B>::forward(const matrix_type& px, const matrix_type& py) -> s
 
 template <Backend B>
 void sigmoid_loss<B>::backward() {
-  const std::size_t n = be_.rows(nx_), d = be_.cols(nx_);
   // logits = t·S + b with t = exp(t′): dL/dt′ = t·Σ G ⊙ S, dL/db = Σ G, dS = t·G.
   grads_[0] = t_ * be_.dot(g_, s_);
   grads_[1] = be_.sum(g_);
-  be_.resize(dnx_, n, d), be_.resize(dny_, n, d), be_.resize(dpx_, n, d), be_.resize(dpy_, n, d);
-  be_.gemm_shared(t_, g_, false, ny_, false, dnx_, true, nx_, false, dny_);
-  be_.normalize_rows_backward(dnx_, nx_, norm_x_, scalar_type(normalize_eps), dpx_);
-  be_.normalize_rows_backward(dny_, ny_, norm_y_, scalar_type(normalize_eps), dpy_);
+  pair_.backward(t_, g_);
 }
 
 }  // namespace fusemix

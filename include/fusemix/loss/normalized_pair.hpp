@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file
+/// What every pairwise loss shares: the rows of both sides L2-normalised (`F.normalize`, eps
+/// 1e-12) and, backward, the gradient of a loss of the form `f(c · x·yᵀ)` brought back through
+/// the product and the normalisation.
+#pragma once
+
+#include <cstddef>
+#include <utility>
+
+#include <fusemix/backend/concepts.hpp>
+#include <fusemix/core/error.hpp>
+
+namespace fusemix::detail {
+
+/// The normalised rows `x = normalize(px)`, `y = normalize(py)` of a batch, and the input
+/// gradients of a loss whose gradient with respect to `c · x·yᵀ` is `G`.
+template <Backend B>
+class normalized_pair {
+ public:
+  using scalar_type = typename B::scalar_type;
+  using matrix_type = typename B::matrix_type;
+  static constexpr double eps = 1e-12;
+
+  explicit normalized_pair(B be) : be_(std::move(be)) {}
+
+  /// Normalises both sides. @throws shape_error (naming `where`) unless the shapes are equal
+  /// and non-empty.
+  void forward(const char* where, const matrix_type& px, const matrix_type& py) {
+    if (be_.rows(px) != be_.rows(py) || be_.cols(px) != be_.cols(py))
+      throw_shape_error(where, "both sides must have the same shape", concat(be_.rows(px), "x", be_.cols(px)),
+                        concat(be_.rows(py), "x", be_.cols(py)));
+    if (be_.rows(px) == 0 || be_.cols(px) == 0)
+      throw_shape_error(where, "the batch must not be empty", ">= 1 row and column", "0");
+    const std::size_t n = be_.rows(px), d = be_.cols(px);
+    be_.resize(x_, n, d), be_.resize(y_, n, d);
+    be_.normalize_rows_forward(px, scalar_type(eps), x_, norm_x_);
+    be_.normalize_rows_forward(py, scalar_type(eps), y_, norm_y_);
+  }
+  /// `dpx`, `dpy` from `G` (B×B, the gradient with respect to `c · x·yᵀ`): `dx = c·G·y`,
+  /// `dy = c·Gᵀ·x`, then through the normalisation.
+  void backward(scalar_type c, const matrix_type& g) {
+    const std::size_t n = be_.rows(x_), d = be_.cols(x_);
+    be_.resize(dx_, n, d), be_.resize(dy_, n, d), be_.resize(dpx_, n, d), be_.resize(dpy_, n, d);
+    be_.gemm_shared(c, g, false, y_, false, dx_, true, x_, false, dy_);
+    be_.normalize_rows_backward(dx_, x_, norm_x_, scalar_type(eps), dpx_);
+    be_.normalize_rows_backward(dy_, y_, norm_y_, scalar_type(eps), dpy_);
+  }
+
+  [[nodiscard]] const matrix_type& x() const noexcept { return x_; }
+  [[nodiscard]] const matrix_type& y() const noexcept { return y_; }
+  [[nodiscard]] std::size_t rows() const noexcept { return be_.rows(x_); }
+  /// The input gradients of the last `backward`.
+  [[nodiscard]] const matrix_type& dpx() const noexcept { return dpx_; }
+  [[nodiscard]] const matrix_type& dpy() const noexcept { return dpy_; }
+
+ private:
+  B be_;
+  matrix_type x_, y_, dx_, dy_, dpx_, dpy_;
+  typename B::vector_type norm_x_, norm_y_;
+};
+
+}  // namespace fusemix::detail
