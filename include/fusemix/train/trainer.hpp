@@ -82,6 +82,9 @@ using progress_callback = std::function<void(std::size_t, std::size_t, double, d
 ///     fusemix::trainer tr(hx, hy, {.epochs = 500, .batch = 40960, .lr = 1e-3, .weight_decay = 0.1,
 ///                                  .mixup = {.mode = fusemix::mix_mode::halves}});
 ///     while (tr.epoch() < 500) tr.train_epoch(zx, zy);
+///
+///     // the same with SigLIP's sigmoid loss (the loss object's scalars are its initial values)
+///     fusemix::trainer sig(hx, hy, fusemix::sigmoid_loss<>{}, {.epochs = 500, .batch = 40960});
 template <Adapter HX, Adapter HY, Loss L = contrastive_loss<typename HX::backend_type>>
   requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
            std::same_as<typename HX::backend_type, typename L::backend_type>
@@ -92,9 +95,12 @@ class trainer {
   using matrix_type = typename backend_type::matrix_type;
   using loss_type = L;
 
+  /// A trainer of `hx` and `hy` with the loss `loss` (its learnable scalars as they are).
   /// @throws shape_error if the adapters' output widths differ; argument_error for bad options.
-  trainer(HX& hx, HY& hy, train_options o, backend_type be = {});
-  // The optimiser holds pointers to this object's temperature and to the adapters' buffers.
+  trainer(HX& hx, HY& hy, L loss, train_options o, backend_type be = {});
+  /// A trainer with a fresh `L` on `be`.
+  trainer(HX& hx, HY& hy, train_options o, backend_type be = {}) : trainer(hx, hy, L(be), o, be) {}
+  // The optimisers hold pointers to this object's loss scalars and to the adapters' buffers.
   trainer(const trainer&) = delete;
   trainer& operator=(const trainer&) = delete;
 
@@ -177,6 +183,11 @@ class trainer {
   mix_plan plan_;  // reused: after the first step, a step allocates nothing
 };
 
+template <class HX, class HY, class L>
+trainer(HX&, HY&, L, train_options, typename HX::backend_type = {}) -> trainer<HX, HY, L>;
+template <class HX, class HY>
+trainer(HX&, HY&, train_options, typename HX::backend_type = {}) -> trainer<HX, HY>;
+
 // ---------------------------------------------------------------------------------------------
 // Definitions
 // ---------------------------------------------------------------------------------------------
@@ -184,8 +195,8 @@ class trainer {
 template <Adapter HX, Adapter HY, Loss L>
   requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
            std::same_as<typename HX::backend_type, typename L::backend_type>
-trainer<HX, HY, L>::trainer(HX& hx, HY& hy, train_options o, backend_type be)
-    : hx_(hx), hy_(hy), o_(o), be_(be), loss_(be), opt_(be.make_optimizer({.weight_decay = o.weight_decay})),
+trainer<HX, HY, L>::trainer(HX& hx, HY& hy, L loss, train_options o, backend_type be)
+    : hx_(hx), hy_(hy), o_(o), be_(be), loss_(std::move(loss)), opt_(be.make_optimizer({.weight_decay = o.weight_decay})),
       loss_opt_({.weight_decay = o.weight_decay}) {
   constexpr const char* where = "fusemix::trainer";
   if (hx.out_dim() != hy.out_dim())

@@ -211,8 +211,9 @@ BOOST_AUTO_TEST_CASE(the_sigmoid_loss_learns_a_toy_alignment_in_both_mix_modes) 
   for (const auto mode : {fm::mix_mode::permutation, fm::mix_mode::halves}) {
     fm::fusion_adapter<> hx(fm::adapter_shape{.in_dim = 16, .out_dim = 16, .depth = 1}, {.dropout = 0.1, .seed = 1});
     fm::fusion_adapter<> hy(fm::adapter_shape{.in_dim = 12, .out_dim = 16, .depth = 1}, {.dropout = 0.1, .seed = 2});
-    fm::trainer<fm::fusion_adapter<>, fm::fusion_adapter<>, fm::sigmoid_loss<>> tr(
-        hx, hy, {.epochs = 30, .batch = 64, .lr = 3e-3, .weight_decay = 0.01, .mixup = {.mode = mode}, .seed = 3});
+    fm::trainer tr(hx, hy, fm::sigmoid_loss<>{},
+                   {.epochs = 30, .batch = 64, .lr = 3e-3, .weight_decay = 0.01, .mixup = {.mode = mode}, .seed = 3});
+    static_assert(std::is_same_v<decltype(tr)::loss_type, fm::sigmoid_loss<>>);
     hx.set_training(false), hy.set_training(false);
     const auto before = fm::evaluate_retrieval<float>(fmatrix(hx.forward(zx)), fmatrix(hy.forward(zy)));
     double first = 0, last = 0;
