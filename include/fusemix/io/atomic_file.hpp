@@ -104,11 +104,11 @@ void atomic_write(std::string_view where, const std::filesystem::path& target, F
 /// @returns how many files were removed. Never throws: a file that cannot be removed stays.
 [[nodiscard]] inline std::size_t remove_stale_temporaries(const std::filesystem::path& target) noexcept;
 
+}  // namespace fusemix::io
+
 // ---------------------------------------------------------------------------------------------
 // Definitions
 // ---------------------------------------------------------------------------------------------
-
-}  // namespace fusemix::io
 
 namespace fusemix::detail {
 /// Distinguishes the temporaries of concurrent writers within one process (the pid alone only
