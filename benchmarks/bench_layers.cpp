@@ -162,7 +162,7 @@ BENCHMARK(symmetric_cross_entropy_scalar)->Arg(2048)->Unit(benchmark::kMilliseco
 void adamw_step(benchmark::State& state) {
   const auto n = static_cast<std::size_t>(state.range(0));
   std::vector<float> p(n, 0.5f), g(n, 0.01f);
-  fusemix::adamw<float> opt({.weight_decay = 0.1});
+  fusemix::cpu::adamw<float> opt({.weight_decay = 0.1});  // what the CPU backend's make_optimizer gives
   opt.add(p.data(), g.data(), n, true);
   for (auto _ : state) {
     opt.step(1e-3);

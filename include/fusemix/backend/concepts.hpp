@@ -118,12 +118,29 @@ concept LossPrimitives = BackendStorage<B> &&
       be.fill(c, s);
     };
 
+namespace detail {
+/// The least a model offers an optimiser: its flat parameter and gradient buffers and, per
+/// tensor, where it lies in them and whether it decays (what `fusion_adapter` offers).
+template <class T>
+struct flat_model_archetype {
+  struct entry {
+    std::size_t offset, size;
+    bool decay;
+  };
+  std::span<T> parameters();
+  std::span<T> gradients();
+  std::span<const entry> named_parameters() const;
+};
+}  // namespace detail
+
 /// An AdamW over flat parameter ranges in a backend's memory, with a backend-independent host
 /// form of its moments (what checkpoints hold).
 template <class O, class T>
 concept Optimizer = requires(O& o, const O& co, T* p, const T* g, std::size_t n, std::span<T> out,
-                             std::span<const T> in, double lr, std::uint64_t t) {
+                             std::span<const T> in, double lr, std::uint64_t t,
+                             detail::flat_model_archetype<T>& model) {
   o.add(p, g, n, true);
+  o.add_model(model);
   o.step(lr);
   { co.steps() } -> std::convertible_to<std::uint64_t>;
   o.set_steps(t);
