@@ -77,6 +77,17 @@ def symmetric_infonce(x, y, temp):
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels))
 
 
+def sigmoid_loss(x, y, logit_scale, logit_bias):
+    """SigLIP's pairwise sigmoid loss over raw adapter outputs x, y (B x D): L2-normalise,
+    logits = exp(logit_scale) * sx @ sy.T + logit_bias, labels +1 on the diagonal and -1 elsewhere,
+    -sum(logsigmoid(labels * logits)) / B."""
+    sx = F.normalize(x, dim=-1, eps=1e-12)
+    sy = F.normalize(y, dim=-1, eps=1e-12)
+    logits = logit_scale.exp() * sx @ sy.t() + logit_bias
+    labels = 2 * torch.eye(x.shape[0], dtype=x.dtype) - 1
+    return -F.logsigmoid(labels * logits).sum() / x.shape[0]
+
+
 def infer_proj_config(state, prefix=""):
     """Infer (d, out, depth, expansion) from adapter parameter names and shapes.
 

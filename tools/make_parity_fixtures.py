@@ -15,13 +15,20 @@ Writes into tests/fixtures/parity/ (relative to the repository root):
     loss_values.npy           float64 [temp, loss]
     loss_dx.npy, loss_dy.npy  float64 gradients wrt x, y
     loss_dtemp.npy            float64 [dloss/dtemp]
+  sigmoid loss cases a and b (sigmoid_loss.safetensors, F64; every name prefixed "a." or "b."):
+    px, py                    float32 raw adapter outputs (7 x 5), stored exactly
+    logit_scale, logit_bias   float32 scalars (0-d): a = (log 10 + 0.3, -2.5), b = (log 10, -10)
+    loss                      float64 scalar
+    grad_px, grad_py          float64 gradients wrt px, py
+    grad_logit_scale, grad_logit_bias   float64 scalars
 
 The reference values are computed in float64 from the float32 parameters and
 inputs (module and inputs cast to double), so they are exact up to float64
 rounding.  Module structure and safetensors helpers: tools/fusemix_torch.py.
 Requires only torch and numpy (Debian: python3-torch python3-numpy).
 
-Usage:  /usr/bin/python3 tools/make_parity_fixtures.py [output_dir]
+Usage:  /usr/bin/python3 tools/make_parity_fixtures.py [output_dir] [--only CASE]
+        (CASE: adapter, loss or sigmoid; all of them when not given)
 """
 
 import os
@@ -34,7 +41,7 @@ import torch.nn as nn
 sys.dont_write_bytecode = True  # no tools/__pycache__ in the work tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fusemix_torch import (make_proj, perturb_layernorms, read_safetensors,  # noqa: E402
-                           symmetric_infonce, write_safetensors)
+                           sigmoid_loss, symmetric_infonce, write_safetensors)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(REPO, "tests", "fixtures", "parity")
@@ -49,6 +56,9 @@ LOSS_SEED = 1004
 LOSS_B, LOSS_D = 6, 8
 LOSS_TEMP = 0.07
 DROPOUT = 0.6
+SIGMOID_SEED = 1005
+SIGMOID_B, SIGMOID_D = 7, 5
+SIGMOID_CASES = [("a", float(np.log(10.0)) + 0.3, -2.5), ("b", float(np.log(10.0)), -10.0)]
 
 
 # --------------------------------------------------------------------------
@@ -179,14 +189,64 @@ def loss_case(outdir):
           (LOSS_B, LOSS_D, t.item(), loss.item(), t.grad.item()))
 
 
+def sigmoid_cases(outdir):
+    torch.manual_seed(SIGMOID_SEED)
+    tensors = {}
+    for name, scale, bias in SIGMOID_CASES:
+        x32 = torch.randn(SIGMOID_B, SIGMOID_D, dtype=torch.float32)
+        y32 = torch.randn(SIGMOID_B, SIGMOID_D, dtype=torch.float32)
+        y32[2] = 1.5 * x32[2]  # one well-aligned pair: both signs of every margin occur
+        s32 = torch.tensor(scale, dtype=torch.float32)
+        b32 = torch.tensor(bias, dtype=torch.float32)
+        x = x32.double().requires_grad_(True)
+        y = y32.double().requires_grad_(True)
+        s = s32.double().clone().requires_grad_(True)
+        b = b32.double().clone().requires_grad_(True)
+        loss = sigmoid_loss(x, y, s, b)
+        loss.backward()
+        out = {"px": x32.double(), "py": y32.double(), "logit_scale": s32.double(), "logit_bias": b32.double(),
+               "loss": loss.detach(), "grad_px": x.grad, "grad_py": y.grad, "grad_logit_scale": s.grad,
+               "grad_logit_bias": b.grad}
+        for k, v in out.items():
+            tensors[name + "." + k] = v.detach().numpy().astype(np.float64)
+
+        # self-check: the definition in numpy, and central differences on the two scalars
+        def np_loss(a, c, ls, lb):
+            a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+            c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+            z = 2 * np.eye(a.shape[0]) - 1
+            return np.logaddexp(0, -z * (np.exp(ls) * a @ c.T + lb)).sum() / a.shape[0]
+        xa, ya = x32.numpy().astype(np.float64), y32.numpy().astype(np.float64)
+        sa, ba = s.item(), b.item()
+        assert abs(np_loss(xa, ya, sa, ba) - loss.item()) < 1e-12 * max(1.0, loss.item())
+        h = 1e-6
+        fs = (np_loss(xa, ya, sa + h, ba) - np_loss(xa, ya, sa - h, ba)) / (2 * h)
+        fb = (np_loss(xa, ya, sa, ba + h) - np_loss(xa, ya, sa, ba - h)) / (2 * h)
+        assert abs(fs - s.grad.item()) < 1e-6 * max(1.0, abs(fs)), (fs, s.grad.item())
+        assert abs(fb - b.grad.item()) < 1e-6 * max(1.0, abs(fb)), (fb, b.grad.item())
+        print("sigmoid %s      B=%d D=%d t'=%.6g b=%.6g loss=%.12g dt'=%.6g db=%.6g" %
+              (name, SIGMOID_B, SIGMOID_D, sa, ba, loss.item(), s.grad.item(), b.grad.item()))
+    write_safetensors(os.path.join(outdir, "sigmoid_loss.safetensors"), tensors, "F64")
+
+
 def main():
-    outdir = sys.argv[1] if len(sys.argv) > 1 else DEFAULT_OUT
+    args = [a for a in sys.argv[1:]]
+    only = None
+    if "--only" in args:
+        i = args.index("--only")
+        only = args[i + 1]
+        del args[i:i + 2]
+    outdir = args[0] if args else DEFAULT_OUT
     os.makedirs(outdir, exist_ok=True)
     torch.set_num_threads(1)
     print("torch", torch.__version__, "numpy", np.__version__)
-    for case in ADAPTER_CASES:
-        adapter_case(outdir, *case)
-    loss_case(outdir)
+    if only in (None, "adapter"):
+        for case in ADAPTER_CASES:
+            adapter_case(outdir, *case)
+    if only in (None, "loss"):
+        loss_case(outdir)
+    if only in (None, "sigmoid"):
+        sigmoid_cases(outdir)
     total = sum(os.path.getsize(os.path.join(outdir, f)) for f in os.listdir(outdir))
     print("wrote %d files, %d bytes total, to %s" % (len(os.listdir(outdir)), total, outdir))
 
