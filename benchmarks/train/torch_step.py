@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """The PyTorch peer of `fusemix bench train`: times full FuseMix training steps on random latents.
 
-One step, as fusemix's trainer::step (include/fusemix/train/trainer.hpp, loss.hpp, mixup.hpp):
+One step, as fusemix's trainer::step (include/fusemix/train/trainer.hpp, loss/contrastive.hpp, train/mixup.hpp):
 
   * the data are B float32 standard-normal rows per modality (dim_x and dim_y wide), and every
     step uses all B of them;

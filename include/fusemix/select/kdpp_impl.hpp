@@ -82,7 +82,7 @@ void dot_kernel_row(const K& k, const latent_view<T>& z, std::size_t j, std::spa
   return log_det;
 }
 
-/// The greedy k-DPP, written once over an engine's primitives (see `kdpp_cpu_engine`).
+/// The greedy k-DPP, written once over a `KdppEngine` (`backend/cpu/kdpp.hpp`, `backend/cuda/kdpp.hpp`).
 ///
 /// With a window w < k the engine keeps coordinates for the last w − 1 picks only. Dropping the
 /// oldest pick removes the first row of the window's Cholesky factor V; the remaining rows are
@@ -184,7 +184,7 @@ template <class Acc, Scalar T, Kernel<T> K>
   }
   // Coordinates are kept for every pick but the last, or for the last w − 1 picks.
   const std::size_t capacity = options.window == 0 ? k - 1 : std::min(options.window, k) - 1;
-  kdpp_cpu_engine<T, K, Acc> engine(z, kernel, capacity);
+  auto engine = cpu::kdpp_ops<T>{}.template make_kdpp_engine<Acc>(z, kernel, capacity);  // the CPU backend's
   return run_greedy_kdpp(engine, k, capacity, options);
 }
 
