@@ -17,11 +17,8 @@ enable_language(CUDA)
 find_package(CUDAToolkit REQUIRED)
 
 file(GLOB fusemix_cuda_headers CONFIGURE_DEPENDS RELATIVE ${PROJECT_SOURCE_DIR}
-     include/fusemix/backend/cuda.cuh include/fusemix/backend/cuda/*.cuh include/fusemix/backend/cuda/*.hpp)
-# Thrust and CUB: nvcc finds them by itself, a host compiler (the backend on Thrust's CPP
-# system) needs the path.
-find_path(FUSEMIX_CCCL_INCLUDE_DIR thrust/version.h HINTS ${CUDAToolkit_INCLUDE_DIRS}/cccl ${CUDAToolkit_INCLUDE_DIRS}
-          REQUIRED)
+     include/fusemix/backend/cuda.cuh include/fusemix/backend/cuda/*.cuh include/fusemix/backend/cuda/*.hpp
+     include/fusemix/backend/cuda/kernels/*.hpp)
 
 add_library(fusemix_cuda INTERFACE)
 add_library(fusemix::cuda ALIAS fusemix_cuda)
@@ -40,11 +37,10 @@ target_compile_options(fusemix_cuda INTERFACE
   $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr>
   $<$<COMPILE_LANGUAGE:CUDA>:-diag-suppress=20012,20013,20014,20015>)
 
-# The same backend compiled by the C++ compiler on Thrust's CPP system (no GPU, no CUDA
-# libraries): what CI executes of the device code. Internal to this build.
+# The backend on cuda::host_system, compiled by the C++ compiler (no GPU, no CUDA toolkit: plain
+# loops, not Thrust): what CI executes of the device code. Internal to this build.
 add_library(fusemix_cuda_host INTERFACE)
 target_link_libraries(fusemix_cuda_host INTERFACE fusemix::fusemix)
-target_include_directories(fusemix_cuda_host SYSTEM INTERFACE ${FUSEMIX_CCCL_INCLUDE_DIR})
 
 if(FUSEMIX_INSTALL)
   include(GNUInstallDirs)

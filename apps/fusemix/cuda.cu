@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // `fusemix train --device cuda` and `fusemix select --device cuda`: the CPU program's training
-// loop and selector driver with fusemix::cuda::backend<float> (built when FUSEMIX_CUDA is ON).
-#include <fusemix/backend/cuda/backend.hpp>  // first: it chooses Thrust's device system
-#include <fusemix/backend/cuda/dpp.hpp>
-
+// loop and selector driver with fusemix::cuda::backend<float> on cuda::device_system (built when
+// FUSEMIX_CUDA is ON).
 #include <optional>
+
+#include <fusemix/backend/cuda/backend.hpp>
+#include <fusemix/backend/cuda/kdpp.hpp>
 
 #include "train_loop.hpp"
 #include "training.hpp"

@@ -2,7 +2,7 @@
 // `--device cuda` in a program built without CUDA (FUSEMIX_CUDA=OFF): a clear error, exit 2.
 #include <string>
 
-#include <fusemix/error.hpp>
+#include <fusemix/core/error.hpp>
 
 #include "training.hpp"
 

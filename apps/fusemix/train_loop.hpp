@@ -114,7 +114,7 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
   const fs::path ckpt = s.out / "checkpoint.safetensors", metrics = s.out / "metrics.jsonl",
                  weights = s.out / "adapters.safetensors";
   // Temporaries of a run killed while writing (kill -9, power loss) are litter, never output.
-  for (const auto& f : {ckpt, metrics, weights}) fusemix::io::remove_stale_temporaries(f);
+  for (const auto& f : {ckpt, metrics, weights}) static_cast<void>(fusemix::io::remove_stale_temporaries(f));
   const std::string signature = run_signature(s, dim_x, dim_y);
   std::vector<std::string> metric_lines;
   if (s.resume && fs::exists(ckpt)) {

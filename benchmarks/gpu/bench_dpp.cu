@@ -23,8 +23,6 @@
 /// cpu_ms_per_pick, gpu_ms_per_pick, speedup_per_pick, picks_agree (the two device runs agree,
 /// and their first min(picks, CPU picks) agree with the CPU's), device_name. Exits 1 when the
 /// picks disagree, 2 on bad arguments.
-#include <fusemix/backend/cuda/system.hpp>  // first: it chooses Thrust's device system
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -39,9 +37,9 @@
 #include <thread>
 #include <vector>
 
-#include <fusemix/backend/cuda/dpp.hpp>
-#include <fusemix/dpp.hpp>
-#include <fusemix/random.hpp>
+#include <fusemix/backend/cuda.cuh>
+#include <fusemix/core/random.hpp>
+#include <fusemix/select/kdpp.hpp>
 
 namespace {
 
@@ -73,15 +71,11 @@ double ms_since(std::chrono::steady_clock::time_point start) {
 }
 
 std::string device_name() {
-#if FUSEMIX_CUDA_DEVICE
   int dev = 0;
   cudaDeviceProp prop{};
   FUSEMIX_CUDA_CHECK(cudaGetDevice(&dev));
   FUSEMIX_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
   return prop.name;
-#else
-  return "host (Thrust CPP system)";
-#endif
 }
 
 [[noreturn]] void usage() {
@@ -103,7 +97,7 @@ int run(const options& o, const K& kernel) {
   namespace fc = fusemix::cuda;
   const auto z = normal_latents(o.n, o.d, o.seed, o.normalize);
   const fusemix::latent_view<float> view(z.data(), o.n, o.d);
-  const auto ctx = fc::context::shared();
+  const auto ctx = fc::context<>::shared();
 
   // Warm-up: loads the kernels, so that neither timed run pays for it.
   const std::size_t warm_n = std::min<std::size_t>(o.n, 4096);

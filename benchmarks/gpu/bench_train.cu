@@ -13,7 +13,7 @@
 // median over the timed steps. The roofline is measured in the same process: an 8192³ GEMM
 // through cuBLAS in the step's precision (bf16: on bf16 operands, as the step's GEMMs run after
 // their operands are converted), so `roofline_fraction` = achieved GEMM rate / that rate.
-#include <fusemix/backend/cuda/backend.hpp>
+#include <fusemix/backend/cuda.cuh>
 
 #include <algorithm>
 #include <chrono>
@@ -49,7 +49,7 @@ double gemm_flop(const options& o) {
 }
 
 // The cuBLAS rate of an n³ GEMM in `p` (TFLOP/s, median of 10 after 3 warm-ups).
-double gemm_peak(fusemix::cuda::context& ctx, fusemix::cuda::gemm_precision p, int n = 8192) {
+double gemm_peak(fusemix::cuda::context<>& ctx, fusemix::cuda::gemm_precision p, int n = 8192) {
   const std::size_t e = static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
   fusemix::cuda::array<float> a(e), b(e), c(e);
   fusemix::cuda::array<__nv_bfloat16> a16(e), b16(e);
@@ -58,8 +58,8 @@ double gemm_peak(fusemix::cuda::context& ctx, fusemix::cuda::gemm_precision p, i
   for (auto& v : h) v = static_cast<float>(rng.uniform() - 0.5);  // never zeros: they run faster
   fusemix::cuda::copy_to_device(ctx, h.data(), a.data(), e);
   fusemix::cuda::copy_to_device(ctx, h.data(), b.data(), e);
-  fusemix::cuda::for_n(ctx, e, fusemix::cuda::kernels::to_bf16{a.data(), a16.data()});
-  fusemix::cuda::for_n(ctx, e, fusemix::cuda::kernels::to_bf16{b.data(), b16.data()});
+  fusemix::cuda::for_n(ctx, e, fusemix::cuda::detail::to_bf16{a.data(), a16.data()});
+  fusemix::cuda::for_n(ctx, e, fusemix::cuda::detail::to_bf16{b.data(), b16.data()});
   const float one = 1, zero = 0;
   auto run = [&] {
     if (p == fusemix::cuda::gemm_precision::bf16)
@@ -100,7 +100,7 @@ int run(const options& o) {
   }
   const auto precision = fusemix::cuda::parse_gemm_precision(o.precision);
   B be;
-  fusemix::cuda::context& ctx = be.ctx();
+  fusemix::cuda::context<>& ctx = be.ctx();
   std::size_t free0 = 0, total = 0;
   FUSEMIX_CUDA_CHECK(cudaMemGetInfo(&free0, &total));
 

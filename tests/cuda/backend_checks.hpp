@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // The CUDA backend against the CPU backend, primitive by primitive and through whole training
-// steps. One source, two builds: tests/cuda/test_backend_host.cpp compiles it with the C++
-// compiler (Thrust's CPP system: CI runs every functor on the host, GEMMs on Eigen) and
-// tests/cuda/test_backend.cu with nvcc (a GPU: cuBLAS, Thrust kernels, the row kernels).
+// steps, on either system. One source, two builds: tests/cuda/test_backend_host.cpp runs it on
+// `cuda::host_system` with the C++ compiler (CI runs every functor on the host, GEMMs on Eigen)
+// and tests/cuda/test_backend.cu on `cuda::device_system` with nvcc (a GPU: cuBLAS, Thrust
+// kernels, the row kernels).
 //
 // Every check draws fresh random inputs, poisons the outputs with NaN first (an element the
 // backend forgot to write fails), and compares by ‖got − want‖ / ‖want‖ in double.
@@ -11,8 +12,7 @@
 // k-long sums), stated per check below.
 #pragma once
 
-#include <fusemix/backend/cuda/backend.hpp>  // first: it chooses Thrust's device system
-
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdint>
@@ -20,8 +20,10 @@
 #include <limits>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include <fusemix/backend/cuda/backend.hpp>
 #include <fusemix/fusemix.hpp>
 
 namespace fusemix::test {
@@ -54,10 +56,11 @@ double relative_error(std::span<const T> got, std::span<const T> want) {
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
-template <class T>
+template <class T, class S>
 struct backend_checks {
+  static constexpr bool on_device = std::is_same_v<S, cuda::device_system>;
   using cpu_b = cpu::backend<T>;
-  using dev_b = cuda::backend<T>;
+  using dev_b = cuda::backend<T, S>;
   using host_matrix = typename cpu_b::matrix_type;
   using dev_matrix = typename dev_b::matrix_type;
 
@@ -112,7 +115,7 @@ struct backend_checks {
           cpu.gemm(T(0.75), a, ta != 0, b, tb != 0, beta, want);
           dev.gemm(T(0.75), da, ta != 0, db, tb != 0, beta, dc);
           close(host_of(dc), want, tol, "gemm (fp32)", __LINE__);
-          if constexpr (cuda::on_device && std::is_same_v<T, float>) {
+          if constexpr (on_device && std::is_same_v<T, float>) {
             // Tensor-core modes: operands rounded, float accumulation.
             for (const auto& [p, bound] : {std::pair{cuda::gemm_precision::tf32, 5e-3}, std::pair{cuda::gemm_precision::bf16, 2e-2}}) {
               host_matrix want_p = random(m, n);
@@ -173,6 +176,40 @@ struct backend_checks {
     close_scalar(dev.dot(dl, dev.upload(g_want)), want_dot, tol, "dot", __LINE__);
   }
 
+  // The pairwise sigmoid loss: loss and gradient, with logits far out on both sides (where a
+  // naive log(1 + e^x) overflows) on and off the diagonal.
+  void sigmoid() {
+    const std::size_t n = 53 * scale;
+    host_matrix logits = random(n, n, 4.0);
+    logits(0, 0) = T(90), logits(1, 1) = T(-90), logits(0, 1) = T(90), logits(1, 0) = T(-90);
+    host_matrix g_want(logits.rows(), logits.cols());
+    const T loss_want = cpu.sigmoid_cross_entropy(logits, g_want);
+    dev_matrix dl = dev.upload(logits), g_got = poisoned(n, n);
+    const T loss_got = dev.sigmoid_cross_entropy(dl, g_got);
+    close_scalar(loss_got, loss_want, tol, "sigmoid_cross_entropy loss", __LINE__);
+    close(host_of(g_got), g_want, tol, "sigmoid_cross_entropy gradient", __LINE__);
+  }
+
+  // The whole-matrix sum (positive values: no cancellation) and fill. The backend sums in double:
+  // against a double sum it is exact to the final rounding; the CPU's float sum of up to 7·10⁴
+  // values may be 1e-5 off (bound 1e-4 for float).
+  void sum_and_fill() {
+    const std::size_t r = 29 * scale, w = 17 * scale + 3;
+    const host_matrix a = random(r, w).cwiseAbs();
+    const dev_matrix da = dev.upload(a);
+    double exact = 0;
+    for (Eigen::Index i = 0; i < a.size(); ++i) exact += static_cast<double>(a.data()[i]);
+    close_scalar(dev.sum(da), exact, std::is_same_v<T, float> ? 1e-7 : 1e-15, "sum (double accumulation)", __LINE__);
+    close_scalar(dev.sum(da), cpu.sum(a), std::is_same_v<T, float> ? 1e-4 : tol, "sum against the CPU", __LINE__);
+    host_matrix want(static_cast<Eigen::Index>(r), static_cast<Eigen::Index>(w));
+    dev_matrix got = poisoned(r, w);
+    cpu.fill(want, T(-2.5));
+    dev.fill(got, T(-2.5));
+    close(host_of(got), want, 0.0, "fill (exact)", __LINE__);
+    dev_matrix empty(0, 0);
+    close_scalar(dev.sum(empty), 0.0, 0.0, "sum of nothing", __LINE__);
+  }
+
   void elementwise() {
     const std::size_t r = 23 * scale, w = 16 * scale;  // a multiple of 4: the Philox-block path
     for (const std::size_t width : {w, w + 3}) {
@@ -222,7 +259,7 @@ struct backend_checks {
       dev.add_row_vector(dy, dbias);
       close(host_of(dy), y, tol, "add_row_vector", __LINE__);
       host_matrix sums_want(static_cast<Eigen::Index>(width), 1);
-      cuda::matrix<T> sums_got = poisoned(width, 1);
+      cuda::matrix<T, S> sums_got = poisoned(width, 1);
       cpu.column_sums(y, sums_want);
       dev.column_sums(dy, sums_got);
       close(host_of(sums_got), sums_want, tol, "column_sums", __LINE__);
@@ -331,7 +368,7 @@ struct backend_checks {
     close_scalar(l3, l2, 2 * tol, "step after resume: loss", __LINE__);
     // The tensor-core modes train the same function: a step from the same state in TF32 and bf16
     // against the fp32 step (bounds: the GEMM bounds above, the loss a little tighter).
-    if constexpr (cuda::on_device && std::is_same_v<T, float>) {
+    if constexpr (on_device && std::is_same_v<T, float>) {
       for (const auto& [p, bound] : {std::pair{cuda::gemm_precision::tf32, 5e-3}, std::pair{cuda::gemm_precision::bf16, 2e-2}}) {
         dev_adapter ha(sx, {.dropout = 0.5, .seed = 3}, dev), hb(sy, {.dropout = 0.5, .seed = 4}, dev);
         dev_adapter hc(sx, {.dropout = 0.5, .seed = 3}, dev), hd(sy, {.dropout = 0.5, .seed = 4}, dev);
@@ -346,6 +383,17 @@ struct backend_checks {
         close(params(hc), params(ha), bound, p == cuda::gemm_precision::tf32 ? "tf32 step: weights" : "bf16 step: weights",
               __LINE__);
       }
+    }
+    // The sigmoid loss as the trainer's policy: one step from the same state on each backend.
+    {
+      cpu_adapter hx_c(sx, {.dropout = 0.5, .seed = 3}), hy_c(sy, {.dropout = 0.5, .seed = 4});
+      dev_adapter hx_d(sx, {.dropout = 0.5, .seed = 3}, dev), hy_d(sy, {.dropout = 0.5, .seed = 4}, dev);
+      trainer s_cpu(hx_c, hy_c, sigmoid_loss<cpu_b>(cpu), o);
+      trainer s_dev(hx_d, hy_d, sigmoid_loss<dev_b>(dev), o, dev);
+      const double ls_cpu = s_cpu.step(zx, zy, rows, plan, 1e-3), ls_dev = s_dev.step(dzx, dzy, rows, plan, 1e-3);
+      close_scalar(ls_dev, ls_cpu, tol, "sigmoid loss step: loss", __LINE__);
+      close(params(hx_d), params(hx_c), tol, "sigmoid loss step: X adapter weights", __LINE__);
+      close(params(hy_d), params(hy_c), tol, "sigmoid loss step: Y adapter weights", __LINE__);
     }
     // Bad input is refused on the device as on the CPU.
     host_matrix bad = zx;
@@ -363,6 +411,8 @@ struct backend_checks {
     gemm();
     rows();
     softmax();
+    sigmoid();
+    sum_and_fill();
     elementwise();
     layer_norm();
     non_finite();
@@ -370,15 +420,17 @@ struct backend_checks {
   }
 };
 
-// Every check for float (and, on the host system, double); returns the number of failures.
-inline int run_backend_checks(std::size_t scale) {
+// Every check for float (and, on the host system, double) on system `S`; returns the number of
+// failures.
+template <class S>
+int run_backend_checks(std::size_t scale) {
   check_counter c;
   {
-    backend_checks<float> f{c, cuda::backend<float>(), cpu::backend<float>(), scale, 1};
+    backend_checks<float, S> f{c, cuda::backend<float, S>(), cpu::backend<float>(), scale, 1};
     f.run();
   }
-  if constexpr (!cuda::on_device) {
-    backend_checks<double> d{c, cuda::backend<double>(), cpu::backend<double>(), scale, 101};
+  if constexpr (std::is_same_v<S, cuda::host_system>) {
+    backend_checks<double, S> d{c, cuda::backend<double, S>(), cpu::backend<double>(), scale, 101};
     d.run();
   }
   std::printf("%d of %d backend checks passed\n", c.checks - c.failures, c.checks);

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file
-/// Tests of <fusemix/backend/cuda.cuh>: error categories, device memory, a kernel launch and a
-/// cuBLAS SGEMM. Exits 0 on success, 1 on a failure and 77 (ctest's SKIP_RETURN_CODE) when no
-/// CUDA device can be used; the error-category checks need no device and run first.
+/// Tests of <fusemix/backend/cuda.cuh> below the backend: error categories, device memory
+/// (`array`, the context's copies), a kernel launch and a cuBLAS SGEMM on the context's handle.
+/// Exits 0 on success, 1 on a failure and 77 (ctest's SKIP_RETURN_CODE) when no CUDA device can
+/// be used; the error-category checks need no device and run first.
 #include <fusemix/backend/cuda.cuh>
 
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -70,51 +72,60 @@ void test_errors_without_device() {
   }
 }
 
-void test_buffer_round_trip() {
-  std::vector<float> host(1000);
-  for (std::size_t i = 0; i < host.size(); ++i) host[i] = 0.5f * static_cast<float>(i) - 7.0f;
-  fusemix::cuda::device_buffer<float> d(host);
-  EXPECT(d.size() == host.size());
-  EXPECT(d.size_bytes() == host.size() * sizeof(float));
-  EXPECT(d.download() == host);
+using device_array = fusemix::cuda::array<float, fusemix::cuda::device_system>;
 
-  // Move leaves the source empty.
-  fusemix::cuda::device_buffer<float> moved(std::move(d));
-  EXPECT(d.empty() && d.data() == nullptr);
-  EXPECT(moved.size() == host.size() && moved.download() == host);
-
-  // Size mismatches are input errors.
-  std::vector<float> small(3);
-  bool threw = false;
-  try {
-    moved.download(std::span<float>(small));
-  } catch (const fusemix::shape_error&) {
-    threw = true;
-  }
-  EXPECT(threw);
-
-  fusemix::cuda::device_buffer<float> empty(0);
-  EXPECT(empty.empty() && empty.download().empty());
+std::vector<float> download(const fusemix::cuda::context<>& ctx, const device_array& d) {
+  std::vector<float> h(d.size());
+  fusemix::cuda::copy_to_host(ctx, d.data(), h.data(), h.size());
+  return h;
 }
 
-void test_kernel_launch() {
+void test_array_round_trip(const fusemix::cuda::context<>& ctx) {
+  std::vector<float> host(1000);
+  for (std::size_t i = 0; i < host.size(); ++i) host[i] = 0.5f * static_cast<float>(i) - 7.0f;
+  const std::uint64_t before = fusemix::cuda::allocations();
+  device_array d(host.size());
+  EXPECT(fusemix::cuda::allocations() == before + 1);
+  fusemix::cuda::copy_to_device(ctx, host.data(), d.data(), host.size());
+  EXPECT(d.size() == host.size());
+  EXPECT(download(ctx, d) == host);
+
+  // Copies are deep, moves leave the source empty.
+  device_array copy(d);
+  EXPECT(copy.data() != d.data() && download(ctx, copy) == host);
+  device_array moved(std::move(d));
+  EXPECT(d.empty() && d.data() == nullptr);
+  EXPECT(moved.size() == host.size() && download(ctx, moved) == host);
+
+  // Within device memory, queued on the stream.
+  device_array half(500);
+  fusemix::cuda::copy_within(ctx, moved.data() + 500, half.data(), 500);
+  EXPECT(download(ctx, half) == std::vector<float>(host.begin() + 500, host.end()));
+
+  device_array empty(0);
+  EXPECT(empty.empty() && empty.data() == nullptr);
+}
+
+void test_kernel_launch(const fusemix::cuda::context<>& ctx) {
   const int n = 1000;
   std::vector<float> x(n), y(n);
   for (int i = 0; i < n; ++i) {
     x[i] = static_cast<float>(i);
     y[i] = 1.0f;
   }
-  fusemix::cuda::device_buffer<float> dx(x), dy(y);
-  axpy<<<(n + 255) / 256, 256>>>(n, 2.0f, dx.data(), dy.data());
+  device_array dx(n), dy(n);
+  fusemix::cuda::copy_to_device(ctx, x.data(), dx.data(), n);
+  fusemix::cuda::copy_to_device(ctx, y.data(), dy.data(), n);
+  axpy<<<(n + 255) / 256, 256, 0, ctx.stream()>>>(n, 2.0f, dx.data(), dy.data());
   FUSEMIX_CUDA_CHECK_LAUNCH();
-  const std::vector<float> out = dy.download();
+  const std::vector<float> out = download(ctx, dy);
   bool ok = true;
   for (int i = 0; i < n; ++i) ok = ok && out[i] == 1.0f + 2.0f * x[i];
   EXPECT(ok);
 
   // A launch with too many threads per block fails, and the check reports it (as an invalid
   // configuration, or, from CUDA 13 on Hopper, an invalid argument).
-  axpy<<<1, 4096>>>(n, 2.0f, dx.data(), dy.data());
+  axpy<<<1, 4096, 0, ctx.stream()>>>(n, 2.0f, dx.data(), dy.data());
   try {
     FUSEMIX_CUDA_CHECK_LAUNCH();
     EXPECT(false);  // nothing was thrown
@@ -126,24 +137,23 @@ void test_kernel_launch() {
   FUSEMIX_CUDA_CHECK_LAUNCH();  // the error was cleared: this one must not throw
 }
 
-void test_sgemm() {
+void test_sgemm(const fusemix::cuda::context<>& ctx) {
   // Row-major C(m×n) = A(m×k) B(k×n), computed by cuBLAS (column-major) as C' = B' A'.
   const int m = 5, k = 7, n = 3;
-  std::vector<float> a(m * k), b(k * n), c(m * n, 0.0f), expected(m * n, 0.0f);
+  std::vector<float> a(m * k), b(k * n), expected(m * n, 0.0f);
   for (int i = 0; i < m * k; ++i) a[i] = std::sin(0.3f * static_cast<float>(i));
   for (int i = 0; i < k * n; ++i) b[i] = std::cos(0.7f * static_cast<float>(i));
   for (int i = 0; i < m; ++i)
     for (int j = 0; j < n; ++j)
       for (int l = 0; l < k; ++l) expected[i * n + j] += a[i * k + l] * b[l * n + j];
 
-  fusemix::cuda::handle h;
-  fusemix::cuda::device_buffer<float> da(a, h.stream());
-  fusemix::cuda::device_buffer<float> db(b, h.stream());
-  fusemix::cuda::device_buffer<float> dc(c, h.stream());
+  device_array da(a.size()), db(b.size()), dc(expected.size());
+  fusemix::cuda::copy_to_device(ctx, a.data(), da.data(), a.size());
+  fusemix::cuda::copy_to_device(ctx, b.data(), db.data(), b.size());
   const float one = 1.0f, zero = 0.0f;
-  FUSEMIX_CUBLAS_CHECK(cublasSgemm(h.cublas(), CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, &one, db.data(), n,
+  FUSEMIX_CUBLAS_CHECK(cublasSgemm(ctx.cublas(), CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, &one, db.data(), n,
                                    da.data(), k, &zero, dc.data(), n));
-  const std::vector<float> got = dc.download(h.stream());
+  const std::vector<float> got = download(ctx, dc);
   float worst = 0.0f;
   for (int i = 0; i < m * n; ++i) worst = std::fmax(worst, std::fabs(got[i] - expected[i]));
   std::printf("  sgemm: max |cuBLAS - CPU| = %g\n", static_cast<double>(worst));
@@ -152,19 +162,15 @@ void test_sgemm() {
   // A bad argument becomes std::system_error in the cublas category.
   expect_system_error(
       [&] {
-        FUSEMIX_CUBLAS_CHECK(cublasSgemm(h.cublas(), CUBLAS_OP_N, CUBLAS_OP_N, -1, m, k, &one,
+        FUSEMIX_CUBLAS_CHECK(cublasSgemm(ctx.cublas(), CUBLAS_OP_N, CUBLAS_OP_N, -1, m, k, &one,
                                          db.data(), n, da.data(), k, &zero, dc.data(), n));
       },
       "cublas", CUBLAS_STATUS_INVALID_VALUE, __LINE__);
 
   // A failed allocation becomes std::system_error in the cuda category.
-  expect_system_error(
-      [] { fusemix::cuda::device_buffer<float> huge(std::numeric_limits<std::size_t>::max() / 8); },
-      "cuda", cudaErrorMemoryAllocation, __LINE__);
-
-  fusemix::cuda::handle moved(std::move(h));
-  EXPECT(h.cublas() == nullptr && moved.cublas() != nullptr);
-  moved.synchronize();
+  expect_system_error([] { device_array huge(std::numeric_limits<std::size_t>::max() / 8); }, "cuda",
+                      cudaErrorMemoryAllocation, __LINE__);
+  ctx.synchronize();
 }
 
 }  // namespace
@@ -185,12 +191,13 @@ int main() {
     }
     EXPECT(fusemix::cuda::device_count() == n && fusemix::cuda::has_device());
 
-    std::puts("device buffer round trip");
-    test_buffer_round_trip();
+    const fusemix::cuda::context<> ctx;  // its own stream and cuBLAS handle
+    std::puts("device array round trip");
+    test_array_round_trip(ctx);
     std::puts("kernel launch");
-    test_kernel_launch();
+    test_kernel_launch(ctx);
     std::puts("cuBLAS SGEMM");
-    test_sgemm();
+    test_sgemm(ctx);
   } catch (const std::exception& ex) {
     std::fprintf(stderr, "unexpected exception: %s\n", ex.what());
     return 1;

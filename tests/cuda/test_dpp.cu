@@ -2,12 +2,10 @@
 /// @file
 /// The CUDA backend's k-DPP selector on a GPU, checked against the CPU selector. Exits 0 on
 /// success, 1 on a failure and 77 (ctest's SKIP_RETURN_CODE) when no CUDA device can be used.
-#include <fusemix/backend/cuda/system.hpp>  // first: it chooses Thrust's device system
+#include <fusemix/backend/cuda.cuh>
 
 #include <cstdio>
 #include <exception>
-
-#include <fusemix/backend/cuda/device.cuh>
 
 #include "dpp_checks.hpp"
 
@@ -17,7 +15,7 @@ int main() {
       std::puts("test_dpp: no CUDA device, skipped");
       return 77;
     }
-    return run_dpp_checks() == 0 ? 0 : 1;
+    return run_dpp_checks<fusemix::cuda::device_system>() == 0 ? 0 : 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "test_dpp: unexpected exception: %s\n", e.what());
     return 1;

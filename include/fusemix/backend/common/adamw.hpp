@@ -29,6 +29,7 @@ struct adamw_constants {
 /// Updates the moments `m`, `v` with gradient `g` and returns the new parameter value of `p`
 /// (`decay`: decoupled weight decay `p·(1 − lr·wd)` first). `P`, `M`, `V`, `G` are scalars or
 /// Eigen arrays (whose `sqrt` is found by ADL).
+FUSEMIX_EXEC_CHECK_DISABLE
 template <class P, class M, class V, class G, class T>
 FUSEMIX_HOST_DEVICE inline void adamw_update(P& p, M& m, V& v, const G& g, const adamw_constants<T>& c,
                                              bool decay) noexcept {

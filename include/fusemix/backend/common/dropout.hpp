@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include <fusemix/backend/common/math.hpp>
 #include <fusemix/core/config.hpp>
 #include <fusemix/core/random.hpp>
 
@@ -29,8 +30,9 @@ namespace fusemix::detail {
 // decided on integers: (w >> 8) >= ⌈p·2²⁴⌉.
 
 /// The integer threshold of the keep test for drop probability `p`.
-[[nodiscard]] inline std::uint32_t dropout_threshold(double p) noexcept {
-  return static_cast<std::uint32_t>(std::min(std::ceil(p * 16777216.0), 16777216.0));
+[[nodiscard]] FUSEMIX_HOST_DEVICE inline std::uint32_t dropout_threshold(double p) noexcept {
+  const double t = ceil(p * 16777216.0);
+  return static_cast<std::uint32_t>(t < 16777216.0 ? t : 16777216.0);
 }
 /// The scale of kept elements, 1/(1−p) in `T` (0 when everything is dropped).
 template <class T>
