@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file
-/// The CUDA backend's GEMM and GEMV per system: cuBLAS on a GPU (fp32, or TF32 / bf16 operands on
-/// the tensor cores); on the host, the CPU backend's GEMM, which is in
-/// <fusemix/backend/cuda/host_gemm.hpp> (see there why it is a header of its own).
+/// The CUDA backend's dense linear algebra: GEMM and GEMV per system (cuBLAS on a GPU, fp32 or
+/// TF32 / bf16 operands on the tensor cores; on the host, the CPU backend's GEMM, which is in
+/// <fusemix/backend/cuda/host_gemm.hpp>, see there why it is a header of its own), and axpy,
+/// copy, scale, dot.
 #pragma once
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <fusemix/backend/cuda/context.hpp>
 #include <fusemix/backend/cuda/kernels/elementwise.hpp>
 #include <fusemix/backend/cuda/system.hpp>
+#include <fusemix/core/concepts.hpp>
 #include <fusemix/core/error.hpp>
 
 namespace fusemix::cuda {
@@ -30,7 +32,7 @@ namespace detail {
 
 /// `c = alpha · op(a) · op(b) + beta · c` (`c` is `m × n`, row-major) on system `S`:
 /// `gemm(ctx, alpha, a, b, beta, c, m, n, reuse_a)`; `reuse_a` says that the bf16 copy of `a`
-/// made by the previous call is still current (`backend::gemm_shared`).
+/// made by the previous call is still current (`dense_ops::gemm_shared`).
 template <class S>
 struct gemm_ops {
   static_assert(!std::is_same_v<S, host_system>,
@@ -111,4 +113,63 @@ struct gemm_ops<device_system> {
 #endif
 
 }  // namespace detail
+
+/// The dense-algebra group of `cuda::backend` (`DenseAlgebra`), which is `Derived`.
+template <Scalar T, System S, class Derived>
+class dense_ops {
+ public:
+  /// `c = alpha · op(a) · op(b) + beta · c`.
+  template <class A, class Bm, class C>
+  void gemm(T alpha, const A& a, bool trans_a, const Bm& b, bool trans_b, T beta, C& c) const {
+    if (c.rows() == 0 || c.cols() == 0) return;
+    detail::gemm_ops<S>::gemm(self().ctx(), alpha, gemm_operand<T>{a.data(), a.rows(), a.cols(), trans_a},
+                              gemm_operand<T>{b.data(), b.rows(), b.cols(), trans_b}, beta, c.data(), c.rows(),
+                              c.cols(), reuse_a_);
+  }
+  /// Two products with the same left operand (`c1 = alpha·op1(a)·op(b1)`, `c2 = alpha·op2(a)·op(b2)`);
+  /// in bf16 mode `a` is converted once for both.
+  template <class A, class B1, class C1, class B2, class C2>
+  void gemm_shared(T alpha, const A& a, bool trans_a1, const B1& b1, bool trans_b1, C1& c1, bool trans_a2, const B2& b2,
+                   bool trans_b2, C2& c2) const {
+    gemm(alpha, a, trans_a1, b1, trans_b1, T(0), c1);
+    struct clear_on_exit {
+      bool& flag;
+      ~clear_on_exit() { flag = false; }
+    } guard{reuse_a_};
+    reuse_a_ = true;  // the second product's `a` is the one just converted
+    gemm(alpha, a, trans_a2, b2, trans_b2, T(0), c2);
+  }
+  /// `y += alpha · x`.
+  template <class X, class Y>
+  void axpy(T alpha, const X& x, Y& y) const {
+    const auto prof = self().ctx().profile("axpy");
+    for_n(self().ctx(), y.size(), detail::axpy_elements<T>{alpha, x.data(), y.data()});
+  }
+  /// `y = x`.
+  template <class X, class Y>
+  void copy(const X& x, Y& y) const {
+    const auto prof = self().ctx().profile("copy");
+    copy_within(self().ctx(), x.data(), y.data(), x.size());
+  }
+  /// `y = alpha · y`.
+  template <class Y>
+  void scale(T alpha, Y& y) const {
+    const auto prof = self().ctx().profile("scale");
+    for_n(self().ctx(), y.size(), detail::scale_elements<T>{alpha, y.data()});
+  }
+  /// `Σ_ij a_ij · b_ij` (products in `T`, summed in double; waits for the result).
+  template <class A, class Bm>
+  T dot(const A& a, const Bm& b) const {
+    const auto prof = self().ctx().profile("dot");
+    const double s =
+        reduce_n(self().ctx(), a.size(), detail::product_terms<T>{a.data(), b.data()}, 0.0, detail::sum_of{});
+    return static_cast<T>(s);
+  }
+
+ private:
+  const Derived& self() const noexcept { return static_cast<const Derived&>(*this); }
+
+  mutable bool reuse_a_ = false;  // inside gemm_shared: the bf16 copy of `a` is already in its slot
+};
+
 }  // namespace fusemix::cuda

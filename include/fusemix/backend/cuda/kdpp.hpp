@@ -5,7 +5,8 @@
 ///
 /// The driver is the CPU's own `fusemix::detail::run_greedy_kdpp`; only the per-item primitives
 /// (`KdppEngine`) differ, so the stopping rule, the gains and the order of the picks are decided
-/// by the same code.
+/// by the same code. The backend's k-DPP group (`kdpp_ops::make_kdpp_engine`) hands out the same
+/// engine.
 ///
 /// **Precision** is the CPU selector's: the latents and the c vectors are stored in `T`; dot
 /// products, kernel values, residuals and the new coordinates are accumulated in double, each
@@ -177,6 +178,22 @@ class kdpp_engine {
 };
 
 }  // namespace detail
+
+/// The k-DPP group of `cuda::backend` (`KdppEngineFactory`), which is `Derived`.
+template <Scalar T, System S, class Derived>
+class kdpp_ops {
+ public:
+  /// The k-DPP engine over latents `z` in this backend's memory (kept by pointer) for a
+  /// dot-product kernel, keeping coordinates for `capacity` picks (no window).
+  template <DotProductKernel K>
+  [[nodiscard]] detail::kdpp_engine<T, K, S> make_kdpp_engine(const latent_view<T>& z, const K& kernel,
+                                                              std::size_t capacity) const {
+    return {self().shared_context(), z, kernel, capacity};
+  }
+
+ private:
+  const Derived& self() const noexcept { return static_cast<const Derived&>(*this); }
+};
 
 // ------------------------------------------------------------------------------------------------
 // Definitions

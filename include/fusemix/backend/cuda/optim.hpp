@@ -97,6 +97,19 @@ class adamw {
   std::uint64_t t_ = 0;
 };
 
+/// The optimiser group of `cuda::backend` (`OptimizerFactory`), which is `Derived`.
+template <Scalar T, System S, class Derived>
+class optimizer_ops {
+ public:
+  /// The AdamW of this backend (a fused pass over each model's flat buffer), on its context.
+  [[nodiscard]] adamw<T, S> make_optimizer(const adamw_options& o) const {
+    return adamw<T, S>(o, self().shared_context());
+  }
+
+ private:
+  const Derived& self() const noexcept { return static_cast<const Derived&>(*this); }
+};
+
 // ------------------------------------------------------------------------------------------------
 // Definitions
 // ------------------------------------------------------------------------------------------------
