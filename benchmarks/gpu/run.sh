@@ -10,9 +10,10 @@
 #   STEPS="tests" benchmarks/gpu/run.sh         # only build + GPU tests
 #
 # What it measures:
-#   tests   tests/cuda/test_{device,backend,dpp}.cu: every primitive against the CPU backend, a
-#           training step, 7 steps through train_epoch, TF32/bf16 steps against fp32, a
-#           checkpoint across backends, no allocation in a warm epoch, the selector's picks
+#   tests   tests/cuda/test_device.cu (memory, launches, cuBLAS) and the parity harness
+#           tests/parity/test_gpu.cu: every primitive against the CPU in double, TF32/bf16 GEMMs,
+#           the optimiser, the selector's picks, training steps and 7 steps through train_epoch
+#           against the CPU trainer, a checkpoint across backends, no allocation in a warm epoch
 #   train   the image-text step (1536 and 1024 -> 512, depth 4, batch 20,480) with
 #           bench_train_gpu in fp32, tf32 and bf16, and benchmarks/train/torch_step.py
 #           --device cuda in eager fp32 and bf16 autocast, then torch.compile fp32 and bf16
@@ -61,8 +62,7 @@ stamp "nvcc: $("$nvcc" --version | tail -1); python: $("$python" -c 'import torc
 # --- build: every program at once (each nvcc is single-threaded) ---------------------------------
 declare -A sources=(
   [fusemix_cuda_tests]=tests/cuda/test_device.cu
-  [fusemix_cuda_backend_tests]=tests/cuda/test_backend.cu
-  [fusemix_cuda_dpp_tests]=tests/cuda/test_dpp.cu
+  [fusemix_parity_gpu]=tests/parity/test_gpu.cu
   [bench_train_gpu]=benchmarks/gpu/bench_train.cu
   [bench_dpp_gpu]=benchmarks/gpu/bench_dpp.cu
 )
@@ -104,7 +104,7 @@ status=0
 
 # --- GPU tests -----------------------------------------------------------------------------------
 if [[ " $steps " == *" tests "* ]]; then
-  for t in fusemix_cuda_tests fusemix_cuda_backend_tests fusemix_cuda_dpp_tests; do
+  for t in fusemix_cuda_tests fusemix_parity_gpu; do
     [ -x "$build/$t" ] || continue
     stamp "test $t"
     timeout 150 "$build/$t" > "$logs/$t.log" 2>&1
