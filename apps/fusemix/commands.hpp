@@ -27,6 +27,8 @@ void register_train(CLI::App& app);
 void register_eval(CLI::App& app);
 /// `fusemix embed`: maps latents through one side of a trained model.
 void register_embed(CLI::App& app);
+/// `fusemix search`: exact top-k search of one side's queries in the other side's gallery.
+void register_search(CLI::App& app);
 /// `fusemix info`: lists the tensors of a model file and the adapter shapes they imply.
 void register_info(CLI::App& app);
 /// `fusemix select`: diverse subsets by greedy k-DPP.

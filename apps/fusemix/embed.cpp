@@ -17,8 +17,9 @@ struct embed_options {
 };
 
 void run_embed(const embed_options& o) {
-  const std::string_view prefix = o.side == "x" ? fusemix::io::x_prefix : fusemix::io::y_prefix;
-  auto adapter = fusemix_cli::load_adapter(o.model, prefix);
+  const auto side = o.side == "x" ? fusemix::io::side::x : fusemix::io::side::y;
+  const std::string_view prefix = fusemix::io::prefix_of(side);
+  auto adapter = fusemix::io::load_adapter(o.model, side);
   const auto z = fusemix_cli::read_latents("fusemix embed", "--in", o.in);  // NaN/Inf refused
   fusemix_cli::require_width("fusemix embed", "--in", o.in, z.cols(), prefix, adapter.in_dim(), o.model);
   fusemix::io::matrix<float> s = adapter.forward(z);
@@ -35,11 +36,11 @@ void run_info(const std::string& model) {
     std::cout << "]\n";
   }
   for (auto prefix : {fusemix::io::x_prefix, fusemix::io::y_prefix}) {
-    try {
-      const auto s = fusemix_cli::infer_shape(f.tensors, prefix, model);
+    if (fusemix::io::has_adapter(f.tensors, prefix)) {
+      const auto s = fusemix::io::infer_adapter_shape(f.tensors, prefix, model);
       std::cout << prefix << ": in_dim " << s.in_dim << ", out_dim " << s.out_dim << ", depth " << s.depth
                 << ", expansion " << s.expansion << ", " << s.parameter_count() << " parameters\n";
-    } catch (const fusemix::io_error&) {
+    } else {
       std::cout << prefix << ": none (identity side)\n";
     }
   }

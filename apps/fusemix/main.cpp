@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   register_eval(app);
   register_demo(app);
   register_embed(app);
+  register_search(app);
   register_info(app);
   register_select(app);
   register_bench(app);

@@ -111,16 +111,13 @@ struct eval_options {
 
 void run_eval(const eval_options& o) {
   constexpr std::string_view where = "fusemix eval";
-  const auto f = fusemix::io::read_safetensors(o.model);
-  auto hx = fusemix_cli::load_adapter(f, fusemix::io::x_prefix);
-  std::optional<fusemix::fusion_adapter<>> hy;
-  if (fusemix_cli::has_adapter(f.tensors, fusemix::io::y_prefix)) {
-    hy.emplace(fusemix_cli::load_adapter(f, fusemix::io::y_prefix));
-    if (hy->out_dim() != hx.out_dim())
-      fusemix::throw_shape_error(
-          where, fusemix::concat(o.model, ": vis_proj. and text_proj. must map into the same shared width"),
-          hx.out_dim(), hy->out_dim());
-  }
+  // (an identity Y side is allowed; the two sides' widths are checked by load_model)
+  auto m = fusemix::io::load_model(o.model);
+  if (!m.x)
+    fusemix::throw_expected<fusemix::io_error>(where, fusemix::concat(o.model, ": no X adapter"), "tensors named vis_proj.*",
+                                               "none");
+  auto& hx = *m.x;
+  auto& hy = m.y;
   const auto zx = fusemix_cli::read_latents(where, "--x", o.x), zy = fusemix_cli::read_latents(where, "--y", o.y);
   fusemix_cli::require_width(where, "--x", o.x, zx.cols(), fusemix::io::x_prefix, hx.in_dim(), o.model);
   std::vector<std::int64_t> owner;

@@ -29,8 +29,10 @@
 #include <fusemix/train/checkpoint.hpp>
 #include <fusemix/train/trainer.hpp>
 #include <fusemix/eval/retrieval.hpp>
+#include <fusemix/eval/search.hpp>
 #include <fusemix/select/kernels.hpp>
 #include <fusemix/select/kdpp.hpp>
 #include <fusemix/io/npy.hpp>
 #include <fusemix/io/safetensors.hpp>
 #include <fusemix/io/weights.hpp>
+#include <fusemix/io/model.hpp>

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -158,6 +159,38 @@ BOOST_AUTO_TEST_CASE(train_embed_eval) {
   const double r10 = j["image_to_text"]["r10"].get<double>();
   BOOST_TEST(r10 > 50.0);  // learnt: chance is 10/1536
   BOOST_TEST(j.contains("mean"));
+
+  // search: the top 10 of each X row among the Y rows, through the model; its recall@10 is
+  // eval's, its lists are the library's top_k over the library's embeddings.
+  const auto se = run(program("search --model " + (out / "adapters.safetensors").string() + " --query-side x --queries " +
+                              (scratch() / "data_x.npy").string() + " --gallery " + (scratch() / "data_y.npy").string() +
+                              " --k 10 --out " + (scratch() / "found").string()));
+  BOOST_TEST_REQUIRE(se.code == 0, se.err);
+  {
+    const auto model = fm::io::load_model(out / "adapters.safetensors");
+    const auto want = fm::top_k<float>(model.x->embed(z),
+                                       model.y->embed(fm::io::read_npy<float>(scratch() / "data_y.npy")), 10);
+    const auto scores = fm::io::read_npy<float>(scratch() / "found" / "scores.npy");
+    BOOST_TEST((scores == want.scores));
+    // (read_npy_int64 reads vectors: this is the header numpy.save writes, then the int64s)
+    const std::string bytes = bytes_of(scratch() / "found" / "indices.npy");
+    const std::size_t header = 10 + static_cast<unsigned char>(bytes[8]) + 256 * static_cast<unsigned char>(bytes[9]);
+    BOOST_TEST(bytes.substr(0, header).find("'descr': '<i8'") != std::string::npos);
+    BOOST_TEST(bytes.substr(0, header).find("'shape': (1536, 10)") != std::string::npos);
+    std::vector<std::int64_t> indices((bytes.size() - header) / 8);
+    std::memcpy(indices.data(), bytes.data() + header, indices.size() * 8);
+    BOOST_TEST_REQUIRE(indices.size() == static_cast<std::size_t>(want.indices.size()));
+    std::size_t hits = 0;
+    for (std::size_t i = 0; i < indices.size(); ++i) {
+      BOOST_TEST(indices[i] == want.indices.data()[i]);
+      hits += indices[i] == static_cast<std::int64_t>(i / 10);
+    }
+    BOOST_TEST(100.0 * static_cast<double>(hits) / 1536.0 == r10, "search's recall@10 is eval's");
+  }
+  BOOST_TEST(run(program("search --model " + (out / "adapters.safetensors").string() + " --queries " +
+                         (scratch() / "data_x.npy").string() + " --gallery " + (scratch() / "data_y.npy").string() +
+                         " --k 1537 --out " + (scratch() / "found2").string())).code == 2);
+  BOOST_TEST(!fs::exists(scratch() / "found2"));
 
   // The authors' PyTorch module loads these weights and gives the same embeddings (skipped where
   // Debian's python3-torch is not installed: exit 77).

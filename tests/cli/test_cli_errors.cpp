@@ -459,7 +459,7 @@ BOOST_AUTO_TEST_CASE(malformed_model_files) {
 BOOST_AUTO_TEST_CASE(shared_width_differs) {
   write_model(scratch() / "shared_4_5.safetensors", 8, 4, 5);
   expect_refused(eval_with(at("shared_4_5.safetensors"), at("x.npy"), at("y.npy")),
-                 {"fusemix eval: ", "shared_4_5.safetensors", "vis_proj. and text_proj. must map into the same shared width",
+                 {"fusemix::io::load_model: ", "shared_4_5.safetensors", "vis_proj. and text_proj. must map into the same shared width",
                   "expected 4, got 5"});
   // Without text_proj (an identity Y side), vis_proj must map into Y's own width.
   write_model(scratch() / "x_only.safetensors", 8, 4, 0);

@@ -17,6 +17,7 @@
 #include <fusemix/backend/cpu/backend.hpp>
 #include <fusemix/core/concepts.hpp>
 #include <fusemix/core/error.hpp>
+#include <fusemix/eval/search.hpp>
 
 namespace fusemix {
 
@@ -58,17 +59,6 @@ template <Scalar T>
 // ---------------------------------------------------------------------------------------------
 
 namespace detail {
-
-template <Scalar T>
-matrix<T> normalized_rows(const latent_view<T>& z) {
-  matrix<T> out = Eigen::Map<const matrix<T>>(z.data(), static_cast<Eigen::Index>(z.rows()),
-                                                       static_cast<Eigen::Index>(z.cols()));
-  for (Eigen::Index i = 0; i < out.rows(); ++i) {
-    const T n = out.row(i).norm();
-    if (n > T(0)) out.row(i) /= n;
-  }
-  return out;
-}
 
 inline recall recall_of(const std::vector<std::size_t>& ranks) {
   recall r;
@@ -134,7 +124,7 @@ retrieval_result evaluate_retrieval(const latent_view<T>& images, const latent_v
       throw_expected<argument_error>(where, "every image needs a caption", ">= 1 caption",
                                              concat("none for image ", i));
 
-  const auto img = detail::normalized_rows(images), txt = detail::normalized_rows(texts);
+  const auto img = normalize_rows(images), txt = normalize_rows(texts);
   const auto t2i = detail::ranks_against<T>(
       txt, img, [&](std::size_t j, std::size_t i) { return static_cast<std::size_t>(owner[j]) == i; }, block);
   const auto i2t = detail::ranks_against<T>(

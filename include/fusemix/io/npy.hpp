@@ -106,7 +106,8 @@ template <Scalar T = float>
 /// Any Eigen expression is accepted; column-major inputs are written row by row so the file is
 /// in C order. The header is the one `numpy.save` writes (version 1.0, padded with spaces to a
 /// multiple of 64 bytes, ending in a newline). A column vector is written with shape (n, 1).
-/// Empty matrices are written as numpy would, though `read_npy` refuses them.
+/// Empty matrices are written as numpy would, though `read_npy` refuses them. Elements may be
+/// float (`<f4`), double (`<f8`) or std::int64_t (`<i8`, e.g. the indices of `top_k`).
 ///
 /// @param path the file to create or replace.
 /// @param m the matrix.
@@ -117,8 +118,8 @@ template <Scalar T = float>
 ///     Eigen::MatrixXd a = Eigen::MatrixXd::Identity(3, 3);
 ///     fusemix::io::write_npy("eye.npy", a);  // np.load("eye.npy") == np.eye(3)
 template <class Derived>
-  requires std::same_as<typename Derived::Scalar, float> ||
-           std::same_as<typename Derived::Scalar, double>
+  requires std::same_as<typename Derived::Scalar, float> || std::same_as<typename Derived::Scalar, double> ||
+           std::same_as<typename Derived::Scalar, std::int64_t>
 void write_npy(const std::filesystem::path& path, const Eigen::MatrixBase<Derived>& m);
 
 /// Writes integers as a rank-1 `<i8` `.npy` file, atomically.
@@ -564,17 +565,17 @@ inline std::vector<std::int64_t> read_npy_int64(const std::filesystem::path& pat
 }
 
 template <class Derived>
-  requires std::same_as<typename Derived::Scalar, float> ||
-           std::same_as<typename Derived::Scalar, double>
+  requires std::same_as<typename Derived::Scalar, float> || std::same_as<typename Derived::Scalar, double> ||
+           std::same_as<typename Derived::Scalar, std::int64_t>
 void write_npy(const std::filesystem::path& path, const Eigen::MatrixBase<Derived>& m) {
   using S = typename Derived::Scalar;
   // Ref binds row-major storage directly and evaluates anything else (column-major matrices,
   // expressions) into a row-major temporary, so each row below is contiguous.
-  const Eigen::Ref<const matrix<S>> rm(m);
+  const Eigen::Ref<const Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> rm(m);
   const auto rows = static_cast<std::size_t>(rm.rows());
   const auto cols = static_cast<std::size_t>(rm.cols());
   const std::string header =
-      detail::npy_header_bytes(sizeof(S) == 4 ? "<f4" : "<f8", {rows, cols});
+      detail::npy_header_bytes(std::is_integral_v<S> ? "<i8" : sizeof(S) == 4 ? "<f4" : "<f8", {rows, cols});
   io::atomic_write("fusemix::io::write_npy", path, [&](io::atomic_file& out) {
     out.write(header);
     const bool swap = std::endian::native != std::endian::little;

@@ -108,11 +108,23 @@ class fusion_adapter {
   fusion_adapter(fusion_adapter&&) noexcept = default;
   fusion_adapter& operator=(fusion_adapter&&) noexcept = default;
 
-  /// Maps a batch `x` (rows × in_dim) to rows × out_dim. Dropout is active only in training mode.
-  /// Keeps the activations that `backward` needs; `x` itself is not copied, so it must stay
-  /// alive and unchanged until `backward`.
+  /// Maps a batch `x` (rows × in_dim) to rows × out_dim, for training loops: the result is a
+  /// reference to the adapter's own buffer, which the next `forward` overwrites (copy it to keep
+  /// it), and the activations that `backward` needs are kept; `x` itself is not copied, so it
+  /// must stay alive and unchanged until `backward`. Dropout is active only in training mode
+  /// (an adapter starts in evaluation mode). To embed data, `embed` is simpler.
   /// @throws shape_error if `x` does not have `in_dim` columns.
   const matrix_type& forward(const matrix_type& x);
+  /// `x` (rows × in_dim) mapped to rows × out_dim in evaluation mode (no dropout, whatever
+  /// `training()` says), as a matrix of its own; the adapter is left as it was (a following
+  /// `backward` still belongs to the last `forward`). Equal to `forward` in evaluation mode, bit
+  /// for bit. Memory: the activations of one block for all rows (about
+  /// `rows × expansion × in_dim` values); embed large sets a block of rows at a time.
+  ///
+  /// Threads: an adapter (like its backend object, which keeps scratch rows) must not be used
+  /// by two threads at once, `embed` included; give each thread a copy of the adapter.
+  /// @throws shape_error if `x` does not have `in_dim` columns.
+  [[nodiscard]] matrix_type embed(const matrix_type& x) const;
   /// Writes the gradient of every parameter for the last `forward` and returns the input's.
   /// @pre `forward` was called, and its input is still alive and unchanged.
   /// @throws shape_error if `dy` does not have the last output's shape.
@@ -308,6 +320,24 @@ auto fusion_adapter<S, B>::forward(const matrix_type& x) -> const matrix_type& {
   final_ln_.front().forward(input(blocks_.size()), ln_out_);
   proj_.front().forward(ln_out_, out_);
   return out_;
+}
+
+template <adapter_shape S, Backend B>
+auto fusion_adapter<S, B>::embed(const matrix_type& x) const -> matrix_type {
+  if (be_.cols(x) != shape_.in_dim)
+    throw_shape_error("fusemix::fusion_adapter::embed", "input columns must equal in_dim", shape_.in_dim, be_.cols(x));
+  typename block<B>::inference_buffers w;
+  matrix_type ping, pong, out;
+  const matrix_type* in = &x;
+  for (std::size_t i = 0; i < blocks_.size(); ++i) {
+    matrix_type& y = i % 2 == 0 ? ping : pong;
+    blocks_[i].infer(*in, y, w);
+    in = &y;
+  }
+  matrix_type& normed = blocks_.size() % 2 == 0 ? ping : pong;  // the buffer not holding `*in`
+  final_ln_.front().infer(*in, normed, w.mean, w.rstd);
+  proj_.front().forward(normed, out);
+  return out;
 }
 
 template <adapter_shape S, Backend B>

@@ -27,6 +27,7 @@ class block {
   using backend_type = B;
   using scalar_type = typename B::scalar_type;
   using matrix_type = typename B::matrix_type;
+  using vector_type = typename B::vector_type;
 
   block(parameter_layout& layout, const std::string& prefix, std::size_t dim, std::size_t expansion,
         double dropout_p, std::uint64_t seed, B be = {})
@@ -50,6 +51,20 @@ class block {
     be_.resize(h_, be_.rows(a_), be_.cols(a_));
     be_.bias_gelu_dropout_forward(a_, fc1_.bias(), key_, h_);
     fc2_.forward(h_, y);
+    be_.axpy(scalar_type(1), x, y);
+  }
+  /// The caller's buffers of `infer`.
+  struct inference_buffers {
+    matrix_type u, a, h;
+    vector_type mean, rstd;
+  };
+  /// `y = block(x)` in evaluation mode (no dropout) on the caller's buffers: the const path.
+  void infer(const matrix_type& x, matrix_type& y, inference_buffers& w) const {
+    ln_.infer(x, w.u, w.mean, w.rstd);
+    fc1_.forward_without_bias(w.u, w.a);
+    be_.resize(w.h, be_.rows(w.a), be_.cols(w.a));
+    be_.bias_gelu_dropout_forward(w.a, fc1_.bias(), drop_.key(false, 0), w.h);
+    fc2_.forward(w.h, y);
     be_.axpy(scalar_type(1), x, y);
   }
   /// Writes every parameter gradient and returns `dx` through `dx`; `x` is forward's input.

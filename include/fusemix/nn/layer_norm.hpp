@@ -41,6 +41,14 @@ class layer_norm {
     be_.resize(y, be_.rows(x), dim_);
     be_.layer_norm_forward(x, gamma(), beta(), static_cast<scalar_type>(eps_), y, mean_, rstd_);
   }
+  /// `y = LN(x)` with the rows' statistics in the caller's `mean`, `rstd`: the const path of
+  /// evaluation (`fusion_adapter::embed`), which leaves the layer's state alone.
+  void infer(const matrix_type& x, matrix_type& y, vector_type& mean, vector_type& rstd) const {
+    if (be_.cols(x) != dim_)
+      throw_shape_error("fusemix::layer_norm::infer", "input columns must equal dim", dim_, be_.cols(x));
+    be_.resize(y, be_.rows(x), dim_);
+    be_.layer_norm_forward(x, gamma(), beta(), static_cast<scalar_type>(eps_), y, mean, rstd);
+  }
   /// Writes `dγ`, `dβ` and returns `dx` through `dx`; `x` is the input given to forward.
   void backward(const matrix_type& x, const matrix_type& dy, matrix_type& dx) {
     be_.resize(dx, be_.rows(x), dim_);

@@ -233,4 +233,30 @@ BOOST_AUTO_TEST_CASE(load_parameters_refuses_missing_extra_and_misshapen_tensors
   BOOST_TEST(std::equal(a.parameters().begin(), a.parameters().end(), source.parameters().begin()));
 }
 
+BOOST_AUTO_TEST_CASE(embed_equals_forward_and_leaves_the_adapter_alone) {
+  using fmatrix = fm::matrix<float>;
+  for (const std::size_t depth : {0, 1, 2, 3}) {
+    BOOST_TEST_CONTEXT("depth " << depth) {
+      fm::fusion_adapter<> h({.in_dim = 10, .out_dim = 6, .depth = depth, .expansion = 3}, {.dropout = 0.5, .seed = 7});
+      const fmatrix x = fmatrix::Random(9, 10), dy = fmatrix::Random(9, 6);
+      const fmatrix want = h.forward(x);  // evaluation mode
+      BOOST_TEST((h.embed(x) == want));   // bit for bit
+      // In training mode embed still evaluates (no dropout) and does not touch forward's state:
+      // the backward after it is the one of the last forward, and no mask is drawn.
+      h.set_training(true);
+      const fmatrix train_out = h.forward(x);
+      const auto draws = h.dropout_draws();
+      const fmatrix e = h.embed(x);
+      BOOST_TEST((e == want));
+      BOOST_TEST(h.dropout_draws() == draws);
+      fm::fusion_adapter<> g = h;  // the same state, without the embed call
+      const fmatrix dx_h = h.backward(dy);
+      g.set_dropout_draws(draws - 1);
+      BOOST_TEST((g.forward(x) == train_out));
+      BOOST_TEST((g.backward(dy) == dx_h));
+      BOOST_CHECK_THROW(static_cast<void>(h.embed(fmatrix::Random(2, 11))), fm::shape_error);
+    }
+  }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
