@@ -1,0 +1,32 @@
+# SPDX-License-Identifier: Apache-2.0
+# What makes fusemix fast on the machine that builds it, for an INTERFACE (or IMPORTED INTERFACE)
+# target: -march=native (MARCH), OpenMP threads for the GEMMs, and the GEMMs on OpenBLAS (BLAS)
+# where libopenblas-dev is installed. Used for this repo's programs (fusemix_program_flags) and
+# for fusemix::native, which consumers link to opt in; fusemix::fusemix itself stays free of
+# machine flags. Sets FUSEMIX_GEMM (eigen or openblas) in the caller's scope.
+function(fusemix_speed_flags target)
+  cmake_parse_arguments(PARSE_ARGV 1 arg "MARCH;BLAS" "" "")
+  if(arg_MARCH)
+    target_compile_options(${target} INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-march=native>)
+  endif()
+  # Threads for Eigen's GEMM and top_k's selection: each output block is owned by one thread, so
+  # results are bitwise reproducible for a given count. The library never starts threads itself.
+  find_package(OpenMP COMPONENTS CXX QUIET)
+  if(OpenMP_CXX_FOUND)
+    target_link_libraries(${target} INTERFACE OpenMP::OpenMP_CXX)
+  endif()
+  set(gemm eigen)
+  if(arg_BLAS)
+    set(BLA_VENDOR OpenBLAS)
+    find_package(BLAS QUIET)
+    find_path(FUSEMIX_OPENBLAS_INCLUDE_DIR cblas.h PATH_SUFFIXES openblas-pthread openblas
+              PATHS /usr/include/${CMAKE_LIBRARY_ARCHITECTURE})
+    if(BLAS_FOUND AND FUSEMIX_OPENBLAS_INCLUDE_DIR)
+      target_link_libraries(${target} INTERFACE BLAS::BLAS)
+      target_include_directories(${target} INTERFACE ${FUSEMIX_OPENBLAS_INCLUDE_DIR})
+      target_compile_definitions(${target} INTERFACE FUSEMIX_USE_OPENBLAS)
+      set(gemm openblas)
+    endif()
+  endif()
+  set(FUSEMIX_GEMM ${gemm} PARENT_SCOPE)
+endfunction()
