@@ -31,7 +31,7 @@ template <Scalar T>
 /// How `top_k` blocks its work.
 struct search_options {
   std::size_t query_block = 1024;     ///< queries per block product
-  std::size_t gallery_block = 16384;  ///< gallery rows per block product (normalised a block at a time)
+  std::size_t gallery_block = 1024;   ///< gallery rows per block product (normalised a block at a time)
 };
 
 /// The best `k` gallery rows of each query: `indices(q, j)` is the gallery row with the j-th
@@ -46,15 +46,17 @@ struct search_result {
 ///
 /// Rows are L2-normalised (the queries once, the gallery a block at a time, so the gallery is
 /// never copied whole); similarities are block products `query_block × gallery_block`, each
-/// query keeps its best `k` across blocks. Equal scores go to the lower gallery index (scores are
-/// the GEMM's float products: two copies of one row at different places in a block may differ in
-/// the last bit). Memory beyond the
-/// result: one block product and one normalised gallery block. The products use the GEMM threads
-/// (`Eigen::setNbThreads`); the selection runs on OpenMP threads where the program is built with
-/// OpenMP. Every query is selected on its own, so the selection adds nothing that depends on the
-/// thread count or the blocks: results are the same bits for the same thread count and block
-/// sizes, and differ otherwise only where the GEMM rounds a product differently (which can
-/// reorder cosines equal to within rounding).
+/// query keeps its best `k` across blocks. Equal scores go to the lower gallery index (scores
+/// are the GEMM's float products: two copies of one row at different places in a block may
+/// differ in the last bit). Memory beyond the result: one block product and one normalised
+/// gallery block.
+///
+/// The products are the CPU backend's GEMM (OpenBLAS where the program links it, else Eigen) on
+/// its threads (`cpu::set_threads`); the selection runs on OpenMP threads where the program is
+/// built with OpenMP. Every query is selected on its own, so the selection adds nothing that
+/// depends on the thread count or the blocks: results are the same bits for the same thread
+/// count and block sizes, and differ otherwise only where the GEMM rounds a product differently
+/// (which can reorder cosines equal to within rounding).
 ///
 /// @throws shape_error if a side is empty, the widths differ, `k` is 0 or larger than the gallery.
 /// @throws argument_error if a block size is 0.
@@ -143,7 +145,8 @@ search_result<T> top_k(const latent_view<T>& queries, const latent_view<T>& gall
     detail::require_finite(where, "the gallery", g, g0);
     for (Eigen::Index q0 = 0; q0 < nq; q0 += qb) {
       const Eigen::Index n = std::min(qb, nq - q0);
-      sims.noalias() = q.middleRows(q0, n) * g.transpose();
+      sims.resize(n, rows);
+      cpu::dense_ops<T>{}.gemm(T(1), q.middleRows(q0, n), false, g, true, T(0), sims);  // OpenBLAS where linked
 #if defined(_OPENMP)
 #  pragma omp parallel for schedule(static)
 #endif

@@ -36,6 +36,7 @@ template <Scalar T>
 /// hidden width over `in_dim`, `out_dim` the projection's rows.
 ///
 /// @param file named in the messages (may be empty).
+/// @throws argument_error if `prefix` does not end with '.' (`vis_proj.`, not `vis_proj`).
 /// @throws io_error if the tensors under `prefix` do not form an adapter (naming the tensor that
 ///         is missing or malformed).
 ///
@@ -100,6 +101,7 @@ bool has_adapter(const basic_tensor_map<T>& tensors, std::string_view prefix) {
 template <Scalar T>
 adapter_shape infer_adapter_shape(const basic_tensor_map<T>& t, std::string_view prefix, std::string_view file) {
   constexpr std::string_view where = "fusemix::io::infer_adapter_shape";
+  detail::require_prefix(where, prefix);
   const std::string p(prefix), in = file.empty() ? std::string() : concat(file, ": ");
   std::size_t depth = 0;
   while (t.count(concat(p, depth, ".ln.weight"))) ++depth;

@@ -37,6 +37,7 @@ void store_parameters(const Model& model, std::string_view prefix, basic_tensor_
 
 /// Sets every parameter of `model` from `tensors[prefix + name]`.
 ///
+/// @throws argument_error if `prefix` is not empty and does not end with '.'.
 /// @throws io_error if a parameter is missing, or if `tensors` holds a name under `prefix` that the
 ///         model does not have (a depth or layout mismatch must not load silently).
 /// @throws shape_error if a tensor's shape differs from the parameter's.
@@ -76,11 +77,20 @@ void load_loss_parameters(Loss& loss, const basic_safetensors_file<T>& file);
 
 namespace fusemix::detail {
 
+/// A tensor-name prefix must be empty or end with '.': "vis_proj" would match "vis_proj.0.ln.weight"
+/// as "vis_proj" + ".0.ln.weight" and every parameter name would then miss.
+inline void require_prefix(std::string_view where, std::string_view prefix) {
+  if (!prefix.empty() && !prefix.ends_with('.'))
+    throw_expected<argument_error>(where, "a tensor-name prefix must end with '.'", concat("\"", prefix, ".\""),
+                                   concat("\"", prefix, "\""));
+}
+
 /// `io::load_parameters`, naming `*file` in the messages when it is given (and not empty).
 template <class Model, Scalar T>
 void load_parameters_from(Model& model, std::string_view prefix, const io::basic_tensor_map<T>& tensors,
                           const std::filesystem::path* file) {
   constexpr std::string_view where = "fusemix::io::load_parameters";
+  require_prefix(where, prefix);
   const std::string in_file = file && !file->empty() ? concat(" in ", *file) : std::string();
   const auto& params = model.named_parameters();
   for (auto it = tensors.lower_bound(std::string(prefix)); it != tensors.end() && it->first.starts_with(prefix);
@@ -112,6 +122,7 @@ namespace fusemix::io {
 
 template <class Model, Scalar T>
 void store_parameters(const Model& model, std::string_view prefix, basic_tensor_map<T>& out) {
+  detail::require_prefix("fusemix::io::store_parameters", prefix);
   using V = std::remove_cvref_t<typename decltype(model.parameters())::value_type>;
   std::vector<V> values(model.parameters().size());
   model.copy_parameters_to(std::span<V>(values));

@@ -132,7 +132,7 @@ BOOST_AUTO_TEST_CASE(the_same_bits_per_thread_count) {
   const int saved = omp_get_max_threads();
   for (const int threads : {1, 2, 3}) {
     omp_set_num_threads(threads);
-    Eigen::setNbThreads(threads);
+    fm::cpu::set_threads(threads);  // the GEMM's: Eigen's and OpenBLAS's
     const auto a = fm::top_k<float>(q, g, 10, {.query_block = 16, .gallery_block = 300});
     const auto b = fm::top_k<float>(q, g, 10, {.query_block = 16, .gallery_block = 300});
     BOOST_TEST((a.indices == b.indices && a.scores == b.scores), threads << " threads: the same bits twice");
@@ -141,7 +141,7 @@ BOOST_AUTO_TEST_CASE(the_same_bits_per_thread_count) {
     BOOST_TEST((a.scores - once.scores).cwiseAbs().maxCoeff() < 1e-6f, threads << " threads");
   }
   omp_set_num_threads(saved);
-  Eigen::setNbThreads(saved);
+  fm::cpu::set_threads(saved);
 #else
   const auto again = fm::top_k<float>(q, g, 10, {.query_block = 16, .gallery_block = 300});
   BOOST_TEST((again.indices == once.indices && again.scores == once.scores));

@@ -148,6 +148,13 @@ BOOST_AUTO_TEST_CASE(malformed_files_are_refused_by_name) {
   BOOST_CHECK_EXCEPTION(static_cast<void>(io::load_adapter(dir / "no_proj.safetensors", io::side::x)), fm::io_error,
                         message_has({"fusemix::io::infer_adapter_shape: ", "no_proj.safetensors",
                                      "no adapter under \"vis_proj.\" (2 block(s) found)", "vis_proj.3.weight"}));
+  // A prefix without its trailing dot is refused, not read as "no such tensors".
+  BOOST_CHECK_EXCEPTION(static_cast<void>(io::infer_adapter_shape(t, "vis_proj")), fm::argument_error,
+                        message_has({"fusemix::io::infer_adapter_shape: ", "must end with '.'",
+                                     "expected \"vis_proj.\", got \"vis_proj\""}));
+  fm::fusion_adapter<> copy = hx;
+  BOOST_CHECK_EXCEPTION(io::load_parameters(copy, "vis_proj", t), fm::argument_error,
+                        message_has({"fusemix::io::load_parameters: ", "must end with '.'"}));
   io::tensor_map none;
   none["temp"] = {.shape = {}, .data = {0.1f}};
   io::write_safetensors(dir / "none.safetensors", none);
