@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-// `fusemix train --device cuda` and `fusemix select --device cuda`: the CPU program's training
-// loop and selector driver with fusemix::cuda::backend<float> on cuda::device_system (built when
+// `fusemix train --device cuda`, `fusemix select --device cuda` and `fusemix search --device
+// cuda`: the CPU program's training loop, selector driver and search with fusemix::cuda::backend<float> on cuda::device_system (built when
 // FUSEMIX_CUDA is ON).
 #include <optional>
 
 #include <fusemix/backend/cuda/backend.hpp>
 #include <fusemix/backend/cuda/kdpp.hpp>
+#include <fusemix/eval/search.hpp>
 
 #include "train_loop.hpp"
 #include "training.hpp"
@@ -45,6 +46,11 @@ fusemix::selection select_cuda(const fusemix::latent_view<float>& z, std::size_t
 fusemix::selection select_cuda(const fusemix::latent_view<float>& z, std::size_t k, const fusemix::rbf_kernel& kernel,
                                const fusemix::kdpp_options& o) {
   return fusemix::cuda::greedy_kdpp(z, k, kernel, o);
+}
+
+fusemix::search_result<float> search_cuda(const fusemix::latent_view<float>& queries,
+                                          const fusemix::latent_view<float>& gallery, std::size_t k) {
+  return fusemix::top_k(fusemix::cuda::backend<float>{}, queries, gallery, k);
 }
 
 }  // namespace fusemix_cli

@@ -34,4 +34,9 @@ fusemix::selection select_cuda(const fusemix::latent_view<float>&, std::size_t, 
   no_cuda("fusemix select");
 }
 
+fusemix::search_result<float> search_cuda(const fusemix::latent_view<float>&, const fusemix::latent_view<float>&,
+                                          std::size_t) {
+  no_cuda("fusemix search");
+}
+
 }  // namespace fusemix_cli

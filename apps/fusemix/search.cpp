@@ -10,13 +10,14 @@
 
 #include "commands.hpp"
 #include "model_file.hpp"
+#include "training.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 
 struct search_options {
-  std::string model, query_side = "x", queries, gallery, out;
+  std::string model, query_side = "x", queries, gallery, out, device = "cpu";
   std::size_t k = 10;
 };
 
@@ -58,7 +59,7 @@ void run_search(const search_options& o) {
     fusemix::throw_shape_error(where, fusemix::concat("--k must not exceed the gallery's rows (", o.gallery, ")"),
                                fusemix::concat("<= ", zg.rows()), o.k);
   const fusemix::matrix<float> sq = embed(hq, zq), sg = embed(hg, zg);
-  const auto r = fusemix::top_k<float>(sq, sg, o.k);
+  const auto r = o.device == "cuda" ? fusemix_cli::search_cuda(sq, sg, o.k) : fusemix::top_k<float>(sq, sg, o.k);
   fs::create_directories(o.out);
   fusemix::io::write_npy(fs::path(o.out) / "indices.npy", r.indices);
   fusemix::io::write_npy(fs::path(o.out) / "scores.npy", r.scores);
@@ -78,6 +79,8 @@ void register_search(CLI::App& app) {
   cmd->add_option("--queries", o->queries, "query latents, Q x in_dim .npy")->required();
   cmd->add_option("--gallery", o->gallery, "gallery latents of the other side, G x in_dim .npy")->required();
   cmd->add_option("--k", o->k, "results per query")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--device", o->device, "cpu, or cuda (the products and the selection on the GPU; k <= 1024)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   cmd->add_option("--out", o->out, "output directory: indices.npy (int64, Q x k, best first), scores.npy (float32 cosines)")
       ->required();
   cmd->callback([o] { run_search(*o); });

@@ -108,5 +108,8 @@ fusemix::selection select_cuda(const fusemix::latent_view<float>& z, std::size_t
                                const fusemix::kdpp_options& o);
 fusemix::selection select_cuda(const fusemix::latent_view<float>& z, std::size_t k, const fusemix::rbf_kernel& kernel,
                                const fusemix::kdpp_options& o);
+/// `fusemix search --device cuda`: `top_k` on the GPU (the gallery sent a block at a time).
+fusemix::search_result<float> search_cuda(const fusemix::latent_view<float>& queries,
+                                          const fusemix::latent_view<float>& gallery, std::size_t k);
 
 }  // namespace fusemix_cli

@@ -18,10 +18,14 @@
 #           bench_train_gpu in fp32, tf32 and bf16, and benchmarks/train/torch_step.py
 #           --device cuda in eager fp32 and bf16 autocast, then torch.compile fp32 and bf16
 #   cli     the program (CLI11 needed), then `fusemix train --device cuda` on the bundled data
-#           against `--device cpu` (the same losses and recalls to rounding), and
-#           `fusemix select --device cuda` against `--device cpu` (the same picks)
+#           against `--device cpu` (the same losses and recalls to rounding),
+#           `fusemix select --device cuda` against `--device cpu` (the same picks), and
+#           `fusemix search --device cuda` against `--device cpu` (the same top-10 lists)
 #   dpp     the greedy k-DPP at N = 1,000,000, D = 384, k = 1,000 (cosine) on the GPU, and the
 #           CPU selector on the same data for the first CPU_K picks (the CPU is ~300x slower)
+#   search  exact top-10 of 10,000 queries in a 1,000,000-row 512-d gallery from host memory:
+#           bench_search_gpu (fp32 and tf32; the CPU's lists for its first 200 queries), and
+#           benchmarks/search/torch_search.py (host-start and device-resident gallery)
 #
 # Environment:
 #   NVCC       nvcc (default: nvcc on PATH, else /usr/local/cuda/bin/nvcc)
@@ -30,7 +34,7 @@
 #              cli, CLI11 when the machine has none in its default paths; e.g. a carried folder).
 #              Not INCLUDES: nvcc reads that variable itself and hands it to the host compiler)
 #   PYTHON     python with torch 2.x and CUDA (default: python3)
-#   STEPS      which parts to run: any of "tests cli train dpp" (default: all four)
+#   STEPS      which parts to run: any of "tests cli train dpp search" (default: all five)
 #   CPU_K      CPU picks in the k-DPP comparison (default: 50)
 #   TORCH_MODES  PyTorch modes of the training step (default: "eager compile")
 #   OUT        directory for results.jsonl, with the logs in OUT/logs (default: <repo>/benchmarks/gpu/out)
@@ -40,7 +44,7 @@ root=$(cd "$here/../.." && pwd)
 nvcc=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 arch=${ARCH:-sm_90}
 python=${PYTHON:-python3}
-steps=${STEPS-tests cli train dpp}
+steps=${STEPS-tests cli train dpp search}
 cpu_k=${CPU_K:-50}
 out=${OUT:-$root/benchmarks/gpu/out}
 build=$root/build-gpu
@@ -65,6 +69,7 @@ declare -A sources=(
   [fusemix_parity_gpu]=tests/parity/test_gpu.cu
   [bench_train_gpu]=benchmarks/gpu/bench_train.cu
   [bench_dpp_gpu]=benchmarks/gpu/bench_dpp.cu
+  [bench_search_gpu]=benchmarks/gpu/bench_search.cu
 )
 stamp "building ${!sources[*]}"
 for name in "${!sources[@]}"; do
@@ -130,6 +135,11 @@ if [[ " $steps " == *" cli "* ]] && [ -x "$build/fusemix" ]; then
       --out "$out/picks_$dev.npy" --json > "$logs/cli_select_$dev.log" 2>&1
     echo "{\"test\": \"fusemix select --device $dev\", \"rc\": $?}" >> "$results"
     cat "$logs/cli_select_$dev.log"
+    stamp "fusemix search --device $dev"
+    rm -rf "$out/found_$dev"
+    timeout 60 "$build/fusemix" search --model "$out/cli_cpu/adapters.safetensors" --queries "$data/x_test.npy" \
+      --gallery "$data/y_test.npy" --k 10 --device "$dev" --out "$out/found_$dev" > "$logs/cli_search_$dev.log" 2>&1
+    echo "{\"test\": \"fusemix search --device $dev\", \"rc\": $?}" >> "$results"
   done
   "$python" - "$out" "$results" <<'PY'
 import json, sys, numpy as np
@@ -152,6 +162,15 @@ try:
     ok = ok and same
 except Exception as e:
     print("select comparison failed:", e); ok = False
+try:
+    ic, ig = np.load(f"{out}/found_cpu/indices.npy"), np.load(f"{out}/found_cuda/indices.npy")
+    sc, sg = np.load(f"{out}/found_cpu/scores.npy"), np.load(f"{out}/found_cuda/scores.npy")
+    same = float((ic == ig).all(axis=1).mean())
+    print(f"search cpu vs cuda: same top-10 lists for {100 * same:.1f}% of {ic.shape[0]} queries, "
+          f"worst score difference {np.abs(sc - sg).max():.2e}")
+    ok = ok and same >= 0.99 and np.abs(sc - sg).max() < 1e-5
+except Exception as e:
+    print("search comparison failed:", e); ok = False
 with open(results, "a") as f:
     f.write(json.dumps({"test": "program: cuda agrees with cpu", "rc": 0 if ok else 1}) + "\n")
 PY
@@ -184,6 +203,20 @@ if [[ " $steps " == *" dpp "* ]]; then
   tail -3 "$logs/dpp.err"
 fi
 
+# --- exact top-k search -------------------------------------------------------------------------
+if [[ " $steps " == *" search "* ]]; then
+  for p in fp32 tf32; do
+    stamp "search 10,000 x 1,000,000 x 512, k 10, $p"
+    timeout 150 "$build/bench_search_gpu" --queries 10000 --gallery 1000000 --d 512 --k 10 --precision "$p" \
+      --cpu-queries $([ "$p" = fp32 ] && echo 200 || echo 0) 2> "$logs/search_$p.err" | tee -a "$results"
+    tail -2 "$logs/search_$p.err"
+  done
+  stamp "torch search (fp32)"
+  timeout 150 "$python" "$root/benchmarks/search/torch_search.py" --queries 10000 --gallery 1000000 --d 512 --k 10 \
+    2> "$logs/search_torch.err" | tee -a "$results"
+  tail -2 "$logs/search_torch.err"
+fi
+
 stamp "summary"
 "$python" - "$results" <<'PY'
 import json, sys
@@ -213,6 +246,14 @@ for r in rows:
         print(f"\nk-DPP N={r['n']} D={r['d']} k={r['k']}: GPU {r['gpu_ms']:.0f} ms ({r['gpu_ms_per_pick']:.2f} ms/pick), "
               f"CPU {r['cpu_ms_per_pick']:.1f} ms/pick over {r['cpu_k']} picks: {r['speedup_per_pick']:.0f}x per pick, "
               f"picks agree: {r['picks_agree']}")
+search = [r for r in rows if r.get("bench") == "search"]
+torch_s = {r["impl"]: r["gpu_seconds"] for r in search if "impl" in r}
+for r in search:
+    name = r.get("impl", f"fusemix {r['precision']}")
+    extra = (f", CPU {r['cpu_seconds_scaled']:.1f} s scaled from {r['cpu_queries']} queries ({r['speedup']:.0f}x), "
+             f"same lists {100 * r['same_lists']:.1f}%" if r.get("cpu_queries") else "")
+    vs = "".join(f", torch {k.split()[1]} / this {v / r['gpu_seconds']:.2f}" for k, v in torch_s.items()) if "impl" not in r else ""
+    print(f"\nsearch {r['queries']} x {r['gallery']} x {r['d']}, k {r['k']}: {name} {r['gpu_seconds']:.3f} s{vs}{extra}")
 sys.exit(1 if any(r.get("rc", 0) not in (0, 77) for r in rows if "test" in r) else 0)
 PY
 [ $? = 0 ] || status=1

@@ -500,6 +500,10 @@ BOOST_AUTO_TEST_CASE(device_cuda_without_a_device) {
   BOOST_TEST(!fs::exists(scratch() / "picks.npy"));
   expect_refused(train_with(at("x.npy"), at("y.npy"), " --device cuda"), {"CUDA"});
   BOOST_TEST(!fs::exists(scratch() / "run" / "adapters.safetensors"));
+  expect_refused("search --model " + at("model.safetensors") + " --queries " + at("x.npy") + " --gallery " +
+                     at("y.npy") + " --k 3 --device cuda --out " + at("found"),
+                 {"CUDA"});
+  BOOST_TEST(!fs::exists(scratch() / "found"));
   expect_refused(train_with(at("x.npy"), at("y.npy"), " --device gpu"), {"fusemix: usage error: ", "--device"});
 }
 

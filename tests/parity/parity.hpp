@@ -34,6 +34,7 @@
 #include <filesystem>
 #include <functional>
 #include <limits>
+#include <numeric>
 #include <optional>
 #include <span>
 #include <string>
@@ -129,6 +130,7 @@ class harness {
     section("loss", [&] { loss(); });
     section("optimizer", [&] { optimizer(); });
     section("k-DPP", [&] { kdpp(); });
+    section("search", [&] { search(); });
     section("training", [&] { training(); });
   }
 
@@ -640,6 +642,116 @@ class harness {
     compare_error<numeric_error>(bad, 30, 4, 3, poly, "NaN in Z", "row 7, column 3");
     compare_error<numeric_error>(e, 30, 4, 3, polynomial_kernel{.offset = 1, .degree = 2000}, "infinite diagonal",
                                  "finite values");
+  }
+
+  // Search -------------------------------------------------------------------------------------
+
+  /// Each query's gallery rows by the definition of `top_k`: higher cosine (rows normalised in
+  /// double) first, then the lower index.
+  static std::vector<std::vector<std::int64_t>> ranked(const host& q, const host& g) {
+    const host a = q.rowwise().normalized(), b = g.rowwise().normalized();
+    const host s = a * b.transpose();
+    std::vector<std::vector<std::int64_t>> out(static_cast<std::size_t>(q.rows()));
+    for (Eigen::Index i = 0; i < s.rows(); ++i) {
+      auto& o = out[static_cast<std::size_t>(i)];
+      o.resize(static_cast<std::size_t>(s.cols()));
+      std::iota(o.begin(), o.end(), 0);
+      std::stable_sort(o.begin(), o.end(), [&](auto x, auto y) { return s(i, x) > s(i, y); });
+    }
+    return out;
+  }
+
+  /// `top_k` on the backend (its GEMM, normalisation and `merge_top_k`) against the ranking in
+  /// double, every list entry and every score. With `exact`, every entry must be the ranking's
+  /// (for dyadic rows, whose cosines are exact in any summation order: equal ones are ties that
+  /// go to the lower index); otherwise an entry may differ only where its cosine and the
+  /// ranking's are within rounding of each other (random rows: two of 700 can be that close).
+  void compare_search(const host& q, const host& g, std::size_t k, const search_options& o, const std::string& what,
+                      bool exact = false) {
+    const std::vector<T> qt = as_t(span_of(q)), gt = as_t(span_of(g));
+    const auto nq = static_cast<std::size_t>(q.rows()), ng = static_cast<std::size_t>(g.rows()),
+               d = static_cast<std::size_t>(q.cols());
+    const auto want = ranked(q, g);
+    const auto r = top_k(be_, latent_view<T>(qt.data(), nq, d), latent_view<T>(gt.data(), ng, d), k, o);
+    std::size_t wrong = 0;
+    double worst = 0;
+    const host a = q.rowwise().normalized(), b = g.rowwise().normalized();
+    for (std::size_t i = 0; i < nq; ++i)
+      for (std::size_t j = 0; j < k; ++j) {
+        const auto idx = r.indices(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j));
+        const double cosine = idx >= 0 && static_cast<std::size_t>(idx) < ng
+                                  ? a.row(static_cast<Eigen::Index>(i)).dot(b.row(idx))
+                                  : std::numeric_limits<double>::infinity();
+        const double ranked_cosine = a.row(static_cast<Eigen::Index>(i)).dot(b.row(want[i][j]));
+        wrong += idx != want[i][j] && (exact || !(std::fabs(cosine - ranked_cosine) <= tol(1e-6)));
+        worst = std::max(worst, std::fabs(cosine - r.scores(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j))));
+      }
+    if (verbose()) std::printf("    %-60s %zu wrong, score error %9.3g\n", what.c_str(), wrong, worst);
+    rep_.expect(wrong == 0, fusemix::concat(what, ": ", wrong, " list entries differ from the ranking in double", exact ? "" : " by more than rounding"), __LINE__);
+    rep_.expect(worst <= tol(1e-6) * 10, fusemix::concat(what, ": a score is off by ", worst), __LINE__);
+  }
+
+  /// Exact top-k on the backend: several k (up to the whole gallery or the backend's limit) and
+  /// block shapes (blocks narrower than k, one column, the backend's own), ties, bad input.
+  void search() {
+    const std::size_t s = t_.scale, nq = 37 * s, ng = 700 * s, d = 16;
+    const host q = random(nq, d), g = random(ng, d);
+    for (const std::size_t k : {std::size_t{1}, std::size_t{5}, std::size_t{64}, std::min(ng, B::max_top_k)})
+      for (const auto& [qb, gb] : {std::pair<std::size_t, std::size_t>{0, 0}, {7, 33}, {1024, 1}, {5, 100000}}) {
+        if (gb == 1 && k > 64) continue;  // (a merge per gallery row: slow on the host and saying nothing new)
+        compare_search(q, g, k, {.query_block = qb, .gallery_block = gb},
+                       fusemix::concat("top_k k ", k, ", blocks ", qb, " x ", gb));
+      }
+    // Dyadic unit rows (±e_i, and ±1/2 on four coordinates), each three times: equal cosines are
+    // exact ties, between copies and between distinct rows, and go to the lower index.
+    std::vector<std::vector<double>> unit;
+    for (int i = 0; i < 8; ++i)
+      for (const double sign : {1.0, -1.0}) {
+        std::vector<double> e(8, 0.0);
+        e[static_cast<std::size_t>(i)] = sign;
+        unit.push_back(e);
+      }
+    for (int pattern = 0; pattern < 16; ++pattern)
+      for (const int offset : {0, 4}) {
+        std::vector<double> h(8, 0.0);
+        for (int j = 0; j < 4; ++j) h[static_cast<std::size_t>(offset + j)] = (pattern >> j) & 1 ? 0.5 : -0.5;
+        unit.push_back(h);
+      }
+    const auto n = static_cast<Eigen::Index>(unit.size());
+    host tg(3 * n, 8), tq(n, 8);
+    for (Eigen::Index r = 0; r < 3 * n; ++r)
+      for (Eigen::Index c = 0; c < 8; ++c) {
+        tg(r, c) = unit[static_cast<std::size_t>(r % n)][static_cast<std::size_t>(c)];
+        if (r < n) tq(r, c) = unit[static_cast<std::size_t>((r * 7) % n)][static_cast<std::size_t>(c)];
+      }
+    for (const std::size_t gb : {5, 48, 1000}) compare_search(tq, tg, 20, {.gallery_block = gb}, fusemix::concat("ties, gallery block ", gb), true);
+    compare_search(tq, tg, 3 * static_cast<std::size_t>(n), {.gallery_block = 7}, "ties, k = the whole gallery", true);
+
+    // Bad input: the CPU's errors, under the same name.
+    const std::vector<T> qt = as_t(span_of(q)), gt = as_t(span_of(g));
+    const auto refused = [&]<class E>(std::type_identity<E>, const std::vector<T>& qv, const std::vector<T>& gv,
+                                       std::size_t rows, std::size_t k, std::string_view needle, const char* what) {
+      std::string message;
+      try {
+        static_cast<void>(top_k(be_, latent_view<T>(qv.data(), nq, d), latent_view<T>(gv.data(), rows, d), k));
+      } catch (const E& e) {
+        message = e.what();
+      } catch (const std::exception& e) {
+        message = fusemix::concat("(wrong type) ", e.what());
+      }
+      rep_.expect(message.starts_with("fusemix::top_k: ") && message.find(needle) != std::string::npos,
+                  fusemix::concat("top_k refuses ", what, ": got \"", message, "\""), __LINE__);
+    };
+    refused(std::type_identity<shape_error>{}, qt, gt, ng, 0, "k must be positive", "k = 0");
+    refused(std::type_identity<shape_error>{}, qt, gt, 10, 11, "must not exceed the gallery's rows", "k > gallery");
+    if (B::max_top_k < ng)
+      refused(std::type_identity<shape_error>{}, qt, gt, ng, B::max_top_k + 1, "this backend's limit", "k > limit");
+    std::vector<T> bad_q = qt, bad_g = gt;
+    bad_q[2 * d + 1] = std::numeric_limits<T>::quiet_NaN();
+    refused(std::type_identity<numeric_error>{}, bad_q, gt, ng, 3, "queries must be finite", "a NaN query");
+    bad_g[(ng - 3) * d + 4] = std::numeric_limits<T>::infinity();
+    refused(std::type_identity<numeric_error>{}, qt, bad_g, ng, 3, fusemix::concat("inf at row ", ng - 3, ", column 4"),
+            "an infinite gallery value");
   }
 
   // Training -----------------------------------------------------------------------------------

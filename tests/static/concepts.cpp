@@ -37,18 +37,30 @@ template <class... Groups>
 struct composed : Groups... {};
 using F = float;
 using no_dense = composed<fm::cpu::storage<F>, fm::cpu::row_ops<F>, fm::cpu::layer_norm_ops<F>, fm::cpu::activation_ops<F>,
-                          fm::cpu::loss_ops<F>, fm::cpu::optimizer_ops<F>, fm::cpu::kdpp_ops<F>>;
+                          fm::cpu::loss_ops<F>, fm::cpu::optimizer_ops<F>, fm::cpu::kdpp_ops<F>,
+                          fm::cpu::search_ops<F>>;
 using no_layer_norm = composed<fm::cpu::storage<F>, fm::cpu::dense_ops<F>, fm::cpu::row_ops<F>, fm::cpu::activation_ops<F>,
-                               fm::cpu::loss_ops<F>, fm::cpu::optimizer_ops<F>, fm::cpu::kdpp_ops<F>>;
+                               fm::cpu::loss_ops<F>, fm::cpu::optimizer_ops<F>, fm::cpu::kdpp_ops<F>,
+                          fm::cpu::search_ops<F>>;
 using no_loss = composed<fm::cpu::storage<F>, fm::cpu::dense_ops<F>, fm::cpu::row_ops<F>, fm::cpu::layer_norm_ops<F>,
-                         fm::cpu::activation_ops<F>, fm::cpu::optimizer_ops<F>, fm::cpu::kdpp_ops<F>>;
+                         fm::cpu::activation_ops<F>, fm::cpu::optimizer_ops<F>, fm::cpu::kdpp_ops<F>,
+                          fm::cpu::search_ops<F>>;
 using no_kdpp = composed<fm::cpu::storage<F>, fm::cpu::dense_ops<F>, fm::cpu::row_ops<F>, fm::cpu::layer_norm_ops<F>,
-                         fm::cpu::activation_ops<F>, fm::cpu::loss_ops<F>, fm::cpu::optimizer_ops<F>>;
+                         fm::cpu::activation_ops<F>, fm::cpu::loss_ops<F>, fm::cpu::optimizer_ops<F>,
+                         fm::cpu::search_ops<F>>;
+using no_search = composed<fm::cpu::storage<F>, fm::cpu::dense_ops<F>, fm::cpu::row_ops<F>, fm::cpu::layer_norm_ops<F>,
+                           fm::cpu::activation_ops<F>, fm::cpu::loss_ops<F>, fm::cpu::optimizer_ops<F>,
+                           fm::cpu::kdpp_ops<F>>;
+using all_groups = composed<fm::cpu::storage<F>, fm::cpu::dense_ops<F>, fm::cpu::row_ops<F>, fm::cpu::layer_norm_ops<F>,
+                            fm::cpu::activation_ops<F>, fm::cpu::loss_ops<F>, fm::cpu::optimizer_ops<F>,
+                            fm::cpu::kdpp_ops<F>, fm::cpu::search_ops<F>>;
 static_assert(!fm::DenseAlgebra<no_dense> && fm::LayerNormOps<no_dense> && !fm::Backend<no_dense>);
 static_assert(!fm::LayerNormOps<no_layer_norm> && fm::DenseAlgebra<no_layer_norm> && fm::ActivationOps<no_layer_norm> &&
               !fm::Backend<no_layer_norm>);
 static_assert(!fm::LossPrimitives<no_loss> && fm::RowOps<no_loss> && !fm::Backend<no_loss>);
 static_assert(!fm::KdppEngineFactory<no_kdpp> && fm::OptimizerFactory<no_kdpp> && !fm::Backend<no_kdpp>);
+static_assert(!fm::SearchOps<no_search> && fm::KdppEngineFactory<no_search> && !fm::Backend<no_search>);
+static_assert(fm::Backend<all_groups>);  // so each case above lacks only its one group
 
 // Adapters and losses are policies with concepts of their own.
 static_assert(fm::Adapter<fm::fusion_adapter<>> && fm::Adapter<fm::image_adapter>);

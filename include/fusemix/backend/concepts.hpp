@@ -178,11 +178,26 @@ concept KdppEngineFactory = BackendStorage<B> &&
       { be.make_kdpp_engine(z, k, n) } -> KdppEngine;
     };
 
+/// Exact top-k search: a block of query–gallery similarities merged into each query's best k so
+/// far (scores in a matrix, gallery indices in a buffer of `std::int64_t`), the block shape
+/// `top_k` uses when the caller leaves it to the backend, and the largest k it supports.
+template <class B>
+concept SearchOps = BackendStorage<B> &&
+    requires(const B& be, const typename B::matrix_type& a, typename B::matrix_type& c, std::int64_t* idx,
+             std::size_t n, std::int64_t first, std::span<std::int64_t> host_idx) {
+      typename B::template buffer<std::int64_t>;
+      { B::search_query_block } -> std::convertible_to<std::size_t>;
+      { B::search_gallery_block } -> std::convertible_to<std::size_t>;
+      { B::max_top_k } -> std::convertible_to<std::size_t>;
+      be.merge_top_k(a, n, first, n, c, idx);
+      be.download(static_cast<const std::int64_t*>(idx), host_idx);
+    };
+
 /// A compute backend: every group above. The CPU backend (`cpu::backend<T>`), the CUDA backend
 /// on a GPU and the CUDA backend on the host system (`cuda::backend<T, cuda::host_system>`) each
 /// `static_assert` it.
 template <class B>
 concept Backend = BackendStorage<B> && DenseAlgebra<B> && RowOps<B> && LayerNormOps<B> && ActivationOps<B> &&
-                  LossPrimitives<B> && OptimizerFactory<B> && KdppEngineFactory<B>;
+                  LossPrimitives<B> && OptimizerFactory<B> && KdppEngineFactory<B> && SearchOps<B>;
 
 }  // namespace fusemix

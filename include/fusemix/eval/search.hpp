@@ -8,11 +8,14 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
+#include <span>
 #include <utility>
 #include <vector>
 
 #include <Eigen/Core>
 
+#include <fusemix/backend/concepts.hpp>
 #include <fusemix/backend/cpu/backend.hpp>
 #include <fusemix/core/concepts.hpp>
 #include <fusemix/core/error.hpp>
@@ -28,10 +31,11 @@ namespace fusemix {
 template <Scalar T>
 [[nodiscard]] matrix<T> normalize_rows(const latent_view<T>& z);
 
-/// How `top_k` blocks its work.
+/// How `top_k` blocks its work; 0 leaves a size to the backend (`B::search_query_block`,
+/// `B::search_gallery_block`: 4,096 × 1,024 on the CPU, 4,096 × 16,384 on a GPU).
 struct search_options {
-  std::size_t query_block = 1024;     ///< queries per block product
-  std::size_t gallery_block = 1024;   ///< gallery rows per block product (normalised a block at a time)
+  std::size_t query_block = 0;    ///< queries per block product
+  std::size_t gallery_block = 0;  ///< gallery rows per block product (normalised a block at a time)
 };
 
 /// The best `k` gallery rows of each query: `indices(q, j)` is the gallery row with the j-th
@@ -42,25 +46,37 @@ struct search_result {
   matrix<T> scores;
 };
 
-/// Exact top-`k` search of every query row in `gallery` by cosine similarity.
+/// Exact top-`k` search of every query row in `gallery` by cosine similarity, on `backend`.
 ///
-/// Rows are L2-normalised (the queries once, the gallery a block at a time, so the gallery is
-/// never copied whole); similarities are block products `query_block × gallery_block`, each
-/// query keeps its best `k` across blocks. Equal scores go to the lower gallery index (scores
-/// are the GEMM's float products: two copies of one row at different places in a block may
-/// differ in the last bit). Memory beyond the result: one block product and one normalised
-/// gallery block.
+/// Rows are L2-normalised in the backend's memory (the queries once, the gallery a block at a
+/// time, so the gallery is never copied whole; a GPU receives it one block at a time), the
+/// similarities are block products `query_block × gallery_block` (the backend's GEMM), and each
+/// query keeps its best `k` across blocks (`merge_top_k`). Equal scores go to the lower gallery
+/// index (scores are the GEMM's products: two copies of one row at different places in a block
+/// may differ in the last bit). Memory beyond the result and the normalised queries: one block
+/// product and one normalised gallery block.
 ///
-/// The products are the CPU backend's GEMM (OpenBLAS where the program links it, else Eigen) on
-/// its threads (`cpu::set_threads`); the selection runs on OpenMP threads where the program is
-/// built with OpenMP. Every query is selected on its own, so the selection adds nothing that
-/// depends on the thread count or the blocks: results are the same bits for the same thread
-/// count and block sizes, and differ otherwise only where the GEMM rounds a product differently
-/// (which can reorder cosines equal to within rounding).
+/// On the CPU the products are OpenBLAS's (where the program links it) or Eigen's on the
+/// backend's threads (`cpu::set_threads`) and the selection runs on OpenMP threads; every query
+/// is selected on its own, so results are the same bits for the same GEMM, thread count and
+/// blocks, and differ otherwise only where a product rounds differently (which can reorder
+/// cosines equal to within rounding). A GPU's products are cuBLAS's, at the context's precision.
 ///
-/// @throws shape_error if a side is empty, the widths differ, `k` is 0 or larger than the gallery.
-/// @throws argument_error if a block size is 0.
+/// @throws shape_error if a side is empty, the widths differ, `k` is 0, larger than the gallery
+///         or than the backend supports (`B::max_top_k`: 1,024 on a GPU).
 /// @throws numeric_error if a query or gallery row holds NaN or Inf (naming which and where).
+///
+/// **Example**
+///
+///     fusemix::cuda::backend<float> gpu;            // in a .cu file
+///     auto r = fusemix::top_k(gpu, fusemix::latent_view<float>(sx), fusemix::latent_view<float>(sy), 5);
+template <Backend B>
+[[nodiscard]] search_result<typename B::scalar_type> top_k(const B& backend,
+                                                           const latent_view<typename B::scalar_type>& queries,
+                                                           const latent_view<typename B::scalar_type>& gallery,
+                                                           std::size_t k, const search_options& options = {});
+
+/// `top_k` on the CPU backend.
 ///
 /// **Example**
 ///
@@ -85,41 +101,11 @@ matrix<T> normalize_rows(const latent_view<T>& z) {
   return out;
 }
 
-namespace detail {
-
-/// Throws numeric_error naming the first non-finite value of `z` (rows counted from `first_row`).
-template <class M>
-void require_finite(const char* where, const char* what, const M& z, Eigen::Index first_row) {
-  if (z.allFinite()) return;
-  for (Eigen::Index i = 0; i < z.rows(); ++i)
-    for (Eigen::Index j = 0; j < z.cols(); ++j)
-      if (!std::isfinite(z(i, j)))
-        throw_expected<numeric_error>(where, concat(what, " must be finite"), "finite values",
-                                      concat(z(i, j), " at row ", first_row + i, ", column ", j));
-}
-
-/// A query's best candidates so far, best first: (score, index), higher score then lower index
-/// first. Kept as a sorted array: k is small next to a gallery block, and most candidates fail
-/// the comparison with the current k-th.
-template <class T>
-struct best_k {
-  static bool better(const std::pair<T, std::int64_t>& a, const std::pair<T, std::int64_t>& b) noexcept {
-    return a.first > b.first || (a.first == b.first && a.second < b.second);
-  }
-  void offer(T score, std::int64_t index, std::size_t k) {
-    const std::pair<T, std::int64_t> c{score, index};
-    if (items.size() == k && !better(c, items.back())) return;
-    if (items.size() == k) items.pop_back();
-    items.insert(std::upper_bound(items.begin(), items.end(), c, better), c);
-  }
-  std::vector<std::pair<T, std::int64_t>> items;
-};
-
-}  // namespace detail
-
-template <Scalar T>
-search_result<T> top_k(const latent_view<T>& queries, const latent_view<T>& gallery, std::size_t k,
-                       const search_options& options) {
+template <Backend B>
+search_result<typename B::scalar_type> top_k(const B& be, const latent_view<typename B::scalar_type>& queries,
+                                             const latent_view<typename B::scalar_type>& gallery, std::size_t k,
+                                             const search_options& options) {
+  using T = typename B::scalar_type;
   constexpr const char* where = "fusemix::top_k";
   if (queries.rows() == 0 || gallery.rows() == 0)
     throw_shape_error(where, "both sides need at least one row", ">= 1", std::min(queries.rows(), gallery.rows()));
@@ -127,45 +113,68 @@ search_result<T> top_k(const latent_view<T>& queries, const latent_view<T>& gall
     throw_shape_error(where, "queries and gallery must have the same width", queries.cols(), gallery.cols());
   if (k == 0) throw_shape_error(where, "k must be positive", ">= 1", k);
   if (k > gallery.rows()) throw_shape_error(where, "k must not exceed the gallery's rows", concat("<= ", gallery.rows()), k);
-  if (options.query_block == 0 || options.gallery_block == 0)
-    throw_expected<argument_error>(where, "block sizes must be positive", ">= 1",
-                                   std::min(options.query_block, options.gallery_block));
+  if (k > B::max_top_k) throw_shape_error(where, "k must not exceed this backend's limit", concat("<= ", B::max_top_k), k);
 
-  const auto nq = static_cast<Eigen::Index>(queries.rows()), ng = static_cast<Eigen::Index>(gallery.rows());
-  const auto d = static_cast<Eigen::Index>(gallery.cols());
-  const matrix<T> q = normalize_rows(queries);
-  detail::require_finite(where, "queries", q, 0);
-  std::vector<detail::best_k<T>> best(static_cast<std::size_t>(nq));
-  for (auto& b : best) b.items.reserve(k + 1);
-  matrix<T> g, sims;
-  const auto gb = static_cast<Eigen::Index>(options.gallery_block), qb = static_cast<Eigen::Index>(options.query_block);
-  for (Eigen::Index g0 = 0; g0 < ng; g0 += gb) {
-    const Eigen::Index rows = std::min(gb, ng - g0);
-    g = normalize_rows(latent_view<T>(gallery.data() + g0 * d, static_cast<std::size_t>(rows), gallery.cols()));
-    detail::require_finite(where, "the gallery", g, g0);
-    for (Eigen::Index q0 = 0; q0 < nq; q0 += qb) {
-      const Eigen::Index n = std::min(qb, nq - q0);
-      sims.resize(n, rows);
-      cpu::dense_ops<T>{}.gemm(T(1), q.middleRows(q0, n), false, g, true, T(0), sims);  // OpenBLAS where linked
-#if defined(_OPENMP)
-#  pragma omp parallel for schedule(static)
-#endif
-      for (Eigen::Index i = 0; i < n; ++i) {
-        auto& b = best[static_cast<std::size_t>(q0 + i)];
-        for (Eigen::Index j = 0; j < rows; ++j) b.offer(sims(i, j), g0 + j, k);
-      }
+  const std::size_t nq = queries.rows(), ng = gallery.rows(), d = gallery.cols();
+  const std::size_t qb = options.query_block != 0 ? options.query_block : B::search_query_block;
+  const std::size_t gb = options.gallery_block != 0 ? options.gallery_block : B::search_gallery_block;
+  const T eps = std::numeric_limits<T>::min();  // only an all-zero row is clamped: it stays zero
+  using matrix_type = typename B::matrix_type;
+  typename B::vector_type norms;
+  // Normalises `rows` host rows from `first` of `z` into `out` (in place of an upload where the
+  // backend reads host memory); names the first non-finite input value.
+  const auto normalised = [&](const latent_view<T>& z, std::size_t first, std::size_t rows, auto& out,
+                              matrix_type& staging, const char* what) {
+    const T* host = z.data() + first * d;
+    if constexpr (B::host_memory) {
+      be.normalize_rows_forward(be.map(host, rows, d), eps, out, norms);
+    } else {
+      be.resize(staging, rows, d);
+      be.upload(std::span<const T>(host, rows * d), staging.data());
+      be.normalize_rows_forward(staging, eps, out, norms);
     }
+    std::size_t r = 0, c = 0;
+    if (!be.find_non_finite(out, r, c)) return;
+    // A non-finite input makes its whole row non-finite: name the input value.
+    const T* row = host + r * d;
+    if (const T* bad = std::find_if(row, row + d, [](T v) { return !std::isfinite(v); }); bad != row + d)
+      c = static_cast<std::size_t>(bad - row);
+    throw_expected<numeric_error>(where, concat(what, " must be finite"), "finite values",
+                                  concat(host[r * d + c], " at row ", first + r, ", column ", c));
+  };
+
+  matrix_type q, g, staging, sims;
+  be.resize(q, nq, d);
+  normalised(queries, 0, nq, q, staging, "queries");
+  matrix_type best_scores;
+  be.resize(best_scores, nq, k);
+  typename B::template buffer<std::int64_t> best_indices(nq * k);
+  be.resize(sims, std::min(qb, nq), std::min(gb, ng));
+  std::size_t filled = 0;
+  for (std::size_t g0 = 0; g0 < ng; g0 += gb) {
+    const std::size_t rows = std::min(gb, ng - g0);
+    be.resize(g, rows, d);
+    normalised(gallery, g0, rows, g, staging, "the gallery");
+    for (std::size_t q0 = 0; q0 < nq; q0 += qb) {
+      const std::size_t n = std::min(qb, nq - q0);
+      auto block = be.map(sims.data(), n, rows);
+      be.gemm(T(1), be.map(static_cast<const T*>(q.data()) + q0 * d, n, d), false, g, true, T(0), block);
+      be.merge_top_k(block, q0, static_cast<std::int64_t>(g0), filled, best_scores, best_indices.data());
+    }
+    filled = std::min(k, filled + rows);
   }
   search_result<T> r;
-  r.indices.resize(nq, static_cast<Eigen::Index>(k));
-  r.scores.resize(nq, static_cast<Eigen::Index>(k));
-  for (Eigen::Index i = 0; i < nq; ++i)
-    for (Eigen::Index j = 0; j < static_cast<Eigen::Index>(k); ++j) {
-      const auto& [score, index] = best[static_cast<std::size_t>(i)].items[static_cast<std::size_t>(j)];
-      r.scores(i, j) = score;
-      r.indices(i, j) = index;
-    }
+  r.indices.resize(static_cast<Eigen::Index>(nq), static_cast<Eigen::Index>(k));
+  r.scores.resize(static_cast<Eigen::Index>(nq), static_cast<Eigen::Index>(k));
+  be.download(static_cast<const T*>(best_scores.data()), std::span<T>(r.scores.data(), nq * k));
+  be.download(static_cast<const std::int64_t*>(best_indices.data()), std::span<std::int64_t>(r.indices.data(), nq * k));
   return r;
+}
+
+template <Scalar T>
+search_result<T> top_k(const latent_view<T>& queries, const latent_view<T>& gallery, std::size_t k,
+                       const search_options& options) {
+  return top_k(cpu::backend<T>{}, queries, gallery, k, options);
 }
 
 }  // namespace fusemix

@@ -13,6 +13,7 @@ struct no_layer_norm : fm::cpu::storage<float>,
                        fm::cpu::activation_ops<float>,
                        fm::cpu::loss_ops<float>,
                        fm::cpu::optimizer_ops<float>,
-                       fm::cpu::kdpp_ops<float> {};
+                       fm::cpu::kdpp_ops<float>,
+                       fm::cpu::search_ops<float> {};
 
 static_assert(fm::Backend<no_layer_norm>);

@@ -12,6 +12,7 @@
 #include <fusemix/backend/cpu/loss.hpp>
 #include <fusemix/backend/cpu/optim.hpp>
 #include <fusemix/backend/cpu/rows.hpp>
+#include <fusemix/backend/cpu/search.hpp>
 #include <fusemix/backend/cpu/storage.hpp>
 #include <fusemix/core/concepts.hpp>
 
@@ -35,7 +36,8 @@ class backend : public storage<T>,
                 public activation_ops<T>,
                 public loss_ops<T>,
                 public optimizer_ops<T>,
-                public kdpp_ops<T> {};
+                public kdpp_ops<T>,
+                public search_ops<T> {};
 
 static_assert(Backend<backend<float>>);
 static_assert(Backend<backend<double>>);

@@ -66,8 +66,9 @@ class storage {
   static buffer<T> zero_buffer(std::size_t n) { return buffer<T>(n, T(0)); }
   /// Copies host values to `dst` (the same memory here; the CUDA backend's moves them to the device).
   static void upload(std::span<const T> host, T* dst) { std::copy(host.begin(), host.end(), dst); }
-  /// Copies the values at `src` into `host`.
-  static void download(const T* src, std::span<T> host) { std::copy_n(src, host.size(), host.begin()); }
+  /// Copies the values at `src` into `host` (of any trivially copyable type: scores, indices).
+  template <class U>
+  static void download(const U* src, std::span<U> host) { std::copy_n(src, host.size(), host.begin()); }
   /// Copies `n` values from `src` to `dst`.
   static void copy_n(const T* src, std::size_t n, T* dst) { std::copy_n(src, n, dst); }
 };

@@ -22,6 +22,7 @@
 #include <fusemix/backend/cuda/loss.hpp>
 #include <fusemix/backend/cuda/optim.hpp>
 #include <fusemix/backend/cuda/rows.hpp>
+#include <fusemix/backend/cuda/search.hpp>
 #include <fusemix/backend/cuda/storage.hpp>
 #include <fusemix/backend/cuda/system.hpp>
 #include <fusemix/core/concepts.hpp>
@@ -55,7 +56,8 @@ class backend : public storage<T, S>,
                 public activation_ops<T, S, backend<T, S>>,
                 public loss_ops<T, S, backend<T, S>>,
                 public optimizer_ops<T, S, backend<T, S>>,
-                public kdpp_ops<T, S, backend<T, S>> {
+                public kdpp_ops<T, S, backend<T, S>>,
+                public search_ops<T, S, backend<T, S>> {
  public:
   using storage<T, S>::storage;
 };

@@ -67,8 +67,10 @@ class storage {
   }
   /// Copies host values to backend memory at `dst` and waits.
   void upload(std::span<const T> host, T* dst) const { copy_to_device(*ctx_, host.data(), dst, host.size()); }
-  /// Copies backend memory at `src` into `host`, after the work queued before.
-  void download(const T* src, std::span<T> host) const { copy_to_host(*ctx_, src, host.data(), host.size()); }
+  /// Copies backend memory at `src` into `host`, after the work queued before (of any trivially
+  /// copyable type: scores, indices).
+  template <class U>
+  void download(const U* src, std::span<U> host) const { copy_to_host(*ctx_, src, host.data(), host.size()); }
   /// Copies `n` elements within backend memory.
   void copy_n(const T* src, std::size_t n, T* dst) const { copy_within(*ctx_, src, dst, n); }
   /// A row-major host matrix (anything with `data()`, `rows()`, `cols()`) in backend memory.
@@ -82,7 +84,7 @@ class storage {
   template <class M>
   std::vector<T> download(const M& a) const {
     std::vector<T> h(a.rows() * a.cols());
-    download(a.data(), h);
+    download(a.data(), std::span<T>(h));
     return h;
   }
 

@@ -2,7 +2,7 @@
 /// @file
 /// Where the CUDA backend runs, as a type (like Thrust's `thrust::cpp::par` / `thrust::cuda::par`):
 /// `device_system` on a GPU, `host_system` on the host; and the four launches the backend is
-/// written over, once for both (`for_n`, `for_rows`, `reduce_n`, `find_first`).
+/// written over, once for both (`for_n`, `for_rows` and `for_rows_scratch`, `reduce_n`, `find_first`).
 ///
 /// | system | compiler | memory | passes | GEMM |
 /// |---|---|---|---|---|
@@ -19,6 +19,7 @@
 #include <concepts>
 #include <cstddef>
 #include <type_traits>
+#include <vector>
 
 #include <fusemix/core/config.hpp>
 
@@ -60,6 +61,13 @@ struct serial_group {
   FUSEMIX_HOST_DEVICE U sum(U v) const noexcept { return v; }
   template <class U>
   FUSEMIX_HOST_DEVICE U max(U v) const noexcept { return v; }
+  FUSEMIX_HOST_DEVICE static void sync() noexcept {}
+  /// `*p += v`, returning the old value (one thread: no atomics).
+  FUSEMIX_HOST_DEVICE static unsigned fetch_add(unsigned* p, unsigned v) noexcept {
+    const unsigned old = *p;
+    *p += v;
+    return old;
+  }
 };
 
 #if defined(__CUDACC__)
@@ -73,6 +81,10 @@ struct block_group {
   __device__ U sum(U v) const noexcept { return reduce(v, [](U a, U b) { return a + b; }, U(0)); }
   template <class U>
   __device__ U max(U v) const noexcept { return reduce(v, [](U a, U b) { return a < b ? b : a; }, v); }
+  /// A barrier for the block (every thread must reach it).
+  __device__ static void sync() noexcept { __syncthreads(); }
+  /// `*p += v` atomically (`p` in shared or global memory), returning the old value.
+  __device__ static unsigned fetch_add(unsigned* p, unsigned v) noexcept { return atomicAdd(p, v); }
 
  private:
   // `identity` fills the lanes past the last warp (0 for sums; any member of the set for max).
@@ -99,6 +111,13 @@ void for_n(const context<S>& c, std::size_t n, const F& f);
 /// `group.sum` / `group.max`), a `serial_group` per row on the host.
 template <System S, class F>
 void for_rows(const context<S>& c, std::size_t rows, const F& f);
+
+/// `for_rows` with `bytes` of scratch memory per row group, 16-byte aligned: `f(group, i,
+/// scratch)`. On a GPU the scratch is the block's shared memory (at most 48 KiB) and the group
+/// synchronises with `group.sync()` and appends with `group.fetch_add`; on the host it is one
+/// buffer reused row after row.
+template <System S, class F>
+void for_rows_scratch(const context<S>& c, std::size_t rows, std::size_t bytes, const F& f);
 
 /// `op(… op(op(init, f(0)), f(1)) …, f(n − 1))`, after the queued work; waits for the result.
 /// The host folds in index order; a GPU in a tree, so `op` must be associative and commutative
@@ -142,6 +161,12 @@ struct dispatch<host_system> {
     const serial_group g;
     for (std::size_t i = 0; i < rows; ++i) f(g, i);
   }
+  template <class C, class F>
+  static void for_rows_scratch(const C&, std::size_t rows, std::size_t bytes, const F& f) {
+    const serial_group g;
+    std::vector<std::max_align_t> scratch((bytes + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t));
+    for (std::size_t i = 0; i < rows; ++i) f(g, i, static_cast<void*>(scratch.data()));
+  }
   template <class C, class U, class F, class Op>
   static U reduce_n(const C&, std::size_t n, const F& f, U init, Op op) {
     for (std::size_t i = 0; i < n; ++i) init = op(init, f(i));
@@ -163,6 +188,17 @@ __global__ void __launch_bounds__(256) rows_kernel(F f, std::size_t rows) {
   for (std::size_t r = blockIdx.x; r < rows; r += gridDim.x) f(g, r);
 }
 
+template <class F>
+__global__ void __launch_bounds__(256) rows_scratch_kernel(F f, std::size_t rows) {
+  __shared__ double smem[32];
+  extern __shared__ float4 scratch[];  // dynamic: the launch's bytes
+  const block_group g{smem};
+  for (std::size_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    f(g, r, static_cast<void*>(scratch));
+    __syncthreads();  // the next row's writers wait for this row's readers
+  }
+}
+
 template <>
 struct dispatch<device_system> {
   template <class C, class F>
@@ -174,6 +210,12 @@ struct dispatch<device_system> {
   static void for_rows(const C& c, std::size_t rows, const F& f) {
     const auto grid = static_cast<unsigned>(std::min<std::size_t>(rows, 1u << 20));
     rows_kernel<<<grid, 256, 0, c.stream()>>>(f, rows);
+    FUSEMIX_CUDA_CHECK_LAUNCH();
+  }
+  template <class C, class F>
+  static void for_rows_scratch(const C& c, std::size_t rows, std::size_t bytes, const F& f) {
+    const auto grid = static_cast<unsigned>(std::min<std::size_t>(rows, 1u << 20));
+    rows_scratch_kernel<<<grid, 256, bytes, c.stream()>>>(f, rows);
     FUSEMIX_CUDA_CHECK_LAUNCH();
   }
   template <class C, class U, class F, class Op>
@@ -205,6 +247,11 @@ void for_n(const context<S>& c, std::size_t n, const F& f) {
 template <System S, class F>
 void for_rows(const context<S>& c, std::size_t rows, const F& f) {
   if (rows != 0) detail::dispatch<S>::for_rows(c, rows, f);
+}
+
+template <System S, class F>
+void for_rows_scratch(const context<S>& c, std::size_t rows, std::size_t bytes, const F& f) {
+  if (rows != 0) detail::dispatch<S>::for_rows_scratch(c, rows, bytes, f);
 }
 
 template <System S, class U, class F, class Op>
