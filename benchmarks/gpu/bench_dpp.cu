@@ -25,7 +25,6 @@
 /// picks disagree, 2 on bad arguments.
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -34,48 +33,18 @@
 #include <iostream>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 #include <fusemix/backend/cuda.cuh>
 #include <fusemix/core/random.hpp>
 #include <fusemix/select/kdpp.hpp>
 
-namespace {
+#include "latents.hpp"
 
-/// n × d standard normal floats, row i from `philox_engine(seed, i)`; rows L2-normalised if asked.
-std::vector<float> normal_latents(std::size_t n, std::size_t d, std::uint64_t seed, bool normalize) {
-  std::vector<float> z(n * d);
-  const auto fill = [&](std::size_t begin, std::size_t end) {
-    std::vector<double> row(d);
-    for (std::size_t i = begin; i < end; ++i) {
-      fusemix::philox_engine rng(seed, i);
-      double sq = 0;
-      for (auto& x : row) {
-        x = fusemix::sample_normal(rng);
-        sq += x * x;
-      }
-      const double scale = normalize && sq > 0 ? 1.0 / std::sqrt(sq) : 1.0;
-      for (std::size_t c = 0; c < d; ++c) z[i * d + c] = static_cast<float>(row[c] * scale);
-    }
-  };
-  const std::size_t threads = std::max(1u, std::thread::hardware_concurrency());
-  std::vector<std::thread> pool;
-  for (std::size_t t = 0; t < threads; ++t) pool.emplace_back(fill, n * t / threads, n * (t + 1) / threads);
-  for (auto& th : pool) th.join();
-  return z;
-}
+namespace {
 
 double ms_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-}
-
-std::string device_name() {
-  int dev = 0;
-  cudaDeviceProp prop{};
-  FUSEMIX_CUDA_CHECK(cudaGetDevice(&dev));
-  FUSEMIX_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
-  return prop.name;
 }
 
 [[noreturn]] void usage() {
@@ -95,7 +64,7 @@ struct options {
 template <class K>
 int run(const options& o, const K& kernel) {
   namespace fc = fusemix::cuda;
-  const auto z = normal_latents(o.n, o.d, o.seed, o.normalize);
+  const auto z = fusemix_bench::normal_latents(o.n, o.d, o.seed, o.normalize);
   const fusemix::latent_view<float> view(z.data(), o.n, o.d);
   const auto ctx = fc::context<>::shared();
 
@@ -138,7 +107,7 @@ int run(const options& o, const K& kernel) {
   }
 
   const double gpu_per_pick = gpu.picks.empty() ? 0.0 : gpu_ms / static_cast<double>(gpu.picks.size());
-  const std::string name = device_name();
+  const std::string name = fusemix_bench::device_name();
   if (cpu_picks > 0) {
     const double cpu_per_pick = cpu_ms / static_cast<double>(cpu_picks);
     std::printf("{\"n\":%zu,\"d\":%zu,\"k\":%zu,\"kernel\":\"%s\",\"gpu_ms\":%.3f,\"gpu_ms_with_upload\":%.3f,"

@@ -7,7 +7,7 @@
 ///                      [--cpu-queries Q2] [--seed S]
 ///
 /// Query row i is `philox_engine(seed, i)`'s normals, gallery row i `philox_engine(seed + 1, i)`'s
-/// (independent of the thread count). The device search starts from host latents, as
+/// (`fusemix_bench::normal_latents`, as bench_dpp's; independent of the thread count). The device search starts from host latents, as
 /// `fusemix search --device cuda` does: its time covers the upload of the queries and of every
 /// gallery block, the normalisation, the products, the selection and the download, after a small
 /// warm-up search that loads the kernels. The CPU searches the first `--cpu-queries` queries
@@ -26,33 +26,16 @@
 #include <exception>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
-
-#include <cuda_runtime_api.h>
 
 #include <fusemix/backend/cpu.hpp>
 #include <fusemix/backend/cuda.cuh>
 #include <fusemix/core/random.hpp>
 #include <fusemix/eval/search.hpp>
 
-namespace {
+#include "latents.hpp"
 
-/// n × d standard normal floats, row i from `philox_engine(seed, i)`, on every hardware thread.
-std::vector<float> normal_rows(std::size_t n, std::size_t d, std::uint64_t seed) {
-  std::vector<float> z(n * d);
-  const auto fill = [&](std::size_t begin, std::size_t end) {
-    for (std::size_t i = begin; i < end; ++i) {
-      fusemix::philox_engine rng(seed, i);
-      for (std::size_t c = 0; c < d; ++c) z[i * d + c] = static_cast<float>(fusemix::sample_normal(rng));
-    }
-  };
-  const std::size_t t = std::max(1u, std::thread::hardware_concurrency());
-  std::vector<std::thread> workers;
-  for (std::size_t w = 0; w < t; ++w) workers.emplace_back(fill, n * w / t, n * (w + 1) / t);
-  for (auto& w : workers) w.join();
-  return z;
-}
+namespace {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -86,7 +69,8 @@ int main(int argc, char** argv) {
       return 77;
     }
     cpu_q = std::min(cpu_q, nq);
-    const std::vector<float> q = normal_rows(nq, d, seed), g = normal_rows(ng, d, seed + 1);
+    const std::vector<float> q = fusemix_bench::normal_latents(nq, d, seed, false),
+                             g = fusemix_bench::normal_latents(ng, d, seed + 1, false);
     const fm::latent_view<float> qv(q.data(), nq, d), gv(g.data(), ng, d);
     fm::cuda::backend<float> gpu;
     gpu.ctx().set_precision(fm::cuda::parse_gemm_precision(precision));
@@ -107,14 +91,12 @@ int main(int argc, char** argv) {
         worst = std::max(worst, static_cast<double>((r.scores.row(i) - c.scores.row(i)).cwiseAbs().maxCoeff()));
       }
     }
-    cudaDeviceProp prop{};
-    cudaGetDeviceProperties(&prop, 0);
     const double cpu_scaled = cpu_s * static_cast<double>(nq) / static_cast<double>(std::max<std::size_t>(cpu_q, 1));
     std::printf("{\"bench\": \"search\", \"queries\": %zu, \"gallery\": %zu, \"d\": %zu, \"k\": %zu, \"precision\": \"%s\", "
                 "\"gpu_seconds\": %.4f, \"cpu_queries\": %zu, \"cpu_seconds\": %.3f, \"cpu_seconds_scaled\": %.2f, "
                 "\"speedup\": %.1f, \"same_lists\": %.4f, \"worst_score_difference\": %.3g, \"device_name\": \"%s\"}\n",
                 nq, ng, d, k, precision.c_str(), gpu_s, cpu_q, cpu_s, cpu_scaled, cpu_q ? cpu_scaled / gpu_s : 0.0,
-                cpu_q ? static_cast<double>(same) / static_cast<double>(cpu_q) : 1.0, worst, prop.name);
+                cpu_q ? static_cast<double>(same) / static_cast<double>(cpu_q) : 1.0, worst, fusemix_bench::device_name().c_str());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_search_gpu: %s\n", e.what());

@@ -120,11 +120,12 @@ search_result<typename B::scalar_type> top_k(const B& be, const latent_view<type
   const std::size_t gb = options.gallery_block != 0 ? options.gallery_block : B::search_gallery_block;
   const T eps = std::numeric_limits<T>::min();  // only an all-zero row is clamped: it stays zero
   using matrix_type = typename B::matrix_type;
+  matrix_type q, g, staging, sims, best_scores;
   typename B::vector_type norms;
-  // Normalises `rows` host rows from `first` of `z` into `out` (in place of an upload where the
-  // backend reads host memory); names the first non-finite input value.
-  const auto normalised = [&](const latent_view<T>& z, std::size_t first, std::size_t rows, auto& out,
-                              matrix_type& staging, const char* what) {
+  // Normalises `rows` host rows from `first` of `z` into `out` (read in place where the backend
+  // reads host memory, else through `staging`); names the first non-finite input value.
+  const auto normalised = [&](const latent_view<T>& z, std::size_t first, std::size_t rows, matrix_type& out,
+                              const char* what) {
     const T* host = z.data() + first * d;
     if constexpr (B::host_memory) {
       be.normalize_rows_forward(be.map(host, rows, d), eps, out, norms);
@@ -143,10 +144,8 @@ search_result<typename B::scalar_type> top_k(const B& be, const latent_view<type
                                   concat(host[r * d + c], " at row ", first + r, ", column ", c));
   };
 
-  matrix_type q, g, staging, sims;
   be.resize(q, nq, d);
-  normalised(queries, 0, nq, q, staging, "queries");
-  matrix_type best_scores;
+  normalised(queries, 0, nq, q, "queries");
   be.resize(best_scores, nq, k);
   typename B::template buffer<std::int64_t> best_indices(nq * k);
   be.resize(sims, std::min(qb, nq), std::min(gb, ng));
@@ -154,7 +153,7 @@ search_result<typename B::scalar_type> top_k(const B& be, const latent_view<type
   for (std::size_t g0 = 0; g0 < ng; g0 += gb) {
     const std::size_t rows = std::min(gb, ng - g0);
     be.resize(g, rows, d);
-    normalised(gallery, g0, rows, g, staging, "the gallery");
+    normalised(gallery, g0, rows, g, "the gallery");
     for (std::size_t q0 = 0; q0 < nq; q0 += qb) {
       const std::size_t n = std::min(qb, nq - q0);
       auto block = be.map(sims.data(), n, rows);
