@@ -3,8 +3,8 @@
 #
 # Installs the Debian 12 packages fusemix needs to build and test, skipping those already there.
 #
-#   bash tools/install-deps.sh            # build + test dependencies
-#   bash tools/install-deps.sh --python   # also NumPy, PyTorch and Matplotlib, which only the
+#   bash tools/install-deps.sh            # build + test dependencies (the Python module's too)
+#   bash tools/install-deps.sh --python   # also PyTorch and Matplotlib, which only the
 #                                         # scripts that regenerate fixtures and benchmark plots use
 #   bash tools/install-deps.sh --plot     # also Matplotlib, for the demo's training-curve picture
 #   bash tools/install-deps.sh --fuzz     # also clang 14 with libFuzzer and the sanitizer runtimes
@@ -24,13 +24,17 @@ packages=(
   libcli11-dev
   libbenchmark-dev
   libopenblas-dev
+  pybind11-dev
+  python3-dev
+  python3-numpy
+  python3-pytest
   git
   ca-certificates
 )
 
 for arg in "$@"; do
   case "$arg" in
-    --python) packages+=(python3-numpy python3-torch python3-matplotlib) ;;
+    --python) packages+=(python3-torch python3-matplotlib) ;;
     --plot) packages+=(python3-matplotlib) ;;
     --fuzz) packages+=(clang-14 libclang-rt-14-dev llvm-14) ;;
     -h|--help)

@@ -3,21 +3,9 @@
 /// The subcommands of the `fusemix` program; each file adds one to the CLI11 app.
 #pragma once
 
-#include <stdexcept>
-#include <string>
-
 #include <CLI/CLI.hpp>
 
-/// A run that stopped cleanly on SIGINT or SIGTERM after saving its state; `main` prints the
-/// message and exits with 128 + the signal number, as a shell reports a process the signal ended.
-class interrupted : public std::runtime_error {
- public:
-  interrupted(int signal, const std::string& what) : std::runtime_error(what), signal_(signal) {}
-  [[nodiscard]] int signal() const noexcept { return signal_; }
-
- private:
-  int signal_;
-};
+#include "training.hpp"  // interrupted
 
 /// `fusemix demo`: the main job, training and evaluating on the bundled dataset.
 void register_demo(CLI::App& app);

@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
-  } catch (const interrupted& e) {
+  } catch (const fusemix_cli::interrupted& e) {
     std::cerr << "fusemix: interrupted: " << e.what() << '\n';
     return 128 + e.signal();
   } catch (const fusemix::error& e) {

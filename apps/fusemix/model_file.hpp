@@ -13,18 +13,25 @@
 
 namespace fusemix_cli {
 
+/// Refuses NaN and Inf in the latents `what` names (an option and its file, say): they would pass
+/// through an adapter or a kernel into garbage without an error.
+/// @throws fusemix::numeric_error naming `what`, the value, its row and column.
+inline void require_finite(std::string_view where, std::string_view what, const fusemix::latent_view<float>& z) {
+  for (std::size_t i = 0; i < z.rows(); ++i) {
+    const auto row = z.row(i);
+    for (std::size_t j = 0; j < row.size(); ++j)
+      if (!std::isfinite(row[j]))
+        fusemix::throw_expected<fusemix::numeric_error>(where, fusemix::concat(what, ": latents must be finite"),
+                                                        "finite values", fusemix::concat(row[j], " at row ", i, ", column ", j));
+  }
+}
+
 /// Reads the latents of option `flag` (an N x D `.npy` file) for the subcommand `where`, refusing
-/// NaN and Inf: they would pass through an adapter or a kernel into garbage without an error.
+/// NaN and Inf (`require_finite`).
 /// @throws fusemix::io_error from `read_npy`; fusemix::numeric_error naming the file, row and column.
 inline fusemix::io::matrix<float> read_latents(std::string_view where, std::string_view flag, const std::string& path) {
   auto z = fusemix::io::read_npy<float>(path);
-  if (!z.allFinite())
-    for (Eigen::Index i = 0; i < z.rows(); ++i)
-      for (Eigen::Index j = 0; j < z.cols(); ++j)
-        if (!std::isfinite(z(i, j)))
-          fusemix::throw_expected<fusemix::numeric_error>(
-              where, fusemix::concat(flag, " ", path, ": latents must be finite"), "finite values",
-              fusemix::concat(z(i, j), " at row ", i, ", column ", j));
+  require_finite(where, fusemix::concat(flag, " ", path), z);
   return z;
 }
 

@@ -26,12 +26,9 @@ namespace {
 constexpr std::string_view where = "fusemix select";
 
 struct select_options {
-  std::string in, x, y, out, out_x, out_y, kernel = "poly", device = "cpu";
-  std::size_t k = 0, window = 0;
-  unsigned degree = 2;
-  double offset = 1.0, gamma = 0.0, threshold = fusemix::kdpp_options{}.relative_threshold;
-  bool normalize = false, uniform = false, json = false;
-  std::uint64_t seed = 0;
+  fusemix_cli::select_settings s;
+  std::string in, x, y, out, out_x, out_y;
+  bool json = false;
 };
 
 /// Refuses a leading minus sign, which CLI11 would wrap around for an unsigned option.
@@ -41,16 +38,6 @@ const CLI::Validator not_negative(
       return first != std::string::npos && value[first] == '-' ? std::string("must not be negative") : std::string{};
     },
     ">= 0");
-
-/// Scales each row to unit length; zero rows stay zero.
-void normalize_rows(fusemix::io::matrix<float>& z) {
-  for (Eigen::Index i = 0; i < z.rows(); ++i) {
-    double sq = 0;
-    for (Eigen::Index c = 0; c < z.cols(); ++c) sq += double(z(i, c)) * double(z(i, c));
-    if (sq > 0)
-      for (Eigen::Index c = 0; c < z.cols(); ++c) z(i, c) = static_cast<float>(z(i, c) / std::sqrt(sq));
-  }
-}
 
 /// The rows `picks` of the matrix in `path`, in selection order; it must have `n` rows.
 fusemix::io::matrix<float> selected_rows(const std::string& path, std::string_view flag, std::size_t n,
@@ -64,21 +51,9 @@ fusemix::io::matrix<float> selected_rows(const std::string& path, std::string_vi
   return out;
 }
 
-template <class Kernel>
-void run_with(const select_options& o, const fusemix::io::matrix<float>& z, const Kernel& kernel) {
+void run_with(const select_options& o, const fusemix::io::matrix<float>& z) {
   const fusemix::latent_view<float> v(z);
-  const auto start = std::chrono::steady_clock::now();
-  fusemix::selection sel;
-  if (o.uniform) {
-    sel.picks = fusemix::uniform_subset(v.rows(), o.k, o.seed);
-  } else {
-    const fusemix::kdpp_options ko{.relative_threshold = o.threshold, .window = o.window};
-    sel = o.device == "cuda" ? fusemix_cli::select_cuda(v, o.k, kernel, ko) : fusemix::greedy_kdpp(v, o.k, kernel, ko);
-  }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  // log det(L_S): the greedy's gains add up to it; a uniform or windowed subset is scored afresh
-  const double log_det = o.uniform || o.window != 0 ? fusemix::subset_log_det(v, sel.picks, kernel) : sel.log_det();
-
+  const auto [sel, log_det, seconds] = fusemix_cli::select(o.s, v);
   const std::vector<std::int64_t> picks(sel.picks.begin(), sel.picks.end());
   // --x and --y are read and checked before anything is written: a refused run leaves no output.
   fusemix::io::matrix<float> x_rows, y_rows;
@@ -96,7 +71,7 @@ void run_with(const select_options& o, const fusemix::io::matrix<float>& z, cons
     j["log_det"] = log_det;  // -inf (a singular subset) is written as null
     std::cout << j.dump() << '\n';
   } else {
-    std::cout << (o.uniform ? "drew " : "selected ") << sel.picks.size() << " of " << v.rows() << " items ("
+    std::cout << (o.s.uniform ? "drew " : "selected ") << sel.picks.size() << " of " << v.rows() << " items ("
               << fusemix::to_string(sel.stop) << ") in " << seconds << " s, log det " << log_det << " -> "
               << o.out << '\n';
   }
@@ -110,18 +85,8 @@ void run_select(select_options o) {
   if (o.in.empty()) o.in = o.x;
   if (o.in.empty()) throw fusemix::argument_error("fusemix select: --in is required (or --x to select on X)");
 
-  auto z = fusemix_cli::read_latents(where, "--in", o.in);  // NaN/Inf refused, --uniform included
-  if (o.normalize) normalize_rows(z);
-  if (o.kernel == "linear") {
-    run_with(o, z, fusemix::linear_kernel{});
-  } else if (o.kernel == "cosine") {
-    run_with(o, z, fusemix::cosine_kernel{});
-  } else if (o.kernel == "rbf") {
-    const double gamma = o.gamma > 0 ? o.gamma : 1.0 / static_cast<double>(z.cols());
-    run_with(o, z, fusemix::rbf_kernel{.gamma = gamma});
-  } else {
-    run_with(o, z, fusemix::polynomial_kernel{.offset = o.offset, .degree = o.degree});
-  }
+  const auto z = fusemix_cli::read_latents(where, "--in", o.in);  // NaN/Inf refused, --uniform included
+  run_with(o, z);
 }
 
 }  // namespace
@@ -130,26 +95,26 @@ void register_select(CLI::App& app) {
   auto o = std::make_shared<select_options>();
   auto* cmd = app.add_subcommand("select", "Pick a diverse subset of latents by greedy k-DPP (or a uniform one)");
   cmd->add_option("--in", o->in, "latents to select on, N x D .npy (default: --x)");
-  cmd->add_option("--k", o->k, "how many items to pick")->required()->check(not_negative);
-  cmd->add_option("--kernel", o->kernel, "similarity: (a.b + offset)^degree, linear, cosine, or exp(-gamma |a-b|^2)")
+  cmd->add_option("--k", o->s.k, "how many items to pick")->required()->check(not_negative);
+  cmd->add_option("--kernel", o->s.kernel, "similarity: (a.b + offset)^degree, linear, cosine, or exp(-gamma |a-b|^2)")
       ->check(CLI::IsMember({"poly", "linear", "cosine", "rbf"}))
       ->capture_default_str();
-  cmd->add_option("--degree", o->degree, "poly: the exponent")->check(not_negative)->capture_default_str();
-  cmd->add_option("--offset", o->offset, "poly: the constant added to a.b")->capture_default_str();
-  cmd->add_option("--gamma", o->gamma, "rbf: the width (default 1/D)")->check(CLI::PositiveNumber);
-  cmd->add_flag("--normalize", o->normalize, "L2-normalise the latents first (the paper's setting, with poly)");
-  cmd->add_option("--threshold", o->threshold,
+  cmd->add_option("--degree", o->s.degree, "poly: the exponent")->check(not_negative)->capture_default_str();
+  cmd->add_option("--offset", o->s.offset, "poly: the constant added to a.b")->capture_default_str();
+  cmd->add_option("--gamma", o->s.gamma, "rbf: the width (default 1/D)")->check(CLI::PositiveNumber);
+  cmd->add_flag("--normalize", o->s.normalize, "L2-normalise the latents first (the paper's setting, with poly)");
+  cmd->add_option("--threshold", o->s.threshold,
                   "stop when the best residual is at most this times the largest diagonal entry")
       ->check(not_negative)
       ->capture_default_str();
-  cmd->add_option("--window", o->window, "only the last W picks must be diverse (0: all)")
+  cmd->add_option("--window", o->s.window, "only the last W picks must be diverse (0: all)")
       ->check(not_negative)
       ->capture_default_str();
-  cmd->add_option("--device", o->device, "cpu, or cuda (the GPU selector; window 0 only)")
+  cmd->add_option("--device", o->s.device, "cpu, or cuda (the GPU selector; window 0 only)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
-  cmd->add_flag("--uniform", o->uniform, "draw k items uniformly at random instead (the baseline)");
-  cmd->add_option("--seed", o->seed, "--uniform: the random seed")->check(not_negative)->capture_default_str();
+  cmd->add_flag("--uniform", o->s.uniform, "draw k items uniformly at random instead (the baseline)");
+  cmd->add_option("--seed", o->s.seed, "--uniform: the random seed")->check(not_negative)->capture_default_str();
   cmd->add_option("--out", o->out, "picks, int64 .npy in selection order")->required();
   cmd->add_option("--x", o->x, "paired dataset: X latents, N x D_x .npy");
   cmd->add_option("--y", o->y, "paired dataset: Y latents, N x D_y .npy");

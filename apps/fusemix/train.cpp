@@ -25,82 +25,10 @@
 
 #include "commands.hpp"
 #include "model_file.hpp"
-#include "train_loop.hpp"
 #include "training.hpp"
 
 namespace fs = std::filesystem;
 
-namespace fusemix_cli {
-
-preset preset_named(const std::string& name) {
-  if (name == "image-text") return {4, 4, false, 500, 20480, 1e-3, 0.1};
-  if (name == "audio-text") return {2, 2, false, 50, 2048, 1e-4, 0.5};
-  if (name == "audio-to-image") return {2, 0, true, 50, 2048, 1e-4, 0.5};
-  fusemix::throw_expected<fusemix::argument_error>("fusemix train", "unknown preset",
-                                                           "image-text, audio-text or audio-to-image", name);
-}
-
-std::string run_signature(const train_settings& s, std::size_t dx, std::size_t dy) {
-  std::ostringstream os;
-  os << "x=" << dx << " y=" << dy << " depth_x=" << s.depth_x << " depth_y=" << s.depth_y
-     << " identity_y=" << s.identity_y << " shared=" << s.shared_dim << " expansion=" << s.expansion
-     << " dropout=" << s.dropout << " epochs=" << s.train.epochs << " batch=" << s.train.batch << " lr=" << s.train.lr
-     << " wd=" << s.train.weight_decay << " alpha=" << s.train.mixup.alpha << " mix=" << fusemix::to_string(s.train.mixup.mode)
-     << " seed=" << s.train.seed;
-  // (Runs of the default loss keep the signature they had before the loss was a choice.)
-  if (s.loss != fusemix::contrastive_loss<>::name) os << " loss=" << s.loss;
-  return os.str();
-}
-
-nlohmann::json retrieval_json(const fusemix::retrieval_result& r) {
-  auto rec = [](const fusemix::recall& x) { return nlohmann::json{{"r1", x.r1}, {"r5", x.r5}, {"r10", x.r10}}; };
-  return {{"image_to_text", rec(r.image_to_text)}, {"text_to_image", rec(r.text_to_image)}, {"mean", r.mean}};
-}
-
-void print_retrieval_table(const std::vector<std::pair<std::string, fusemix::retrieval_result>>& rows) {
-  std::printf("%-22s %26s   %26s   %6s\n", "", "image -> text", "text -> image", "");
-  std::printf("%-22s %8s %8s %8s   %8s %8s %8s   %6s\n", "model", "R@1", "R@5", "R@10", "R@1", "R@5", "R@10", "mean");
-  for (const auto& [name, r] : rows)
-    std::printf("%-22s %8.1f %8.1f %8.1f   %8.1f %8.1f %8.1f   %6.1f\n", name.c_str(), r.image_to_text.r1,
-                r.image_to_text.r5, r.image_to_text.r10, r.text_to_image.r1, r.text_to_image.r5, r.text_to_image.r10, r.mean);
-}
-
-data_set load_data(const train_settings& s) {
-  data_set d;
-  d.x = fusemix::io::read_npy<float>(s.x);
-  d.y = fusemix::io::read_npy<float>(s.y);
-  if (!s.x_val.empty() != !s.y_val.empty())
-    throw fusemix::argument_error("fusemix train: --x-val and --y-val go together (got only one)");
-  if (!s.x_val.empty()) {
-    // NaN/Inf refused here: the trainer validates --x and --y, but would only report NaN recalls for these.
-    d.x_val = read_latents("fusemix train", "--x-val", s.x_val);
-    d.y_val = read_latents("fusemix train", "--y-val", s.y_val);
-    if (d.x_val.rows() != d.y_val.rows())
-      fusemix::throw_shape_error("fusemix train", "--x-val and --y-val must have the same number of rows",
-                                         d.x_val.rows(), d.y_val.rows());
-    // Checked now, not after the first epoch.
-    if (d.x_val.cols() != d.x.cols())
-      fusemix::throw_shape_error("fusemix train", "--x-val must have --x's width", d.x.cols(), d.x_val.cols());
-    if (d.y_val.cols() != d.y.cols())
-      fusemix::throw_shape_error("fusemix train", "--y-val must have --y's width", d.y.cols(), d.y_val.cols());
-  }
-  return d;
-}
-
-void choose_gemm_library(const std::string& name) {
-  if (name == "eigen") fusemix::cpu::set_gemm_library(fusemix::cpu::gemm_library::eigen);
-  if (name == "openblas") fusemix::cpu::set_gemm_library(fusemix::cpu::gemm_library::openblas);
-}
-
-train_result train(const train_settings& s, const data_set& d) {
-  if (s.device == "cuda") return train_cuda(s, d);
-  fusemix::cpu::set_threads(static_cast<int>(s.threads));
-  choose_gemm_library(s.gemm);
-  return train_adapters(s, d.x, d.y, static_cast<std::size_t>(d.x.cols()), static_cast<std::size_t>(d.y.cols()),
-                        fusemix::cpu::backend<float>{}, validate_on(d));
-}
-
-}  // namespace fusemix_cli
 
 namespace {
 
@@ -188,18 +116,10 @@ void register_train(CLI::App& app) {
                 "continue from OUT/checkpoint.safetensors if present (same settings, --epochs included: the schedule depends on it)");
   cmd->add_flag("--quiet", s->quiet, "no progress output");
   cmd->callback([=] {
-    if (!preset_name->empty()) {
-      const auto p = fusemix_cli::preset_named(*preset_name);
-      if (!*depth_x) s->depth_x = p.depth_x;
-      if (!*depth_y) s->depth_y = p.depth_y;
-      s->identity_y = s->identity_y || p.identity_y;
-      if (!*epochs) s->train.epochs = p.epochs;
-      // The SPEC's batch counts mixed pairs; halves mode mixes two rows into one pair.
-      if (!*batch) s->train.batch = *mix == "halves" ? 2 * p.batch : p.batch;
-      if (!*lr) s->train.lr = p.lr;
-      if (!*wd) s->train.weight_decay = p.weight_decay;
-    }
-    s->train.mixup.mode = fusemix::parse_mix_mode(*mix);
+    fusemix_cli::apply_recipe(*s, *preset_name, *mix,
+                              {.epochs = epochs->count() > 0, .batch = batch->count() > 0, .lr = lr->count() > 0,
+                               .weight_decay = wd->count() > 0, .depth_x = depth_x->count() > 0,
+                               .depth_y = depth_y->count() > 0});
     const auto d = fusemix_cli::load_data(*s);
     fusemix_cli::train(*s, d);
     if (!s->quiet) std::cout << "wrote " << (s->out / "adapters.safetensors").string() << '\n';

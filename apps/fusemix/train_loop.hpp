@@ -22,7 +22,6 @@
 
 #include <fusemix/fusemix.hpp>
 
-#include "commands.hpp"
 #include "training.hpp"
 
 namespace fusemix_cli {
@@ -169,9 +168,10 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
     } catch (const fusemix::numeric_error& err) {
       // The data were checked finite up front, so this is divergence, not bad input: exit 1.
       bar.end_line();
-      throw std::runtime_error("fusemix train: training diverged in epoch " + std::to_string(e + 1) + ", step " +
-                               std::to_string(tr.step_in_epoch() + 1) + " (" + err.what() + "); kept " + saved +
-                               "; " + weights.filename().string() + " not written (try a lower --lr)");
+      throw diverged("fusemix train: training diverged in epoch " + std::to_string(e + 1) + ", step " +
+                     std::to_string(tr.step_in_epoch() + 1) + " (" + err.what() + "); " +
+                     (fs::exists(ckpt) ? "kept " : "") + saved + "; " +
+                     weights.filename().string() + " not written (try a lower learning rate)");
     }
     if (!rec.complete) stop_here();
     nlohmann::json j{{"epoch", rec.epoch + 1}, {"loss", rec.loss}, {"lr", rec.lr}};
@@ -192,6 +192,7 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
     result.last_loss = rec.loss;
     metric_lines.push_back(j.dump());
     write_metrics();
+    if (s.on_epoch) s.on_epoch(j);
     const bool last = tr.epoch() == s.train.epochs;
     if (last || (s.checkpoint_every > 0 && tr.epoch() % s.checkpoint_every == 0)) save();
     if (!s.quiet && (last || tr.epoch() % s.print_every == 0)) {

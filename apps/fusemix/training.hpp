@@ -3,12 +3,16 @@
 /// What `fusemix train`, `eval` and `demo` share: settings, data, retrieval of a model.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -18,6 +22,25 @@
 #include <fusemix/fusemix.hpp>
 
 namespace fusemix_cli {
+
+/// A run that stopped cleanly on SIGINT or SIGTERM after saving its state; the program prints the
+/// message and exits with 128 + the signal number, as a shell reports a process the signal ended;
+/// the Python module raises KeyboardInterrupt with it.
+class interrupted : public std::runtime_error {
+ public:
+  interrupted(int signal, const std::string& what) : std::runtime_error(what), signal_(signal) {}
+  [[nodiscard]] int signal() const noexcept { return signal_; }
+
+ private:
+  int signal_;
+};
+
+/// A run whose loss stopped being finite (bad recipe, not bad input: the data were checked
+/// first): the program exits 1, Python raises fusemix.NumericError. The last checkpoint stays.
+class diverged : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 /// The SPEC's per-task settings.
 struct preset {
@@ -42,6 +65,8 @@ struct train_settings {
   bool identity_y = false, resume = false, quiet = false;
   double dropout = 0.6;
   fusemix::train_options train{};
+  /// Called with each epoch's metrics record (the line metrics.jsonl gets) once it is written.
+  std::function<void(const nlohmann::json&)> on_epoch;
 };
 
 struct data_set {
@@ -53,11 +78,43 @@ struct train_result {
   std::optional<fusemix::retrieval_result> val;
 };
 
+/// Which recipe settings were given explicitly (a preset fills in the others).
+struct given_settings {
+  bool epochs = false, batch = false, lr = false, weight_decay = false, depth_x = false, depth_y = false;
+};
+/// Applies the preset `name` (none if empty) to `s` for the settings not `given`, and the mixing
+/// mode `mix`: as `fusemix train --preset` does (halves mode doubles the preset's batch: the SPEC's
+/// batch counts mixed pairs). @throws argument_error for an unknown preset or mixing mode.
+void apply_recipe(train_settings& s, const std::string& name, const std::string& mix, const given_settings& given);
+
 data_set load_data(const train_settings& s);
+/// Checks the validation pairs of `d` (if any) against each other and the training pairs;
+/// `names` are what messages call x, y, x_val and y_val. @throws shape_error.
+void check_validation_pairs(std::string_view where, const data_set& d, const std::array<std::string_view, 4>& names);
 /// Trains as `fusemix train` does, writing OUT/{adapters,checkpoint}.safetensors and metrics.jsonl.
 train_result train(const train_settings& s, const data_set& d);
 /// The settings a checkpoint must have been written with to be resumed.
 std::string run_signature(const train_settings& s, std::size_t dx, std::size_t dy);
+
+/// The settings of `fusemix select` that decide its picks.
+struct select_settings {
+  std::string kernel = "poly", device = "cpu";
+  std::size_t k = 0, window = 0;
+  unsigned degree = 2;
+  double offset = 1.0, gamma = 0.0, threshold = fusemix::kdpp_options{}.relative_threshold;
+  bool normalize = false, uniform = false;
+  std::uint64_t seed = 0;
+};
+
+struct select_result {
+  fusemix::selection selection;
+  double log_det = 0;  ///< log det of the picks' kernel matrix (-inf for a singular subset)
+  double seconds = 0;  ///< the selection's wall time
+};
+
+/// Picks as `fusemix select` does from latents `z` (checked finite by the caller; normalised on a
+/// copy when `o.normalize`). @throws what greedy_kdpp and uniform_subset throw.
+select_result select(const select_settings& o, const fusemix::latent_view<float>& z);
 
 nlohmann::json retrieval_json(const fusemix::retrieval_result& r);
 void print_retrieval_table(const std::vector<std::pair<std::string, fusemix::retrieval_result>>& rows);

@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: Apache-2.0
+// What `fusemix train` does with its settings once they are parsed, shared by the program and the
+// Python module (libfusemix_training): presets, data, the run's signature, the CPU run.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <fusemix/fusemix.hpp>
+
+#include "model_file.hpp"
+#include "train_loop.hpp"
+#include "training.hpp"
+
+namespace fusemix_cli {
+
+preset preset_named(const std::string& name) {
+  if (name == "image-text") return {4, 4, false, 500, 20480, 1e-3, 0.1};
+  if (name == "audio-text") return {2, 2, false, 50, 2048, 1e-4, 0.5};
+  if (name == "audio-to-image") return {2, 0, true, 50, 2048, 1e-4, 0.5};
+  fusemix::throw_expected<fusemix::argument_error>("fusemix train", "unknown preset",
+                                                           "image-text, audio-text or audio-to-image", name);
+}
+
+std::string run_signature(const train_settings& s, std::size_t dx, std::size_t dy) {
+  std::ostringstream os;
+  os << "x=" << dx << " y=" << dy << " depth_x=" << s.depth_x << " depth_y=" << s.depth_y
+     << " identity_y=" << s.identity_y << " shared=" << s.shared_dim << " expansion=" << s.expansion
+     << " dropout=" << s.dropout << " epochs=" << s.train.epochs << " batch=" << s.train.batch << " lr=" << s.train.lr
+     << " wd=" << s.train.weight_decay << " alpha=" << s.train.mixup.alpha << " mix=" << fusemix::to_string(s.train.mixup.mode)
+     << " seed=" << s.train.seed;
+  // (Runs of the default loss keep the signature they had before the loss was a choice.)
+  if (s.loss != fusemix::contrastive_loss<>::name) os << " loss=" << s.loss;
+  return os.str();
+}
+
+nlohmann::json retrieval_json(const fusemix::retrieval_result& r) {
+  auto rec = [](const fusemix::recall& x) { return nlohmann::json{{"r1", x.r1}, {"r5", x.r5}, {"r10", x.r10}}; };
+  return {{"image_to_text", rec(r.image_to_text)}, {"text_to_image", rec(r.text_to_image)}, {"mean", r.mean}};
+}
+
+void print_retrieval_table(const std::vector<std::pair<std::string, fusemix::retrieval_result>>& rows) {
+  std::printf("%-22s %26s   %26s   %6s\n", "", "image -> text", "text -> image", "");
+  std::printf("%-22s %8s %8s %8s   %8s %8s %8s   %6s\n", "model", "R@1", "R@5", "R@10", "R@1", "R@5", "R@10", "mean");
+  for (const auto& [name, r] : rows)
+    std::printf("%-22s %8.1f %8.1f %8.1f   %8.1f %8.1f %8.1f   %6.1f\n", name.c_str(), r.image_to_text.r1,
+                r.image_to_text.r5, r.image_to_text.r10, r.text_to_image.r1, r.text_to_image.r5, r.text_to_image.r10, r.mean);
+}
+
+data_set load_data(const train_settings& s) {
+  data_set d;
+  d.x = fusemix::io::read_npy<float>(s.x);
+  d.y = fusemix::io::read_npy<float>(s.y);
+  if (!s.x_val.empty() != !s.y_val.empty())
+    throw fusemix::argument_error("fusemix train: --x-val and --y-val go together (got only one)");
+  if (!s.x_val.empty()) {
+    // NaN/Inf refused here: the trainer validates --x and --y, but would only report NaN recalls for these.
+    d.x_val = read_latents("fusemix train", "--x-val", s.x_val);
+    d.y_val = read_latents("fusemix train", "--y-val", s.y_val);
+    check_validation_pairs("fusemix train", d, {"--x", "--y", "--x-val", "--y-val"});
+  }
+  return d;
+}
+
+void check_validation_pairs(std::string_view where, const data_set& d, const std::array<std::string_view, 4>& names) {
+  const auto [x, y, x_val, y_val] = names;
+  if (d.x_val.size() == 0 && d.y_val.size() == 0) return;
+  if (d.x_val.rows() != d.y_val.rows())
+    fusemix::throw_shape_error(where, fusemix::concat(x_val, " and ", y_val, " must have the same number of rows"),
+                               d.x_val.rows(), d.y_val.rows());
+  // Checked now, not after the first epoch.
+  if (d.x_val.cols() != d.x.cols())
+    fusemix::throw_shape_error(where, fusemix::concat(x_val, " must have ", x, "'s width"), d.x.cols(), d.x_val.cols());
+  if (d.y_val.cols() != d.y.cols())
+    fusemix::throw_shape_error(where, fusemix::concat(y_val, " must have ", y, "'s width"), d.y.cols(), d.y_val.cols());
+}
+
+void apply_recipe(train_settings& s, const std::string& name, const std::string& mix, const given_settings& given) {
+  s.train.mixup.mode = fusemix::parse_mix_mode(mix);
+  if (name.empty()) return;
+  const preset p = preset_named(name);
+  if (!given.depth_x) s.depth_x = p.depth_x;
+  if (!given.depth_y) s.depth_y = p.depth_y;
+  s.identity_y = s.identity_y || p.identity_y;
+  if (!given.epochs) s.train.epochs = p.epochs;
+  // The SPEC's batch counts mixed pairs; halves mode mixes two rows into one pair.
+  if (!given.batch) s.train.batch = s.train.mixup.mode == fusemix::mix_mode::halves ? 2 * p.batch : p.batch;
+  if (!given.lr) s.train.lr = p.lr;
+  if (!given.weight_decay) s.train.weight_decay = p.weight_decay;
+}
+
+void choose_gemm_library(const std::string& name) {
+  if (name == "eigen") fusemix::cpu::set_gemm_library(fusemix::cpu::gemm_library::eigen);
+  if (name == "openblas") fusemix::cpu::set_gemm_library(fusemix::cpu::gemm_library::openblas);
+}
+
+train_result train(const train_settings& s, const data_set& d) {
+  if (s.device == "cuda") return train_cuda(s, d);
+  fusemix::cpu::set_threads(static_cast<int>(s.threads));
+  choose_gemm_library(s.gemm);
+  return train_adapters(s, d.x, d.y, static_cast<std::size_t>(d.x.cols()), static_cast<std::size_t>(d.y.cols()),
+                        fusemix::cpu::backend<float>{}, validate_on(d));
+}
+
+namespace {
+
+/// Scales each row to unit length (in double); zero rows stay zero.
+fusemix::io::matrix<float> normalized_rows(const fusemix::latent_view<float>& z) {
+  fusemix::io::matrix<float> out(static_cast<Eigen::Index>(z.rows()), static_cast<Eigen::Index>(z.cols()));
+  for (std::size_t i = 0; i < z.rows(); ++i) {
+    const auto row = z.row(i);
+    double sq = 0;
+    for (const float v : row) sq += double(v) * double(v);
+    for (std::size_t c = 0; c < row.size(); ++c)
+      out(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(c)) =
+          sq > 0 ? static_cast<float>(row[c] / std::sqrt(sq)) : row[c];
+  }
+  return out;
+}
+
+template <class Kernel>
+select_result select_with(const select_settings& o, const fusemix::latent_view<float>& v, const Kernel& kernel) {
+  const auto start = std::chrono::steady_clock::now();
+  select_result r;
+  if (o.uniform) {
+    r.selection.picks = fusemix::uniform_subset(v.rows(), o.k, o.seed);
+  } else {
+    const fusemix::kdpp_options ko{.relative_threshold = o.threshold, .window = o.window};
+    r.selection = o.device == "cuda" ? select_cuda(v, o.k, kernel, ko) : fusemix::greedy_kdpp(v, o.k, kernel, ko);
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  // log det(L_S): the greedy's gains add up to it; a uniform or windowed subset is scored afresh
+  r.log_det = o.uniform || o.window != 0 ? fusemix::subset_log_det(v, r.selection.picks, kernel) : r.selection.log_det();
+  return r;
+}
+
+}  // namespace
+
+select_result select(const select_settings& o, const fusemix::latent_view<float>& z) {
+  fusemix::io::matrix<float> unit;
+  fusemix::latent_view<float> v = z;
+  if (o.normalize) {
+    unit = normalized_rows(z);
+    v = fusemix::latent_view<float>(unit);
+  }
+  if (o.kernel == "linear") return select_with(o, v, fusemix::linear_kernel{});
+  if (o.kernel == "cosine") return select_with(o, v, fusemix::cosine_kernel{});
+  if (o.kernel == "rbf") {
+    const double gamma = o.gamma > 0 ? o.gamma : 1.0 / static_cast<double>(v.cols());
+    return select_with(o, v, fusemix::rbf_kernel{.gamma = gamma});
+  }
+  if (o.kernel != "poly")
+    fusemix::throw_expected<fusemix::argument_error>("fusemix select", "unknown kernel", "poly, linear, cosine or rbf",
+                                                     o.kernel);
+  return select_with(o, v, fusemix::polynomial_kernel{.offset = o.offset, .degree = o.degree});
+}
+
+}  // namespace fusemix_cli

@@ -1,0 +1,225 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The Python layer itself: arrays taken without copies, errors as typed exceptions with the
+library's messages, callbacks, the GIL, the estimator, and Ctrl-C during training."""
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fusemix
+from conftest import run_program, save_npy
+
+QUICK = dict(epochs=2, batch=64, depth_x=1, depth_y=1, shared_dim=32, expansion=2, threads=1, quiet=True)
+
+
+# --- arrays ---------------------------------------------------------------------------------------
+
+def test_float32_c_order_is_read_in_place():
+    a = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
+    for view in (a, a[10:30], a[::1]):
+        got = fusemix._as_latents(view, "test", "a")
+        assert got is view or np.shares_memory(got, view)
+        assert fusemix._core.data_address(got) == view.ctypes.data
+    # Anything else is converted once: a new float32 C-order array with the same values.
+    for other in (a.astype(np.float64), np.asfortranarray(a), a[:, ::2], a.astype(np.float16)):
+        got = fusemix._as_latents(other, "test", "a")
+        assert got.dtype == np.float32 and got.flags.c_contiguous and not np.shares_memory(got, other)
+        np.testing.assert_array_equal(got, other.astype(np.float32))
+
+
+def test_every_layout_gives_the_same_picks():
+    z = np.random.default_rng(1).standard_normal((120, 16)).astype(np.float32)
+    want, _ = fusemix.select(z, 12, kernel="cosine")  # (16-d rows: a cosine kernel of rank 16)
+    assert len(want) == 12
+    for other in (z.astype(np.float64), np.asfortranarray(z), np.vstack([z, z])[:120]):
+        np.testing.assert_array_equal(fusemix.select(other, 12, kernel="cosine")[0], want)
+    # float16 gives the picks of float32 holding the same rounded values.
+    h = z.astype(np.float16)
+    np.testing.assert_array_equal(fusemix.select(h, 20)[0], fusemix.select(h.astype(np.float32), 20)[0])
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+def test_bad_arrays_raise_typed_errors_with_the_library_messages(small):
+    x, y = small["x"], small["y"]
+    with pytest.raises(fusemix.ShapeError, match=r"fusemix.train: x: latents are a 2-D array .*got 1 dimensions"):
+        fusemix.train(x[0], y[0], **QUICK)
+    with pytest.raises(fusemix.ArgumentError, match=r"fusemix.select: z: latents must be floating point .*got int64"):
+        fusemix.select(np.zeros((5, 3), dtype=np.int64), 2)
+    with pytest.raises(fusemix.ShapeError, match="same number of rows"):
+        fusemix.train(x, y[:-1], **QUICK)
+    bad = x.astype(np.float32)
+    bad[3, 2] = np.nan
+    with pytest.raises(fusemix.NumericError, match=r"fusemix::trainer::validate: X contains NaN or Inf at row 3, column 2"):
+        fusemix.train(bad, y, **QUICK)
+    with pytest.raises(fusemix.NumericError, match=r"fusemix.select: z: latents must be finite .*inf at row 3, column 2"):
+        bad[3, 2] = np.inf
+        fusemix.select(bad, 4)
+    with pytest.raises(fusemix.ShapeError, match=r"fusemix::greedy_kdpp: .*\(expected <= 400, got 401\)"):
+        fusemix.select(x, 401)
+    with pytest.raises(fusemix.ShapeError, match=r"x_val must have x's width \(expected 1280, got 5\)"):
+        fusemix.train(x, y, x_val=x[:10, :5], y_val=y[:10], **QUICK)
+    # Each is also the builtin a Python user would catch.
+    assert issubclass(fusemix.ShapeError, ValueError) and issubclass(fusemix.NumericError, ValueError)
+    assert issubclass(fusemix.ArgumentError, ValueError) and issubclass(fusemix.IoError, OSError)
+    assert all(issubclass(e, fusemix.Error) for e in (fusemix.ShapeError, fusemix.IoError, fusemix.DeviceError))
+
+
+def test_bad_settings_raise_argument_errors(small):
+    x, y = small["x"], small["y"]
+    cases = [
+        (dict(QUICK, epochs=0), r"fusemix.train: epochs out of range \(expected >= 1, got 0\)"),
+        (dict(QUICK, lr=-1.0), r"lr out of range \(expected > 0, got -1.0\)"),
+        (dict(QUICK, dropout=1.5), r"dropout out of range"),
+        (dict(QUICK, mix="thirds"), r"unknown mix \(expected permutation or halves, got 'thirds'\)"),
+        (dict(QUICK, preset="video"), r"unknown preset"),
+        (dict(QUICK, batch=2.5), r"batch must be an integer"),
+        (dict(QUICK, batch=1000), r"at least one full batch|batch"),
+        (dict(QUICK, resume=True), r"resume=True needs out"),
+        (dict(QUICK, callback=42), r"callback must be callable"),
+    ]
+    for settings, message in cases:
+        with pytest.raises((fusemix.ArgumentError, fusemix.ShapeError), match=message):
+            fusemix.train(x, y, **settings)
+    with pytest.raises(fusemix.ArgumentError, match="x_val and y_val go together"):
+        fusemix.train(x, y, x_val=x[:10], **QUICK)
+
+
+def test_a_diverging_run_raises_numeric_error_and_writes_no_weights(tmp_path, small):
+    with pytest.raises(fusemix.NumericError, match=r"training diverged in epoch 1, step \d+ .*not finite"):
+        fusemix.train(small["x"], small["y"], lr=1e30, out=tmp_path / "run", **QUICK)
+    assert not (tmp_path / "run" / "adapters.safetensors").exists()
+
+
+def test_files_and_devices(tmp_path, small):
+    with pytest.raises(fusemix.IoError, match="nothing.safetensors"):
+        fusemix.load(tmp_path / "nothing.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x05")
+    with pytest.raises(OSError, match="junk.safetensors"):
+        fusemix.load(tmp_path / "junk.safetensors")
+    # A build without CUDA, or a machine without a GPU, says so; with one, the run trains.
+    try:
+        model = fusemix.train(small["x"], small["y"], device="cuda", **QUICK)
+    except fusemix.DeviceError as e:
+        assert "--device cuda" in str(e) or "CUDA" in str(e)
+    else:
+        assert model.shared_dim == 32
+    model = fusemix.train(small["x"], small["y"], out=tmp_path / "run", **QUICK)
+    with pytest.raises(fusemix.ShapeError, match=r"fusemix.Model.embed_y: latent width must equal .*\(expected 100, got 1280\)"):
+        model.embed_y(small["x"])
+    with pytest.raises(fusemix.ShapeError, match=r"fusemix.evaluate: x: latent width"):
+        fusemix.evaluate(model, small["y"], small["y"])
+
+
+# --- what a run reports -----------------------------------------------------------------------------
+
+def test_callback_sees_every_epoch_and_its_errors_end_the_run(small):
+    seen = []
+    model = fusemix.train(small["x"], small["y"], x_val=small["x_val"], y_val=small["y_val"],
+                          callback=seen.append, **dict(QUICK, epochs=3))
+    assert [r["epoch"] for r in seen] == [1, 2, 3]
+    assert seen == model.history and "val" in seen[-1] and 0 <= seen[-1]["val"]["mean"] <= 100
+    assert model.temperature == pytest.approx(seen[-1]["temp"], rel=1e-6)
+
+    def stop(record):
+        raise RuntimeError(f"stop after epoch {record['epoch']}")
+    with pytest.raises(RuntimeError, match="stop after epoch 1"):
+        fusemix.train(small["x"], small["y"], callback=stop, **QUICK)
+
+
+def test_training_releases_the_gil(small):
+    ticks = []
+    done = threading.Event()
+
+    def tick():
+        while not done.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.005)
+    t = threading.Thread(target=tick)
+    t.start()
+    try:
+        start = time.perf_counter()
+        fusemix.train(small["x"], small["y"], **dict(QUICK, epochs=3))
+        end = time.perf_counter()
+    finally:
+        done.set()
+        t.join()
+    during = [s for s in ticks if start < s < end]
+    # A held GIL would starve the ticking thread for the whole run.
+    assert end - start > 0.2 and len(during) >= 0.3 * (end - start) / 0.005
+
+
+def test_model_properties_and_save(tmp_path, small):
+    model = fusemix.train(small["x"], small["y"], **dict(QUICK, depth_y=2, loss="sigmoid"))
+    assert (model.dim_x, model.dim_y, model.shared_dim, model.depth_x, model.depth_y, model.expansion) == \
+        (1280, 100, 32, 1, 2, 2)
+    assert model.loss == "sigmoid" and model.temperature is None
+    assert set(model.loss_parameters) == {"logit_scale", "logit_bias"}
+    model.save(tmp_path / "m.safetensors")
+    again = fusemix.load(tmp_path / "m.safetensors")
+    np.testing.assert_array_equal(again.embed_x(small["x_val"]), model.embed_x(small["x_val"]))
+    assert repr(again).startswith("fusemix.Model(x: 1280 -> 32 (depth 1)")
+
+
+# --- the estimator ----------------------------------------------------------------------------------
+
+def test_estimator_in_a_scikit_learn_style_workflow(small):
+    est = fusemix.FuseMix(**QUICK)
+    assert est.get_params()["batch"] == 64
+    clone = type(est)(**est.get_params())
+    assert clone.get_params() == est.get_params()
+    with pytest.raises(fusemix.ArgumentError, match="not fitted"):
+        est.transform_x(small["x"])
+    with pytest.raises(fusemix.ArgumentError, match="unknown option"):
+        est.set_params(learning_rate=1)
+    assert est.set_params(lr=2e-3) is est and est.lr == 2e-3
+    est.fit(small["x"], small["y"])
+    sx, sy = est.transform_x(small["x_val"]), est.transform_y(small["y_val"])
+    assert sx.shape == sy.shape == (100, 32)
+    assert est.score(small["x_val"], small["y_val"]) == fusemix.evaluate(est.model_, small["x_val"], small["y_val"])["mean"]
+    # The same options and seed give the same model.
+    np.testing.assert_array_equal(clone.set_params(lr=2e-3).fit(small["x"], small["y"]).transform_x(small["x_val"]), sx)
+
+
+# --- Ctrl-C -----------------------------------------------------------------------------------------
+
+CHILD = textwrap.dedent("""
+    import sys, numpy as np, fusemix
+    x, y, out = np.load(sys.argv[1]), np.load(sys.argv[2]), sys.argv[3]
+    try:
+        fusemix.train(x, y, out=out, epochs=60, batch=32, depth_x=1, depth_y=1, shared_dim=16, expansion=1,
+                      threads=1, seed=5, checkpoint_every=0, quiet=True)
+    except KeyboardInterrupt as e:
+        print("KeyboardInterrupt:", e)
+        sys.exit(3)
+    print("finished")
+""")
+
+
+def test_ctrl_c_leaves_a_checkpoint_that_resume_continues(tmp_path, small, program):
+    x, y = save_npy(tmp_path, "x", small["x"][:64]), save_npy(tmp_path, "y", small["y"][:64])
+    run_dir = tmp_path / "run"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, x, y, run_dir], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deadline = time.monotonic() + 60
+    # Signalled once the first epoch is recorded, so the run is inside its loop.
+    while not (run_dir / "metrics.jsonl").exists() and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.02)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 3, (out, err)
+    assert "KeyboardInterrupt: fusemix train: stopped by SIGINT; saved" in out
+    assert (run_dir / "checkpoint.safetensors").exists() and not (run_dir / "adapters.safetensors").exists()
+    # The program resumes the Python run and ends with the bits of an uninterrupted one.
+    common = ["--x", x, "--y", y, "--epochs", 60, "--checkpoint-every", 0, "--batch", 32, "--depth-x", 1, "--depth-y", 1, "--shared-dim", 16,
+              "--expansion", 1, "--threads", 1, "--seed", 5, "--quiet"]
+    run_program(program, "train", *common, "--out", run_dir, "--resume")
+    run_program(program, "train", *common, "--out", tmp_path / "whole")
+    assert (run_dir / "adapters.safetensors").read_bytes() == (tmp_path / "whole" / "adapters.safetensors").read_bytes()

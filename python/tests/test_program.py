@@ -1,0 +1,91 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The Python calls give the program's results: the same bits for training, the same figures
+for evaluation, the same picks for selection, the same embeddings."""
+import json
+
+import numpy as np
+import pytest
+
+import fusemix
+from conftest import metrics_without_time, run_program, save_npy
+
+# Small enough for a few seconds per run, with every part of a step in use (mixup, dropout,
+# validation after each epoch, the cosine schedule over 3 epochs of 6 steps).
+RECIPE = dict(epochs=3, batch=64, depth_x=1, depth_y=1, shared_dim=64, expansion=2, lr=1e-3, seed=7, threads=1)
+
+
+def flags(settings):
+    out = []
+    for name, value in settings.items():
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            out.append(flag)
+        elif value is not False and value is not None:
+            out += [flag, value]
+    return out
+
+
+@pytest.mark.parametrize("extra", [
+    {},
+    {"loss": "sigmoid", "mix": "halves", "weight_decay": 0.5, "dropout": 0.3, "alpha": 0.5},
+    {"preset": "audio-to-image", "epochs": 2, "batch": 64, "depth_x": 1, "depth_y": None, "lr": None},
+], ids=["contrastive", "sigmoid-halves", "preset-identity-y"])
+def test_train_equals_the_program_bitwise(tmp_path, small, program, extra):
+    settings = dict(RECIPE, **extra)
+    if settings.get("preset") == "audio-to-image":
+        settings.pop("shared_dim")  # the identity Y side fixes the shared width to Y's
+    files = {k: save_npy(tmp_path, k, v) for k, v in small.items()}
+    run_program(program, "train", "--x", files["x"], "--y", files["y"], "--x-val", files["x_val"],
+                "--y-val", files["y_val"], "--out", tmp_path / "cli", "--quiet", *flags(settings))
+    model = fusemix.train(small["x"], small["y"], x_val=small["x_val"], y_val=small["y_val"], out=tmp_path / "py",
+                          quiet=True, **settings)
+    cli = (tmp_path / "cli" / "adapters.safetensors").read_bytes()
+    assert (tmp_path / "py" / "adapters.safetensors").read_bytes() == cli
+    assert (tmp_path / "py" / "checkpoint.safetensors").read_bytes() == (tmp_path / "cli" / "checkpoint.safetensors").read_bytes()
+    assert metrics_without_time(tmp_path / "py" / "metrics.jsonl") == metrics_without_time(tmp_path / "cli" / "metrics.jsonl")
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in model.history] == \
+        metrics_without_time(tmp_path / "cli" / "metrics.jsonl")
+    # Model.save writes what it read.
+    model.save(tmp_path / "saved.safetensors")
+    assert (tmp_path / "saved.safetensors").read_bytes() == cli
+
+
+def test_evaluate_and_embed_equal_the_program(tmp_path, small, emoji, program):
+    model = fusemix.train(small["x"], small["y"], out=tmp_path / "run", quiet=True, **RECIPE)
+    weights = tmp_path / "run" / "adapters.safetensors"
+    xt, yt = save_npy(tmp_path, "xt", emoji["x_test"]), save_npy(tmp_path, "yt", emoji["y_test"])
+    cli = json.loads(run_program(program, "eval", "--model", weights, "--x", xt, "--y", yt, "--json").stdout)
+    assert fusemix.evaluate(model, emoji["x_test"], emoji["y_test"]) == cli
+    assert fusemix.evaluate(fusemix.load(weights), emoji["x_test"], emoji["y_test"]) == cli
+    # Several captions per image: the texts of images 0..149, two each.
+    owner = np.repeat(np.arange(150), 2)
+    o = save_npy(tmp_path, "owner", owner.astype(np.int64))
+    x150 = save_npy(tmp_path, "x150", emoji["x_test"][:150])
+    cli = json.loads(run_program(program, "eval", "--model", weights, "--x", x150, "--y", yt, "--image-of-text", o,
+                                 "--json").stdout)
+    assert fusemix.evaluate(model, emoji["x_test"][:150], emoji["y_test"], image_of_text=owner) == cli
+    # The same thread count on both sides (the program's default is all cores).
+    fusemix.set_threads(1)
+    for side, z, path in (("x", emoji["x_test"], xt), ("y", emoji["y_test"], yt)):
+        run_program(program, "embed", "--model", weights, "--side", side, "--in", path, "--out", tmp_path / f"e{side}.npy")
+        ours = model.embed_x(z) if side == "x" else model.embed_y(z)
+        np.testing.assert_array_equal(ours, np.load(tmp_path / f"e{side}.npy"))
+
+
+@pytest.mark.parametrize("options", [
+    {"kernel": "poly", "normalize": True},
+    {"kernel": "cosine", "threshold": 0.2},
+    {"kernel": "rbf", "gamma": 0.01, "window": 5},
+    {"kernel": "linear"},
+    {"uniform": True, "seed": 3},
+], ids=["poly-normalize", "cosine-threshold", "rbf-window", "linear", "uniform"])
+def test_select_equals_the_program(tmp_path, emoji, program, options):
+    z = emoji["x_train"][:300]
+    path = save_npy(tmp_path, "z", z)
+    out = run_program(program, "select", "--in", path, "--k", 40, "--out", tmp_path / "picks.npy", "--json",
+                      *flags(options))
+    picks, stop = fusemix.select(z, 40, **options)
+    assert picks.dtype == np.int64
+    np.testing.assert_array_equal(picks, np.load(tmp_path / "picks.npy"))
+    assert stop == json.loads(out.stdout)["stop"]
+    assert len(picks) == json.loads(out.stdout)["picks"]
