@@ -25,7 +25,7 @@
 #           CPU selector on the same data for the first CPU_K picks (the CPU is ~300x slower)
 #   search  exact top-10 of 10,000 queries in a 1,000,000-row 512-d gallery from host memory:
 #           bench_search_gpu (fp32 and tf32; the CPU's lists for its first 200 queries), and
-#           benchmarks/search/torch_search.py (host-start and device-resident gallery)
+#           benchmarks/search/torch_search.py in fp32 and tf32 (host-start and device-resident gallery)
 #
 # Environment:
 #   NVCC       nvcc (default: nvcc on PATH, else /usr/local/cuda/bin/nvcc)
@@ -211,10 +211,12 @@ if [[ " $steps " == *" search "* ]]; then
       --cpu-queries $([ "$p" = fp32 ] && echo 200 || echo 0) 2> "$logs/search_$p.err" | tee -a "$results"
     tail -2 "$logs/search_$p.err"
   done
-  stamp "torch search (fp32)"
-  timeout 150 "$python" "$root/benchmarks/search/torch_search.py" --queries 10000 --gallery 1000000 --d 512 --k 10 \
-    2> "$logs/search_torch.err" | tee -a "$results"
-  tail -2 "$logs/search_torch.err"
+  for p in fp32 tf32; do
+    stamp "torch search ($p)"
+    timeout 150 "$python" "$root/benchmarks/search/torch_search.py" --queries 10000 --gallery 1000000 --d 512 --k 10 \
+      --precision "$p" 2> "$logs/search_torch_$p.err" | tee -a "$results"
+    tail -2 "$logs/search_torch_$p.err"
+  done
 fi
 
 stamp "summary"
@@ -247,12 +249,13 @@ for r in rows:
               f"CPU {r['cpu_ms_per_pick']:.1f} ms/pick over {r['cpu_k']} picks: {r['speedup_per_pick']:.0f}x per pick, "
               f"picks agree: {r['picks_agree']}")
 search = [r for r in rows if r.get("bench") == "search"]
-torch_s = {r["impl"]: r["gpu_seconds"] for r in search if "impl" in r}
+torch_s = {(r["impl"], r["precision"]): r["gpu_seconds"] for r in search if "impl" in r}
 for r in search:
-    name = r.get("impl", f"fusemix {r['precision']}")
+    name = r.get("impl", f"fusemix {r['precision']}") + ("" if "impl" not in r else f" {r['precision']}")
     extra = (f", CPU {r['cpu_seconds_scaled']:.1f} s scaled from {r['cpu_queries']} queries ({r['speedup']:.0f}x), "
              f"same lists {100 * r['same_lists']:.1f}%" if r.get("cpu_queries") else "")
-    vs = "".join(f", torch {k.split()[1]} / this {v / r['gpu_seconds']:.2f}" for k, v in torch_s.items()) if "impl" not in r else ""
+    vs = "".join(f", torch {k[0].split()[1]} / this {v / r['gpu_seconds']:.2f}" for k, v in torch_s.items()
+                 if k[1] == r["precision"]) if "impl" not in r else ""
     print(f"\nsearch {r['queries']} x {r['gallery']} x {r['d']}, k {r['k']}: {name} {r['gpu_seconds']:.3f} s{vs}{extra}")
 sys.exit(1 if any(r.get("rc", 0) not in (0, 77) for r in rows if "test" in r) else 0)
 PY
