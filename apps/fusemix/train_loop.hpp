@@ -131,6 +131,14 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
   } else if (s.resume && !s.quiet) {
     std::cout << "no checkpoint in " << s.out.string() << ", starting afresh\n";
   }
+  for (const std::string& w : recipe_warnings(s, hx.backend().rows(zx))) {
+    if (s.on_warning) {
+      s.on_warning(w);
+    } else {
+      std::cout << w << '\n';
+    }
+  }
+  std::cout.flush();
   progress_bar bar(s.quiet);
   bar.set_start(static_cast<double>(tr.epoch()) / static_cast<double>(s.train.epochs));
   auto write_metrics = [&] {

@@ -79,6 +79,22 @@ void check_validation_pairs(std::string_view where, const data_set& d, const std
     fusemix::throw_shape_error(where, fusemix::concat(y_val, " must have ", y, "'s width"), d.y.cols(), d.y_val.cols());
 }
 
+std::vector<std::string> recipe_warnings(const train_settings& s, std::size_t pairs) {
+  std::vector<std::string> out;
+  const std::size_t batch = s.train.batch, per_epoch = batch == 0 ? 0 : pairs / batch, steps = per_epoch * s.train.epochs;
+  if (steps < enough_steps)
+    out.push_back(fusemix::concat("fusemix train: warning: this run makes only ", steps, " optimiser steps (", s.train.epochs,
+                                  " epochs x ", per_epoch, per_epoch == 1 ? " step" : " steps", " of ", batch,
+                                  " rows, from ", pairs, " pairs); FuseMix usually needs about ", enough_steps,
+                                  " or more: raise --epochs or lower --batch"));
+  if (batch > pairs / 2)
+    out.push_back(fusemix::concat("fusemix train: warning: --batch ", batch, " is over half of the ", pairs,
+                                  " training pairs, so each epoch is ", per_epoch, per_epoch == 1 ? " step" : " steps",
+                                  " and leaves ", pairs - per_epoch * batch,
+                                  " pairs unseen; a batch of at most a quarter of the pairs gives several steps per epoch"));
+  return out;
+}
+
 void apply_recipe(train_settings& s, const std::string& name, const std::string& mix, const given_settings& given) {
   s.train.mixup.mode = fusemix::parse_mix_mode(mix);
   if (name.empty()) return;

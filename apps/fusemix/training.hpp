@@ -67,7 +67,17 @@ struct train_settings {
   fusemix::train_options train{};
   /// Called with each epoch's metrics record (the line metrics.jsonl gets) once it is written.
   std::function<void(const nlohmann::json&)> on_epoch;
+  /// Given each of `recipe_warnings` before training; unset, the program prints them on stdout.
+  std::function<void(const std::string&)> on_warning;
 };
+
+/// The smallest number of optimiser steps a run should make without a warning.
+inline constexpr std::size_t enough_steps = 1000;
+
+/// What is likely wrong with training `s` on `pairs` pairs, one sentence each (none when nothing
+/// is): fewer than `enough_steps` optimiser steps in all; a batch over half the pairs (one step per
+/// epoch that leaves the rest of the data unseen). Advice, not errors: the run goes ahead.
+std::vector<std::string> recipe_warnings(const train_settings& s, std::size_t pairs);
 
 struct data_set {
   fusemix::matrix<float> x, y, x_val, y_val;

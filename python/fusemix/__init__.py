@@ -24,6 +24,7 @@ import operator
 import os
 import sys
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -33,10 +34,20 @@ from ._core import ArgumentError, DeviceError, Error, IoError, NumericError, Sha
 __version__ = _core.version
 __all__ = [
     "train", "load", "evaluate", "select", "set_threads", "Model", "FuseMix",
-    "Error", "ShapeError", "ArgumentError", "NumericError", "IoError", "DeviceError",
+    "Error", "ShapeError", "ArgumentError", "NumericError", "IoError", "DeviceError", "TrainingWarning",
 ]
 
 _FLOATS = (np.float16, np.float32, np.float64)
+
+
+class TrainingWarning(UserWarning):
+    """A recipe likely to train poorly: too few optimiser steps in all, or a batch over half the
+    pairs (the warnings `fusemix train` prints). The run goes ahead."""
+
+
+def _warn(message):
+    # stacklevel 4: _warn <- _train_into <- train <- the caller (the C++ frames in between do not count)
+    warnings.warn(message, TrainingWarning, stacklevel=4)
 
 
 def _as_latents(a, where, name):
@@ -193,6 +204,9 @@ def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=N
     current step with a checkpoint in `out`, then raises KeyboardInterrupt; ``resume=True`` with
     the same settings continues it bit for bit.
 
+    A recipe likely to train poorly (fewer than about 1,000 optimiser steps in all, or a batch
+    over half the pairs) gets a `TrainingWarning` before training; the run goes ahead.
+
     Returns the trained `Model` (its `history` holds the metrics records).
     Raises ShapeError, ArgumentError, NumericError (NaN/Inf in the data), IoError.
     """
@@ -241,7 +255,7 @@ def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=N
 
 def _train_into(out, x, y, x_val, y_val, options, callback):
     sys.stdout.flush()  # what Python printed before comes before the run's own lines
-    _core.train(x, y, x_val, y_val, dict(options, out=out), callback)
+    _core.train(x, y, x_val, y_val, dict(options, out=out), callback, _warn)
     with open(os.path.join(out, "metrics.jsonl")) as f:
         history = [json.loads(line) for line in f if line.strip()]
     return Model(_core.Model(os.path.join(out, "adapters.safetensors")), history)

@@ -159,7 +159,7 @@ class model {
 };
 
 py::dict train_pairs(const f32_array& x, const f32_array& y, const py::object& x_val, const py::object& y_val,
-               const py::dict& o, const py::object& callback) {
+                     const py::dict& o, const py::object& callback, const py::object& warn) {
   constexpr std::string_view where = "fusemix.train";
   // Settings absent from `o` keep the program's defaults, as flags not given do.
   fusemix_cli::train_settings s;
@@ -190,6 +190,12 @@ py::dict train_pairs(const f32_array& x, const f32_array& y, const py::object& x
     s.on_epoch = [&callback](const nlohmann::json& record) {
       py::gil_scoped_acquire gil;
       callback(json_to_python(record));
+    };
+
+  if (!warn.is_none())
+    s.on_warning = [&warn](const std::string& message) {
+      py::gil_scoped_acquire gil;
+      warn(message);
     };
 
   fusemix_cli::data_set d;
@@ -301,7 +307,7 @@ PYBIND11_MODULE(_core, m) {
       .def("save", &model::save, py::arg("path"))
       .def("info", &model::info);
   m.def("train", &train_pairs, py::arg("x"), py::arg("y"), py::arg("x_val"), py::arg("y_val"), py::arg("options"),
-        py::arg("callback"));
+        py::arg("callback"), py::arg("warn"));
   m.def("select", &select_subset, py::arg("z"), py::arg("options"));
   m.def("set_threads", [](int n) { fusemix::cpu::set_threads(n); }, py::arg("n"));
   m.def(

@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -132,6 +133,19 @@ def test_callback_sees_every_epoch_and_its_errors_end_the_run(small):
         raise RuntimeError(f"stop after epoch {record['epoch']}")
     with pytest.raises(RuntimeError, match="stop after epoch 1"):
         fusemix.train(small["x"], small["y"], callback=stop, **QUICK)
+
+
+def test_a_recipe_likely_to_train_poorly_warns_and_still_runs(small):
+    # 400 pairs: 2 epochs of 6 steps of 64 rows.
+    with pytest.warns(fusemix.TrainingWarning, match=r"only 12 optimiser steps \(2 epochs x 6 steps of 64 rows, from 400 pairs\)"):
+        model = fusemix.train(small["x"], small["y"], **QUICK)
+    assert len(model.history) == 2
+    with pytest.warns(fusemix.TrainingWarning, match=r"--batch 300 is over half of the 400 training pairs") as caught:
+        fusemix.train(small["x"], small["y"], **dict(QUICK, batch=300))
+    assert caught[0].filename == __file__  # pointing at the caller's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 125 epochs of 8 steps: 1,000 steps, no warning
+        fusemix.train(small["x"][:64], small["y"][:64], **dict(QUICK, batch=8, epochs=125, shared_dim=8, expansion=1))
 
 
 def test_training_releases_the_gil(small):

@@ -203,6 +203,33 @@ BOOST_AUTO_TEST_CASE(train_embed_eval) {
     BOOST_TEST(py.code == 0, py.out << py.err);
 }
 
+BOOST_AUTO_TEST_CASE(recipes_likely_to_train_poorly_get_a_warning_and_still_run) {
+  // 1,536 pairs: 12 epochs of 24 steps of 64 rows is 288 steps in all.
+  const auto few = run(program(train_args(scratch() / "few_steps")));
+  BOOST_TEST_REQUIRE(few.code == 0, few.err);
+  BOOST_TEST(few.err.empty(), few.err);
+  BOOST_TEST(few.out.find("fusemix train: warning: this run makes only 288 optimiser steps (12 epochs x 24 steps of 64 "
+                          "rows, from 1536 pairs)") != std::string::npos, few.out);
+  BOOST_TEST(few.out.find("over half") == std::string::npos, few.out);
+  BOOST_TEST(fs::exists(scratch() / "few_steps" / "adapters.safetensors"));
+  // train_args with other --epochs and --batch (CLI11 refuses an option given twice).
+  const auto recipe = [](const fs::path& out, const std::string& epochs_and_batch) {
+    std::string a = train_args(out);
+    const std::string from = "--epochs 12 --batch 64";
+    return a.replace(a.find(from), from.size(), epochs_and_batch);
+  };
+  // One step of 1,000 rows per epoch: both warnings.
+  const auto big = run(program(recipe(scratch() / "big_batch", "--epochs 1 --batch 1000")));
+  BOOST_TEST_REQUIRE(big.code == 0, big.err);
+  BOOST_TEST(big.out.find("only 1 optimiser steps") != std::string::npos, big.out);
+  BOOST_TEST(big.out.find("--batch 1000 is over half of the 1536 training pairs, so each epoch is 1 step and leaves "
+                          "536 pairs unseen") != std::string::npos, big.out);
+  // 42 epochs of 24 steps: 1,008 steps, nothing to say.
+  const auto enough = run(program(recipe(scratch() / "enough", "--epochs 42 --batch 64")));
+  BOOST_TEST_REQUIRE(enough.code == 0, enough.err);
+  BOOST_TEST(enough.out.find("warning") == std::string::npos, enough.out);
+}
+
 BOOST_AUTO_TEST_CASE(the_sigmoid_loss_through_the_program) {
   const fs::path out = scratch() / "run_sigmoid";
   const auto r = run(program(train_args(out) + " --loss sigmoid --mix halves"));
