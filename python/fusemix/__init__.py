@@ -208,7 +208,8 @@ def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=N
     over half the pairs) gets a `TrainingWarning` before training; the run goes ahead.
 
     Returns the trained `Model` (its `history` holds the metrics records).
-    Raises ShapeError, ArgumentError, NumericError (NaN/Inf in the data), IoError.
+    Raises ShapeError, ArgumentError, NumericError (NaN/Inf in the data, or a loss that stopped
+    being finite: the last checkpoint stays, no weights are written), IoError, DeviceError.
     """
     where = "fusemix.train"
     x, y = _as_latents(x, where, "x"), _as_latents(y, where, "y")
