@@ -369,5 +369,6 @@ class FuseMix:
         return evaluate(self._fitted("score"), x, y, image_of_text)["mean"]
 
     def __repr__(self):
-        changed = {k: v for k, v in self.get_params().items() if v != FuseMix().get_params()[k]}
+        defaults = FuseMix().get_params()
+        changed = {k: v for k, v in self.get_params().items() if v != defaults[k]}
         return "FuseMix(" + ", ".join(f"{k}={v!r}" for k, v in changed.items()) + ")"

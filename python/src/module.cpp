@@ -42,11 +42,6 @@ fusemix::matrix<float> matrix_of(const fusemix::latent_view<float>& v) {
                                                   static_cast<Eigen::Index>(v.cols()));
 }
 
-template <class T>
-T get(const py::dict& d, const char* key) {
-  return d[key].cast<T>();
-}
-
 /// `to = d[key]` if `d` has the key and it is not None; whether it did.
 template <class T>
 bool set_if(const py::dict& d, const char* key, T& to) {
@@ -83,14 +78,13 @@ class model {
     {
       py::gil_scoped_release no_gil;
       const std::lock_guard one_call(busy_);
-      constexpr std::size_t block = 16384;
-      for (std::size_t r0 = 0; r0 < v.rows(); r0 += block) {
-        const std::size_t n = std::min(block, v.rows() - r0);
-        const fusemix::matrix<float> z = matrix_of({v.data() + r0 * v.cols(), n, v.cols()});
-        if (h == nullptr) {
-          std::copy(z.data(), z.data() + z.size(), dst + r0 * out);
-        } else {
-          const fusemix::matrix<float> s = h->embed(z);
+      if (h == nullptr) {  // an identity side: the latents as they are
+        std::copy(v.data(), v.data() + v.rows() * v.cols(), dst);
+      } else {
+        constexpr std::size_t block = 16384;
+        for (std::size_t r0 = 0; r0 < v.rows(); r0 += block) {
+          const std::size_t n = std::min(block, v.rows() - r0);
+          const fusemix::matrix<float> s = h->embed(matrix_of({v.data() + r0 * v.cols(), n, v.cols()}));
           std::copy(s.data(), s.data() + s.size(), dst + r0 * out);
         }
       }
@@ -163,7 +157,7 @@ py::dict train_pairs(const f32_array& x, const f32_array& y, const py::object& x
   constexpr std::string_view where = "fusemix.train";
   // Settings absent from `o` keep the program's defaults, as flags not given do.
   fusemix_cli::train_settings s;
-  s.out = get<std::string>(o, "out");
+  s.out = o["out"].cast<std::string>();
   const fusemix_cli::given_settings given{
       .epochs = set_if(o, "epochs", s.train.epochs), .batch = set_if(o, "batch", s.train.batch),
       .lr = set_if(o, "lr", s.train.lr), .weight_decay = set_if(o, "weight_decay", s.train.weight_decay),

@@ -182,6 +182,12 @@ def test_model_properties_and_save(tmp_path, small):
     assert repr(again).startswith("fusemix.Model(x: 1280 -> 32 (depth 1)")
 
 
+def test_an_identity_y_side_embeds_the_latents_as_they_are(small):
+    model = fusemix.train(small["x"], small["y"], **dict(QUICK, identity_y=True, shared_dim=None))
+    assert model.depth_y is None and model.shared_dim == model.dim_y == 100
+    np.testing.assert_array_equal(model.embed_y(small["y_val"]), small["y_val"].astype(np.float32))
+
+
 # --- the estimator ----------------------------------------------------------------------------------
 
 def test_estimator_in_a_scikit_learn_style_workflow(small):
