@@ -9,8 +9,9 @@ function(fusemix_speed_flags target)
   if(arg_MARCH)
     target_compile_options(${target} INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-march=native>)
   endif()
-  # Threads for Eigen's GEMM and top_k's selection: each output block is owned by one thread, so
-  # results are bitwise reproducible for a given count. The library never starts threads itself.
+  # Threads for Eigen's GEMM, top_k's selection and the k-DPP's catch-ups: each output is owned by
+  # one thread, so results are bitwise reproducible for a given count. Without OpenMP the library
+  # runs its own loops on one thread.
   find_package(OpenMP COMPONENTS CXX QUIET)
   if(OpenMP_CXX_FOUND)
     target_link_libraries(${target} INTERFACE OpenMP::OpenMP_CXX)

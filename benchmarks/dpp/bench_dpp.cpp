@@ -10,6 +10,7 @@
 /// latents excluded, as the reference excludes loading them), cpu_seconds (user + system time of
 /// the same span: steadier than wall time on a shared machine), log_det, peak_rss_mib (VmHWM:
 /// the whole process, latents included).
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -24,6 +25,7 @@
 
 #include <sys/resource.h>
 
+#include <fusemix/backend/cpu/gemm.hpp>
 #include <fusemix/select/kdpp.hpp>
 #include <fusemix/io/npy.hpp>
 #include <fusemix/core/random.hpp>
@@ -44,6 +46,33 @@ double cpu_seconds() {
   getrusage(RUSAGE_SELF, &u);
   return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
          1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+/// The read bandwidth of this machine at the current thread count, in GB/s: the best of five
+/// sums over `gib` GiB of floats (far past the caches), split between the threads by rows as the
+/// eager selector's passes are. The bound an algorithm that streams its data each pick can reach.
+double stream_gb_per_s(double gib) {
+  const auto n = static_cast<std::size_t>(gib * (1ULL << 30) / sizeof(float));
+  std::vector<float> a(n);
+  for (std::size_t i = 0; i < n; ++i) a[i] = static_cast<float>(i % 7);
+  double best = 0, sink = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto start = std::chrono::steady_clock::now();
+    double total = 0;
+#if defined(_OPENMP)
+#  pragma omp parallel for schedule(static) reduction(+ : total)
+#endif
+    for (std::size_t b = 0; b < n; b += 4096) {
+      float s = 0;  // one float accumulator per block: vectorises, and the reads dominate
+      for (std::size_t i = b; i < std::min(n, b + 4096); ++i) s += a[i];
+      total += s;
+    }
+    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    best = std::max(best, static_cast<double>(n * sizeof(float)) / t / 1e9);
+    sink += total;
+  }
+  if (sink == -1) std::printf("%f\n", sink);  // keep the sums
+  return best;
 }
 
 /// n × d standard normal rows (Box–Muller on Philox), each scaled to unit length.
@@ -68,7 +97,8 @@ fusemix::io::matrix<float> unit_latents(std::size_t n, std::size_t d, std::uint6
 
 [[noreturn]] void usage() {
   std::cerr << "usage: bench_dpp --n N --d D [--k K] [--seed S] [--window W] [--picks-out P.npy] "
-               "[--latents-out Z.npy]\n";
+               "[--latents-out Z.npy] [--eager] [--threads T]\n"
+               "       bench_dpp --stream-gib G [--threads T]   (read bandwidth, GB/s)\n";
   std::exit(2);
 }
 
@@ -76,10 +106,17 @@ fusemix::io::matrix<float> unit_latents(std::size_t n, std::size_t d, std::uint6
 
 int main(int argc, char** argv) {
   std::size_t n = 0, d = 0, k = 0, window = 0;
+  int threads = 0;
+  double stream_gib = 0;
+  auto evaluation = fusemix::kdpp_evaluation::lazy;
   std::uint64_t seed = 1;
   std::string picks_out, latents_out;
   for (int a = 1; a < argc; ++a) {
     const std::string_view arg = argv[a];
+    if (arg == "--eager") {
+      evaluation = fusemix::kdpp_evaluation::eager;
+      continue;
+    }
     if (a + 1 >= argc) usage();
     const char* v = argv[++a];
     if (arg == "--n") n = std::stoull(v);
@@ -87,12 +124,21 @@ int main(int argc, char** argv) {
     else if (arg == "--k") k = std::stoull(v);
     else if (arg == "--seed") seed = std::stoull(v);
     else if (arg == "--window") window = std::stoull(v);
+    else if (arg == "--threads") threads = std::stoi(v);
+    else if (arg == "--stream-gib") stream_gib = std::stod(v);
     else if (arg == "--picks-out") picks_out = v;
     else if (arg == "--latents-out") latents_out = v;
     else usage();
   }
+  if (stream_gib > 0) {
+    fusemix::cpu::set_threads(threads);
+    std::printf("{\"impl\":\"stream\",\"threads\":%d,\"gib\":%.1f,\"gb_per_s\":%.2f}\n", fusemix::cpu::threads(),
+                stream_gib, stream_gb_per_s(stream_gib));
+    return 0;
+  }
   if (n == 0 || d == 0 || (k == 0 && latents_out.empty())) usage();
   try {
+    fusemix::cpu::set_threads(threads);
     const auto z = unit_latents(n, d, seed);
     if (!latents_out.empty()) {
       fusemix::io::write_npy(latents_out, z);
@@ -101,7 +147,7 @@ int main(int argc, char** argv) {
     const auto start = std::chrono::steady_clock::now();
     const double cpu_start = cpu_seconds();
     const auto sel = fusemix::greedy_kdpp(z, k, fusemix::polynomial_kernel{.offset = 1, .degree = 2},
-                                          {.window = window});
+                                          {.window = window, .evaluation = evaluation});
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double cpu = cpu_seconds() - cpu_start;
     const double peak = peak_rss_mib();  // before writing anything
@@ -110,9 +156,9 @@ int main(int argc, char** argv) {
       fusemix::io::write_npy(picks_out, std::span<const std::int64_t>(picks));
     }
     std::printf(
-        "{\"impl\":\"fusemix\",\"n\":%zu,\"d\":%zu,\"k\":%zu,\"window\":%zu,\"picks\":%zu,\"stop\":\"%s\","
+        "{\"impl\":\"fusemix\",\"evaluation\":\"%s\",\"threads\":%d,\"n\":%zu,\"d\":%zu,\"k\":%zu,\"window\":%zu,\"picks\":%zu,\"stop\":\"%s\","
         "\"seconds\":%.3f,\"cpu_seconds\":%.3f,\"log_det\":%.6f,\"peak_rss_mib\":%.1f}\n",
-        n, d, k, window, sel.picks.size(), std::string(fusemix::to_string(sel.stop)).c_str(), seconds, cpu,
+        evaluation == fusemix::kdpp_evaluation::lazy ? "lazy" : "eager", fusemix::cpu::threads(), n, d, k, window, sel.picks.size(), std::string(fusemix::to_string(sel.stop)).c_str(), seconds, cpu,
         sel.log_det(), peak);
   } catch (const std::exception& e) {
     std::cerr << "bench_dpp: " << e.what() << '\n';

@@ -550,7 +550,11 @@ class harness {
         be_.upload(std::span<const T>(z), dz.data());
         auto engine = be_.make_kdpp_engine(latent_view<T>(dz.data(), n, d), kernel, k);
         const selection e = fusemix::detail::run_greedy_kdpp(engine, k, k, o);
-        rep_.expect(e.picks == got.picks && e.gains == got.gains && e.stop == got.stop,
+        // (the CPU's entry point evaluates lazily by default: its eager mode is this engine)
+        kdpp_options eager = o;
+        eager.evaluation = fusemix::kdpp_evaluation::eager;
+        const selection ge = t_.select(hv, k, kernel, eager);
+        rep_.expect(e.picks == ge.picks && e.gains == ge.gains && e.stop == ge.stop,
                     label + ": make_kdpp_engine under the driver is the entry point", __LINE__);
       }
       return got;

@@ -162,7 +162,7 @@ concept KdppEngine = requires(E& e, const E& ce, std::size_t i, typename E::accu
   typename E::accumulator;
   { ce.size() } -> std::convertible_to<std::size_t>;
   e.init_diagonal();
-  { ce.argmax() } -> std::convertible_to<std::pair<std::size_t, typename E::accumulator>>;
+  { e.argmax() } -> std::convertible_to<std::pair<std::size_t, typename E::accumulator>>;
   { ce.residual(i) } -> std::convertible_to<typename E::accumulator>;
   e.exclude(i);
   ce.coordinates(i, i, out);

@@ -51,6 +51,14 @@ enum class stop_reason {
 /// Writes `to_string(r)`.
 inline std::ostream& operator<<(std::ostream& os, stop_reason r) { return os << to_string(r); }
 
+/// How the CPU selector keeps the residuals current (`kdpp_options::evaluation`).
+enum class kdpp_evaluation {
+  /// Update an item only when its last residual could still win (the default).
+  lazy,
+  /// Update every item at every pick (Chen et al.'s loop as written; the CUDA selector's way).
+  eager,
+};
+
 /// Options of `greedy_kdpp` (the subset size `k` is an argument, not an option).
 struct kdpp_options {
   /// Stop when the largest residual d² is at most `relative_threshold · max_i L_ii`.
@@ -69,6 +77,22 @@ struct kdpp_options {
   /// residual against the previous `window − 1` picks. 0 (the default) means all picks, the
   /// plain k-DPP; a window of `k` or more is the same as 0.
   std::size_t window = 0;
+  /// How the CPU selector updates the residuals. Both apply the same operations in the same order:
+  /// the same picks, and the same gains bit for bit where the compiler contracts multiply-adds
+  /// into FMAs alike in both loops (always with -ffp-contract=off; GCC's gnu++ default may fuse
+  /// one loop's and not the other's and move a gain by an ulp).
+  ///
+  /// A residual only shrinks as picks are added, so an item's last computed residual bounds its
+  /// current one from above. `lazy` keeps the items in a heap by that bound and brings an item up
+  /// to date (every pick it missed, in the order eager would have applied them) only when its
+  /// bound could still win (Minoux's accelerated greedy). The arithmetic per item is eager's; what
+  /// changes is that an item's latents and c vector are read once per catch-up instead of once
+  /// per pick, so the selector runs from cache instead of streaming N·(D + k) values per pick.
+  /// With the built-in kernels the catch-ups run on OpenMP threads (`cpu::set_threads`; by default
+  /// `OMP_NUM_THREADS` or all cores); the results do not depend on the count.
+  /// A window (residuals can grow again when a pick leaves it) and a `RowKernel` that is not a
+  /// `DotProductKernel` (its rows are what the user made fast) always run eager.
+  kdpp_evaluation evaluation = kdpp_evaluation::lazy;
 };
 
 /// The result of a greedy selection.
@@ -108,7 +132,8 @@ struct selection {
 ///          picks when the kernel's rank runs out).
 /// @throws shape_error if `z` has no rows or no columns, if `k == 0` or if `k > z.rows()`.
 /// @throws numeric_error if `z` holds NaN or Inf, if the kernel's diagonal has a negative or NaN
-///         entry, or if the kernel returns a non-finite value.
+///         entry, or if the kernel returns a non-finite value (for a pair the selector evaluates:
+///         the lazy evaluation never computes the values it does not need).
 /// @throws argument_error if `options.relative_threshold` is negative or not finite.
 ///
 /// **Example**

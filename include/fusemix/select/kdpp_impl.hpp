@@ -184,6 +184,18 @@ template <class Acc, Scalar T, Kernel<T> K>
   }
   // Coordinates are kept for every pick but the last, or for the last w − 1 picks.
   const std::size_t capacity = options.window == 0 ? k - 1 : std::min(options.window, k) - 1;
+  const bool windowed = capacity + 1 < k;
+  if constexpr (DotProductKernel<K> || !RowKernel<K, T>) {
+    if (options.evaluation == kdpp_evaluation::lazy && !windowed) {
+#if defined(_OPENMP)
+      const int threads = omp_get_max_threads();
+#else
+      const int threads = 1;
+#endif
+      kdpp_lazy_engine<T, K, Acc> engine(z, kernel, capacity, threads);
+      return run_greedy_kdpp(engine, k, capacity, options);
+    }
+  }
   auto engine = cpu::kdpp_ops<T>{}.template make_kdpp_engine<Acc>(z, kernel, capacity);  // the CPU backend's
   return run_greedy_kdpp(engine, k, capacity, options);
 }

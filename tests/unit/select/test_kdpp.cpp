@@ -358,6 +358,79 @@ BOOST_AUTO_TEST_CASE(window_edge_cases) {
   BOOST_TEST(one.picks == (std::vector<std::size_t>{0, 1, 2, 3, 4}), boost::test_tools::per_element());
 }
 
+// ---- lazy evaluation -------------------------------------------------------------------------
+
+/// The lazy engine (at 1, 2 and 3 threads) against the eager one on the same data: the same
+/// picks, the same gains bit for bit (this file is built without FMA contraction: see
+/// tests/CMakeLists.txt), the same stop.
+template <class T, class K>
+void check_lazy_equals_eager(const row_matrix<T>& z, std::size_t k, const K& kernel, fusemix::kdpp_options o = {}) {
+  o.evaluation = fusemix::kdpp_evaluation::eager;
+  const auto eager = fusemix::greedy_kdpp(latent_view<T>(z), k, kernel, o);
+  o.evaluation = fusemix::kdpp_evaluation::lazy;
+  const int before = fusemix::cpu::threads();
+  for (int threads : {1, 2, 3}) {
+    fusemix::cpu::set_threads(threads);
+    const auto lazy = fusemix::greedy_kdpp(latent_view<T>(z), k, kernel, o);
+    BOOST_TEST_CONTEXT(threads << " threads") {
+      BOOST_TEST(lazy.picks == eager.picks, boost::test_tools::per_element());
+      BOOST_TEST(lazy.gains == eager.gains, boost::test_tools::per_element());
+      BOOST_TEST(lazy.stop == eager.stop);
+    }
+  }
+  fusemix::cpu::set_threads(before);
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(lazy_equals_eager_bit_for_bit, T, scalar_types) {
+  // k past two panels of 64 picks, so that catch-ups span panels, start inside one and stop
+  // short of its end; unit rows make the residuals near-equal, so many items catch up each step
+  const auto unit = random_latents<T>(1500, 24, 40, true);
+  check_lazy_equals_eager(unit, 150, fusemix::polynomial_kernel{});
+  check_lazy_equals_eager(unit, 150, fusemix::polynomial_kernel{.offset = 0.5, .degree = 3});
+  const auto z = random_latents<T>(1200, 20, 41);
+  check_lazy_equals_eager(z, 140, fusemix::cosine_kernel{});
+  check_lazy_equals_eager(z, 140, fusemix::rbf_kernel{.gamma = 0.05});
+  check_lazy_equals_eager(z, 40, fusemix::linear_kernel{});  // the rank runs out at 20
+  check_lazy_equals_eager(z, 140, fusemix::rbf_kernel{.gamma = 0.05}, {.relative_threshold = 0.3});
+  check_lazy_equals_eager(z, 1, fusemix::cosine_kernel{});
+  check_lazy_equals_eager(z, 1200, fusemix::linear_kernel{});  // every item a candidate to the end
+}
+
+BOOST_AUTO_TEST_CASE(lazy_equals_eager_for_a_users_pairwise_kernel) {
+  const auto z = random_latents<double>(300, 5, 42);
+  check_lazy_equals_eager(z, 90, laplacian_pairwise{});
+}
+
+BOOST_AUTO_TEST_CASE(lazy_evaluation_evaluates_fewer_pairs) {
+  // A kernel that counts its calls: the eager loop evaluates every candidate at every pick, the
+  // lazy one only the items whose bound could win (and still picks the same).
+  struct counting : laplacian_pairwise {
+    std::size_t* calls;
+    double operator()(std::span<const double> a, std::span<const double> b) const {
+      ++*calls;
+      return laplacian_pairwise::operator()(a, b);
+    }
+  };
+  const auto z = random_latents<double>(400, 6, 43);
+  std::size_t eager_calls = 0, lazy_calls = 0;
+  const auto eager = fusemix::greedy_kdpp(latent_view<double>(z), 60, counting{{}, &eager_calls},
+                                          {.evaluation = fusemix::kdpp_evaluation::eager});
+  const auto lazy = fusemix::greedy_kdpp(latent_view<double>(z), 60, counting{{}, &lazy_calls});
+  BOOST_TEST(lazy.picks == eager.picks, boost::test_tools::per_element());
+  BOOST_TEST(eager_calls > 400U * 50U);
+  BOOST_TEST(lazy_calls < eager_calls);
+  BOOST_TEST_MESSAGE("kernel calls: eager " << eager_calls << ", lazy " << lazy_calls);
+}
+
+BOOST_AUTO_TEST_CASE(a_window_runs_eager_whatever_the_option) {
+  const auto z = random_latents<double>(200, 5, 44, true);
+  for (auto e : {fusemix::kdpp_evaluation::lazy, fusemix::kdpp_evaluation::eager}) {
+    const auto sel = fusemix::greedy_kdpp(latent_view<double>(z), 30, fusemix::polynomial_kernel{},
+                                          {.window = 6, .evaluation = e});
+    BOOST_TEST(sel.picks == naive_greedy(z, 30, fusemix::polynomial_kernel{}, 6), boost::test_tools::per_element());
+  }
+}
+
 // ---- precision -------------------------------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(float_run_agrees_with_all_double_run) {

@@ -9,6 +9,9 @@
 #include <type_traits>
 
 #include <Eigen/Core>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 // Opt-in: a consumer that links OpenBLAS defines FUSEMIX_USE_OPENBLAS (the CMake option
 // FUSEMIX_BLAS does both for this repo's programs) and the GEMMs go to cblas_?gemm; nothing
@@ -22,16 +25,24 @@
 
 namespace fusemix::cpu {
 
-/// Sets the threads of the CPU GEMMs: Eigen's (OpenMP, where the program is built with it) and,
-/// with FUSEMIX_USE_OPENBLAS, OpenBLAS's. Results are bitwise reproducible for a given count.
-/// `n == 0` leaves the libraries' defaults (`OMP_NUM_THREADS`, `OPENBLAS_NUM_THREADS`, all cores).
+/// Sets the threads of the CPU backend: Eigen's GEMMs and the library's own OpenMP loops (where
+/// the program is built with OpenMP) and, with FUSEMIX_USE_OPENBLAS, OpenBLAS's. Results are
+/// bitwise reproducible for a given count. `n == 0` leaves the libraries' defaults
+/// (`OMP_NUM_THREADS`, `OPENBLAS_NUM_THREADS`, all cores).
 inline void set_threads(int n) {
   if (n <= 0) return;
   Eigen::setNbThreads(n);
+#if defined(_OPENMP)
+  omp_set_num_threads(n);
+#endif
 #if defined(FUSEMIX_USE_OPENBLAS)
   openblas_set_num_threads(n);
 #endif
 }
+
+/// The thread count the CPU backend uses (the last `set_threads`, else the OpenMP default; 1 in a
+/// build without OpenMP, where only OpenBLAS can thread).
+[[nodiscard]] inline int threads() { return Eigen::nbThreads(); }
 
 /// The GEMM libraries `backend::gemm` can use for float and double operands.
 enum class gemm_library { eigen, openblas };
