@@ -110,6 +110,10 @@ void register_select(CLI::App& app) {
   cmd->add_option("--window", o->s.window, "only the last W picks must be diverse (0: all)")
       ->check(not_negative)
       ->capture_default_str();
+  cmd->add_option("--threads", o->s.threads,
+                  "CPU threads (0: the libraries' default, all cores); the picks do not depend on it")
+      ->check(not_negative)
+      ->capture_default_str();
   cmd->add_option("--device", o->s.device, "cpu, or cuda (the GPU selector; window 0 only)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();

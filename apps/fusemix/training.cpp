@@ -157,6 +157,7 @@ select_result select_with(const select_settings& o, const fusemix::latent_view<f
 }  // namespace
 
 select_result select(const select_settings& o, const fusemix::latent_view<float>& z) {
+  fusemix::cpu::set_threads(static_cast<int>(o.threads));
   fusemix::io::matrix<float> unit;
   fusemix::latent_view<float> v = z;
   if (o.normalize) {

@@ -109,7 +109,7 @@ std::string run_signature(const train_settings& s, std::size_t dx, std::size_t d
 /// The settings of `fusemix select` that decide its picks.
 struct select_settings {
   std::string kernel = "poly", device = "cpu";
-  std::size_t k = 0, window = 0;
+  std::size_t k = 0, window = 0, threads = 0;  ///< threads: 0 keeps the libraries' default
   unsigned degree = 2;
   double offset = 1.0, gamma = 0.0, threshold = fusemix::kdpp_options{}.relative_threshold;
   bool normalize = false, uniform = false;

@@ -283,13 +283,14 @@ def evaluate(model, x, y, image_of_text=None):
 
 
 def select(z, k, *, kernel="poly", degree=2, offset=1.0, gamma=None, normalize=False, threshold=None, window=0,
-           uniform=False, seed=0, device="cpu"):
+           uniform=False, seed=0, device="cpu", threads=0):
     """A diverse subset of the rows of `z` by greedy k-DPP, as ``fusemix select``.
 
     Kernels: "poly" ((a·b + offset)^degree), "linear", "cosine", "rbf" (exp(-gamma |a-b|²),
     gamma 1/D by default). `normalize` scales rows to unit length first (on a copy); the
     selection stops early when the best residual falls to `threshold` times the largest
     diagonal entry (the program's default when None). `uniform` draws k rows at random instead.
+    `threads` > 0 sets the CPU threads as `set_threads` does (the picks do not depend on it).
 
     Returns (picks, stop_reason): int64 row indices in the order picked, and "k_reached" or
     "rank_exhausted" (the best residual fell to the threshold first; `fusemix select --json`'s
@@ -308,6 +309,7 @@ def select(z, k, *, kernel="poly", degree=2, offset=1.0, gamma=None, normalize=F
         "uniform": bool(uniform),
         "seed": _count(where, "seed", seed, 0),
         "device": _choice(where, "device", device, ("cpu", "cuda")),
+        "threads": _count(where, "threads", threads, 0),
     }
     picks, stop, _log_det, _seconds = _core.select(z, options)
     return picks, stop

@@ -93,6 +93,7 @@ def select(
     uniform: bool = False,
     seed: int = 0,
     device: Literal["cpu", "cuda"] = "cpu",
+    threads: int = 0,
 ) -> tuple[npt.NDArray[np.int64], Literal["k_reached", "rank_exhausted"]]: ...
 
 class FuseMix:

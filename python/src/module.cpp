@@ -234,6 +234,7 @@ py::tuple select_subset(const f32_array& z, const py::dict& o) {
   set_if(o, "uniform", s.uniform);
   set_if(o, "seed", s.seed);
   set_if(o, "device", s.device);
+  set_if(o, "threads", s.threads);
   fusemix_cli::select_result r;
   {
     py::gil_scoped_release no_gil;

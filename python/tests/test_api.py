@@ -44,6 +44,9 @@ def test_every_layout_gives_the_same_picks():
     # float16 gives the picks of float32 holding the same rounded values.
     h = z.astype(np.float16)
     np.testing.assert_array_equal(fusemix.select(h, 20)[0], fusemix.select(h.astype(np.float32), 20)[0])
+    # threads= changes the speed only
+    for t in (1, 2):
+        np.testing.assert_array_equal(fusemix.select(z, 12, kernel="cosine", threads=t)[0], want)
 
 
 # --- errors ---------------------------------------------------------------------------------------

@@ -464,6 +464,13 @@ BOOST_AUTO_TEST_CASE(select_writes_picks_and_refuses_bad_input) {
     BOOST_TEST((sx.row(static_cast<Eigen::Index>(i)) == zx.row(picks[i])));
     BOOST_TEST((sy.row(static_cast<Eigen::Index>(i)) == zy.row(picks[i])));
   }
+  // --threads changes the speed only: 1 and 2 threads pick the same items as the default.
+  for (const char* t : {"1", "2"}) {
+    const auto out = d / (std::string("picks_") + t + ".npy");
+    const auto rt = run(program("select --in " + x + " --k 20 --normalize --threads " + t + " --out " + out.string()));
+    BOOST_TEST_REQUIRE(rt.code == 0, rt.err);
+    BOOST_TEST(fm::io::read_npy_int64(out) == picks, boost::test_tools::per_element());
+  }
   // Bad input: one line on stderr naming the problem, exit 2.
   fm::matrix<float> nan = zx.topRows(10);
   nan(3, 4) = std::nanf("");
