@@ -24,8 +24,11 @@
 #   STEPS      timed steps per run           (default: 5)
 #   WARMUP     untimed steps first           (default: 2)
 #   EXTRA_ARGS more arguments for both sides (e.g. "--mix halves"; default: none)
-#   MODES      PyTorch modes                 (default: "eager compile"; compile is skipped when
-#              the torch has no torch.compile, i.e. before 2.0, and reported n/a if it fails)
+#   MODES      PyTorch modes                 (default: "eager eager-tuned compile compile-tuned";
+#              a -tuned mode runs with glibc malloc tuned (torch_step.py --malloc tuned: freed
+#              tensors reused, not unmapped), the others with malloc as it comes; compile is
+#              skipped when the torch has no torch.compile, i.e. before 2.0, and reported n/a if
+#              it fails)
 #   CORETYPE   OPENBLAS_CORETYPE for both sides (default: SkylakeX; "default" leaves the
 #              environment as it is; so is an unset CORETYPE on a CPU without AVX-512).
 #              Our program and Debian's torch both use OpenBLAS.
@@ -44,7 +47,7 @@ threads_list=${THREADS:-1 2}
 steps=${STEPS:-5}
 warmup=${WARMUP:-2}
 extra=${EXTRA_ARGS:-}
-modes=${MODES:-eager compile}
+modes=${MODES:-eager eager-tuned compile compile-tuned}
 coretype=${CORETYPE:-SkylakeX}
 out=${OUT:-$root/benchmarks/train/last_run.jsonl}
 
@@ -113,9 +116,11 @@ for s in $shapes; do
     "$fusemix" bench train "${args[@]}" --threads "$t" --json | json_line >>"$out"
     echo "$s $t ours" >>"$tmp/labels"
     for m in $modes; do
-      if [ "$m" = compile ] && [ "$has_compile" != 1 ]; then continue; fi
+      if [ "${m%-tuned}" = compile ] && [ "$has_compile" != 1 ]; then continue; fi
+      malloc=stock
+      if [ "${m%-tuned}" != "$m" ]; then malloc=tuned; fi
       echo "== $s, $t thread(s): PyTorch $m" >&2
-      if r=$("$python" "$here/torch_step.py" "${args[@]}" --threads "$t" --mode "$m" --json); then
+      if r=$("$python" "$here/torch_step.py" "${args[@]}" --threads "$t" --mode "${m%-tuned}" --malloc "$malloc" --json); then
         printf '%s\n' "$r" | json_line >>"$out"
         echo "$s $t $m" >>"$tmp/labels"
       else
@@ -151,7 +156,7 @@ print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
 for key in order:
     o = ours[key]
     for m in modes:
-        if m == "compile" and not has_compile:
+        if m.startswith("compile") and not has_compile:
             continue
         p = torch.get(key + (m,))
         ratio = pfrac = "n/a"

@@ -136,6 +136,9 @@ def parse_args(argv):
     p.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default=None,
                    help="fp32, tf32 (cuda only: TF32 GEMMs), or bf16 (forward + loss under autocast) "
                         "(default fp32)")
+    p.add_argument("--malloc", choices=("stock", "tuned"), default="stock",
+                   help="glibc malloc as it comes (default), or tuned as a performance-minded user "
+                        "would: freed tensors kept for reuse instead of returned to the kernel")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     a = p.parse_args(argv)
     for name in ("dim_x", "dim_y", "batch", "shared_dim", "expansion", "steps", "threads"):
@@ -160,8 +163,22 @@ def parse_args(argv):
     return a
 
 
+def tune_malloc():
+    """glibc mallopt as jemalloc or tcmalloc users get by default: no mmap for large blocks
+    (M_MMAP_MAX 0) and no trimming of the heap's top (M_TRIM_THRESHOLD 1 GiB), so a step's freed
+    activations are reused by the next step instead of unmapped and page-faulted (and zeroed by
+    the kernel) afresh. Returns True when both calls succeed."""
+    import ctypes
+    libc = ctypes.CDLL("libc.so.6")
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+    return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.malloc == "tuned" and not tune_malloc():
+        print("torch_step.py: --malloc tuned: mallopt failed", file=sys.stderr)
+        return 5
     # Debian's torch reaches OpenBLAS (pthreads build), which sizes its own pool from the
     # environment when loaded, not from torch.set_num_threads: set both before importing torch.
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -342,7 +359,8 @@ def main(argv=None):
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "parameters": n_params,  # the adapters' (tau not counted)
         "first_loss": losses[0], "last_loss": losses[-1],
-        "torch_version": torch.__version__, "mode": args.mode, "autocast_bf16": args.autocast_bf16,
+        "torch_version": torch.__version__, "mode": args.mode, "malloc": args.malloc,
+        "autocast_bf16": args.autocast_bf16,
     }
     if cuda:  # the CPU report keeps exactly its old fields
         r.update({
