@@ -24,6 +24,7 @@ packages=(
   libcli11-dev
   libbenchmark-dev
   libopenblas-dev
+  libopenblas-openmp-dev
   pybind11-dev
   python3-dev
   python3-numpy

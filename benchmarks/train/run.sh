@@ -26,7 +26,8 @@
 #   EXTRA_ARGS more arguments for both sides (e.g. "--mix halves"; default: none)
 #   MODES      PyTorch modes                 (default: "eager eager-tuned compile compile-tuned";
 #              a -tuned mode runs with glibc malloc tuned (torch_step.py --malloc tuned: freed
-#              tensors reused, not unmapped), the others with malloc as it comes; compile is
+#              tensors reused, not unmapped) and on OpenBLAS's OpenMP build where installed (one
+#              pool of threads, as our program), the others as they come; compile is
 #              skipped when the torch has no torch.compile, i.e. before 2.0, and reported n/a if
 #              it fails)
 #   CORETYPE   OPENBLAS_CORETYPE for both sides (default: SkylakeX; "default" leaves the
@@ -68,6 +69,11 @@ for s in $shapes; do
   v=SHAPE_$s
   if [ -z "${!v:-}" ]; then echo "run.sh: unknown shape $s (set $v to its arguments)" >&2; exit 1; fi
 done
+# OpenBLAS's OpenMP build (Debian's libopenblas-openmp-dev), which our program links where
+# installed: the -tuned modes load it into PyTorch too, so that its GEMMs and its own OpenMP
+# passes share one pool of threads, as ours do.
+openmp_blas=/usr/lib/$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)/openblas-openmp
+if [ ! -e "$openmp_blas/libopenblas.so.0" ]; then openmp_blas=""; fi
 torch_version=$("$python" -c 'import torch; print(torch.__version__)')
 has_compile=$("$python" -c 'import torch; print(int(hasattr(torch, "compile")))')
 
@@ -105,6 +111,8 @@ echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; load ave
 echo "ours:    $fusemix"
 echo "torch:   $torch_version ($python)"
 echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>}"
+echo "ours:    OpenBLAS $(ldd "$fusemix" | sed -n 's/.*libopenblas.so.0 => \([^ ]*\).*/\1/p')"
+echo "PyTorch -tuned modes: OpenBLAS ${openmp_blas:-as installed (no OpenMP build found)}"
 echo
 
 for s in $shapes; do
@@ -118,9 +126,13 @@ for s in $shapes; do
     for m in $modes; do
       if [ "${m%-tuned}" = compile ] && [ "$has_compile" != 1 ]; then continue; fi
       malloc=stock
-      if [ "${m%-tuned}" != "$m" ]; then malloc=tuned; fi
+      blas=()
+      if [ "${m%-tuned}" != "$m" ]; then
+        malloc=tuned
+        if [ -n "$openmp_blas" ]; then blas=(env "LD_LIBRARY_PATH=$openmp_blas${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"); fi
+      fi
       echo "== $s, $t thread(s): PyTorch $m" >&2
-      if r=$("$python" "$here/torch_step.py" "${args[@]}" --threads "$t" --mode "${m%-tuned}" --malloc "$malloc" --json); then
+      if r=$("${blas[@]}" "$python" "$here/torch_step.py" "${args[@]}" --threads "$t" --mode "${m%-tuned}" --malloc "$malloc" --json); then
         printf '%s\n' "$r" | json_line >>"$out"
         echo "$s $t $m" >>"$tmp/labels"
       else

@@ -12,38 +12,40 @@
 
 #include <fusemix/backend/common/dropout.hpp>
 #include <fusemix/backend/common/gelu.hpp>
+#include <fusemix/backend/cpu/parallel.hpp>
 #include <fusemix/core/concepts.hpp>
 #include <fusemix/core/random.hpp>
 
 namespace fusemix::cpu {
 
-/// The activation and dropout group of `cpu::backend` (`ActivationOps`). Keeps one scratch row
-/// (the dropout mask of the row in flight).
+/// The activation and dropout group of `cpu::backend` (`ActivationOps`). Every pass runs a row at a
+/// time on the backend's threads (`for_each_row`); dropout masks are drawn per row, in runs of
+/// `mask_run` elements on the stack, so the group keeps no state.
 template <Scalar T>
 class activation_ops {
  public:
   /// `y = GELU(x)` (exact erf form).
   template <class X, class Y>
   void gelu_forward(const X& x, Y& y) const {
-    y.array() = detail::gelu(x.array());
+    for_each_row(x.rows(), x.cols(), [&](Eigen::Index i) { y.row(i).array() = detail::gelu(x.row(i).array()); });
   }
   /// `dx = dy · GELU'(x)`.
   template <class Dy, class X, class Dx>
   void gelu_backward(const Dy& dy, const X& x, Dx& dx) const {
-    dx.array() = dy.array() * detail::gelu_grad(x.array());
+    for_each_row(x.rows(), x.cols(), [&](Eigen::Index i) {
+      dx.row(i).array() = dy.row(i).array() * detail::gelu_grad(x.row(i).array());
+    });
   }
   /// `y = mask ⊙ x / (1 − p)` with the mask of `key`.
   template <class X, class Y>
   void dropout_forward(const X& x, const dropout_key& key, Y& y) const {
     if (key.p <= 0.0) {
-      y = x;
+      for_each_row(x.rows(), x.cols(), [&](Eigen::Index i) { y.row(i) = x.row(i); });
       return;
     }
-    const Eigen::Index n = x.rows(), w = x.cols();
-    for (Eigen::Index i = 0; i < n; ++i) {
-      fill_mask(key, static_cast<std::size_t>(i * w), w);
-      y.row(i).array() = x.row(i).array() * mask_;
-    }
+    for_each_masked_run(key, x.rows(), x.cols(), [&](Eigen::Index i, Eigen::Index c, const auto& mask) {
+      y.row(i).segment(c, mask.size()).array() = x.row(i).segment(c, mask.size()).array() * mask;
+    });
   }
   /// `dx = mask ⊙ dy / (1 − p)`, regenerating the mask of `key`.
   template <class Dy, class Dx>
@@ -54,39 +56,58 @@ class activation_ops {
   /// cache; `a` keeps the pre-activation that backward needs.
   template <class A, class V, class H>
   void bias_gelu_dropout_forward(A& a, const V& b, const dropout_key& key, H& h) const {
-    const Eigen::Index n = a.rows(), w = a.cols();
     const auto bias = b.transpose().array();
-    for (Eigen::Index i = 0; i < n; ++i) {
-      auto ai = a.row(i).array();
-      ai += bias;
-      if (key.p <= 0.0) {
+    if (key.p <= 0.0) {
+      for_each_row(a.rows(), a.cols(), [&](Eigen::Index i) {
+        auto ai = a.row(i).array();
+        ai += bias;
         h.row(i).array() = detail::gelu(ai);
-      } else {
-        fill_mask(key, static_cast<std::size_t>(i * w), w);
-        h.row(i).array() = detail::gelu(ai) * mask_;  // (no select: Eigen 3.4 does not vectorise it)
-      }
+      });
+      return;
     }
+    for_each_masked_run(key, a.rows(), a.cols(), [&](Eigen::Index i, Eigen::Index c, const auto& mask) {
+      const Eigen::Index len = mask.size();
+      auto ai = a.row(i).segment(c, len).array();
+      ai += bias.segment(c, len);
+      h.row(i).segment(c, len).array() = detail::gelu(ai) * mask;  // (no select: Eigen 3.4 does not vectorise it)
+    });
   }
   /// `da = dh ⊙ mask / (1 − p) ⊙ GELU'(a)`; `da` may be `dh` itself.
   template <class Dh, class A, class Da>
   void gelu_dropout_backward(const Dh& dh, const A& a, const dropout_key& key, Da& da) const {
-    const Eigen::Index n = a.rows(), w = a.cols();
-    for (Eigen::Index i = 0; i < n; ++i) {
-      if (key.p <= 0.0) {
-        da.row(i).array() = dh.row(i).array() * detail::gelu_grad(a.row(i).array());
-      } else {
-        fill_mask(key, static_cast<std::size_t>(i * w), w);
-        da.row(i).array() = dh.row(i).array() * mask_ * detail::gelu_grad(a.row(i).array());
-      }
+    if (key.p <= 0.0) {
+      gelu_backward(dh, a, da);
+      return;
     }
+    for_each_masked_run(key, a.rows(), a.cols(), [&](Eigen::Index i, Eigen::Index c, const auto& mask) {
+      const Eigen::Index len = mask.size();
+      da.row(i).segment(c, len).array() =
+          dh.row(i).segment(c, len).array() * mask * detail::gelu_grad(a.row(i).segment(c, len).array());
+    });
   }
 
  private:
-  // Writes into mask_ the scale of elements [first, first + n) of draw `key`: 0 for dropped ones,
-  // 1/(1−p) for kept ones, by the rule of backend/common/dropout.hpp. Sixteen Philox blocks run
-  // side by side in plain lane loops (the round is inlined) that the compiler vectorises.
-  void fill_mask(const dropout_key& key, std::size_t first, Eigen::Index n) const {
-    mask_.resize(n);
+  /// Elements of a mask drawn at once (on the stack).
+  static constexpr Eigen::Index mask_run = 1024;
+
+  // f(i, c, mask) for every run [c, c + mask.size()) of every row i of an n × w pass, rows on the
+  // backend's threads, with the scales of draw `key` for those elements in `mask`.
+  template <class F>
+  static void for_each_masked_run(const dropout_key& key, Eigen::Index n, Eigen::Index w, F&& f) {
+    for_each_row(n, w, [&](Eigen::Index i) {
+      alignas(64) T buffer[mask_run];
+      for (Eigen::Index c = 0; c < w; c += mask_run) {
+        const Eigen::Index len = std::min(mask_run, w - c);
+        fill_mask(key, static_cast<std::size_t>(i * w + c), len, buffer);
+        f(i, c, Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>, Eigen::Aligned64>(buffer, len));
+      }
+    });
+  }
+
+  // Writes into out[0, n) the scale of elements [first, first + n) of draw `key`: 0 for dropped
+  // ones, 1/(1−p) for kept ones, by the rule of backend/common/dropout.hpp. Sixteen Philox blocks
+  // run side by side in plain lane loops (the round is inlined) that the compiler vectorises.
+  static void fill_mask(const dropout_key& key, std::size_t first, Eigen::Index n, T* mask) {
     const T keep_scale = detail::dropout_keep_scale<T>(key.p);
     const std::uint32_t threshold = detail::dropout_threshold(key.p);
     constexpr std::size_t lanes = 16;
@@ -113,11 +134,9 @@ class activation_ops {
         out[4 * l + 3] = detail::dropout_keeps(c3[l], threshold) ? keep_scale : T(0);
       }
       const std::size_t g0 = group * 4 * lanes, lo = std::max(g0, first), hi = std::min(g0 + 4 * lanes, end);
-      for (std::size_t i = lo; i < hi; ++i) mask_[static_cast<Eigen::Index>(i - first)] = out[i - g0];
+      for (std::size_t i = lo; i < hi; ++i) mask[i - first] = out[i - g0];
     }
   }
-
-  mutable Eigen::Array<T, 1, Eigen::Dynamic> mask_;  // scratch (sized on first use)
 };
 
 }  // namespace fusemix::cpu

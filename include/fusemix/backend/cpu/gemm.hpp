@@ -20,6 +20,7 @@
 #include <cblas.h>
 #endif
 
+#include <fusemix/backend/cpu/parallel.hpp>
 #include <fusemix/core/concepts.hpp>
 #include <fusemix/core/error.hpp>
 
@@ -157,17 +158,32 @@ class dense_ops {
   }
   /// `y += alpha · x`.
   template <class X, class Y>
-  void axpy(T alpha, const X& x, Y& y) const { y.noalias() += alpha * x; }
+  void axpy(T alpha, const X& x, Y& y) const {
+    for_each_part(y, [&](auto part) { part(y).noalias() += alpha * part(x); });
+  }
   /// `y = x`.
   template <class X, class Y>
-  void copy(const X& x, Y& y) const { y = x; }
+  void copy(const X& x, Y& y) const {
+    for_each_part(y, [&](auto part) { part(y) = part(x); });
+  }
 
   /// `y = alpha · y`.
   template <class Y>
-  void scale(T alpha, Y& y) const { y *= alpha; }
-  /// `Σ_ij a_ij · b_ij`.
+  void scale(T alpha, Y& y) const {
+    for_each_part(y, [&](auto part) { part(y) *= alpha; });
+  }
+  /// `Σ_ij a_ij · b_ij` (each row's sum in `T`, the rows' sums added in double in row order).
   template <class A, class Bm>
-  T dot(const A& a, const Bm& b) const { return a.cwiseProduct(b).sum(); }
+  T dot(const A& a, const Bm& b) const {
+    partials_.resize(a.rows());
+    for_each_row(a.rows(), a.cols(), [&](Eigen::Index i) {
+      partials_[i] = static_cast<double>(a.row(i).cwiseProduct(b.row(i)).sum());
+    });
+    return static_cast<T>(partials_.sum_in_order());
+  }
+
+ private:
+  mutable row_partials partials_;
 };
 
 }  // namespace fusemix::cpu

@@ -8,12 +8,14 @@
 
 #include <Eigen/Core>
 
+#include <fusemix/backend/cpu/parallel.hpp>
 #include <fusemix/backend/cpu/storage.hpp>
 #include <fusemix/core/concepts.hpp>
 
 namespace fusemix::cpu {
 
-/// The LayerNorm group of `cpu::backend` (`LayerNormOps`). Keeps two scratch rows.
+/// The LayerNorm group of `cpu::backend` (`LayerNormOps`). Rows on the backend's threads
+/// (`for_each_row`), the parameter gradients by runs of columns (`for_each_column_run`); no state.
 template <Scalar T>
 class layer_norm_ops {
  public:
@@ -25,7 +27,7 @@ class layer_norm_ops {
     const Eigen::Index n = x.rows(), d = x.cols();
     storage<T>::resize(mean, static_cast<std::size_t>(n));
     storage<T>::resize(rstd, static_cast<std::size_t>(n));
-    for (Eigen::Index i = 0; i < n; ++i) {
+    for_each_row(n, d, [&](Eigen::Index i) {
       const auto row = x.row(i);
       const T mu = row.mean();
       const T var = (row.array() - mu).square().sum() / static_cast<T>(d);
@@ -33,33 +35,35 @@ class layer_norm_ops {
       mean[i] = mu;
       rstd[i] = r;
       y.row(i) = ((row.array() - mu) * r * gamma.transpose().array() + beta.transpose().array()).matrix();
-    }
+    });
   }
-  /// Gradients of LayerNorm: `dx`, and `dgamma`, `dbeta` summed over rows.
+  /// Gradients of LayerNorm: `dx`, and `dgamma`, `dbeta` summed over rows (in row order, each
+  /// column on its own, so the same bits at every thread count).
   template <class Dy, class X, class G, class Dx, class Dg, class Db>
   void layer_norm_backward(const Dy& dy, const X& x, const G& gamma, const column_vector<T>& mean,
                            const column_vector<T>& rstd, Dx& dx, Dg& dgamma, Db& dbeta) const {
     const Eigen::Index n = x.rows(), d = x.cols();
-    dgamma.setZero();
-    dbeta.setZero();
-    row_array& xhat = xhat_;
-    row_array& g = g_;
-    xhat.resize(d);
-    g.resize(d);
-    for (Eigen::Index i = 0; i < n; ++i) {
-      xhat = (x.row(i).array() - mean[i]) * rstd[i];
-      g = dy.row(i).array() * gamma.transpose().array();
-      dgamma.transpose().array() += dy.row(i).array() * xhat;
-      dbeta.transpose().array() += dy.row(i).array();
+    for_each_column_run(n, d, [&](Eigen::Index c, Eigen::Index len) {
+      auto dg = dgamma.segment(c, len).transpose().array();
+      auto db = dbeta.segment(c, len).transpose().array();
+      dg.setZero();
+      db.setZero();
+      for (Eigen::Index i = 0; i < n; ++i) {
+        const auto dyi = dy.row(i).segment(c, len).array();
+        dg += dyi * ((x.row(i).segment(c, len).array() - mean[i]) * rstd[i]);
+        db += dyi;
+      }
+    });
+    // dx = rstd · (g − mean(g) − x̂ · mean(g · x̂)) with g = dy · gamma, x̂ = (x − mean) · rstd:
+    // expressions, evaluated where used (cheaper than storing rows that the next line reads).
+    for_each_row(n, d, [&](Eigen::Index i) {
+      const auto xhat = (x.row(i).array() - mean[i]) * rstd[i];
+      const auto g = dy.row(i).array() * gamma.transpose().array();
       const T mean_g = g.mean();
       const T mean_gx = (g * xhat).mean();
       dx.row(i) = (rstd[i] * (g - mean_g - xhat * mean_gx)).matrix();
-    }
+    });
   }
-
- private:
-  using row_array = Eigen::Array<T, 1, Eigen::Dynamic>;
-  mutable row_array xhat_, g_;  // scratch rows (sized on first use)
 };
 
 }  // namespace fusemix::cpu

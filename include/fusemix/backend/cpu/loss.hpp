@@ -9,13 +9,16 @@
 #include <Eigen/Core>
 
 #include <fusemix/backend/common/sigmoid.hpp>
+#include <fusemix/backend/cpu/parallel.hpp>
 #include <fusemix/backend/cpu/storage.hpp>
 #include <fusemix/core/concepts.hpp>
 
 namespace fusemix::cpu {
 
 /// The loss group of `cpu::backend` (`LossPrimitives`). Keeps the per-row and per-column
-/// statistics of the softmax as scratch.
+/// statistics of the softmax as scratch. Rows on the backend's threads (`for_each_row`), the
+/// column statistics by runs of columns walking the rows in order (`for_each_column_run`), and
+/// totals summed over the rows' partial sums in row order: the same bits at every thread count.
 template <Scalar T>
 class loss_ops {
  public:
@@ -28,27 +31,26 @@ class loss_ops {
     // keeps its running maxima and sums as rows.
     const Eigen::Index n = logits.rows();
     storage<T>::resize(row_lse_, static_cast<std::size_t>(n));
-    col_max_.resize(n);
     col_lse_.resize(n);
-    col_max_ = logits.row(0).array();
-    for (Eigen::Index i = 1; i < n; ++i) col_max_ = col_max_.max(logits.row(i).array());
-    col_lse_.setZero();
-    for (Eigen::Index i = 0; i < n; ++i) {
+    for_each_column_run(n, n, [&](Eigen::Index c, Eigen::Index len) {
+      Eigen::Array<T, 1, Eigen::Dynamic, Eigen::RowMajor, 1, column_run> max = logits.row(0).segment(c, len).array(), sum(len);
+      for (Eigen::Index i = 1; i < n; ++i) max = max.max(logits.row(i).segment(c, len).array());
+      sum.setZero();
+      for (Eigen::Index i = 0; i < n; ++i) sum += (logits.row(i).segment(c, len).array() - max).exp();
+      col_lse_.segment(c, len) = max + sum.log();
+    });
+    const T scale = T(0.5) / static_cast<T>(n);
+    for_each_row(n, n, [&](Eigen::Index i) {
       const auto r = logits.row(i).array();
       const T m = r.maxCoeff();
-      row_lse_[i] = m + std::log((r - m).exp().sum());
-      col_lse_ += (r - col_max_).exp();
-    }
-    col_lse_ = col_max_ + col_lse_.log();
+      const T lse = m + std::log((r - m).exp().sum());
+      row_lse_[i] = lse;
+      g.row(i).array() = scale * ((r - lse).exp() + (r - col_lse_).exp());
+      g(i, i) -= 2 * scale;
+    });
     double loss = 0;
     for (Eigen::Index i = 0; i < n; ++i)
       loss += static_cast<double>(row_lse_[i] - logits(i, i)) + static_cast<double>(col_lse_[i] - logits(i, i));
-    const T scale = T(0.5) / static_cast<T>(n);
-    for (Eigen::Index i = 0; i < n; ++i) {
-      const auto r = logits.row(i).array();
-      g.row(i).array() = scale * ((r - row_lse_[i]).exp() + (r - col_lse_).exp());
-      g(i, i) -= 2 * scale;
-    }
     return static_cast<T>(loss * 0.5 / static_cast<double>(n));
   }
 
@@ -59,29 +61,36 @@ class loss_ops {
   T sigmoid_cross_entropy(const L& logits, G& g) const {
     const Eigen::Index n = logits.rows();
     const T inv_n = T(1) / static_cast<T>(n);
-    double loss = 0;
-    for (Eigen::Index i = 0; i < n; ++i) {
+    row_sums_.resize(n);
+    for_each_row(n, n, [&](Eigen::Index i) {
       double row = 0;
       for (Eigen::Index j = 0; j < n; ++j) {
         const T l = logits(i, j);
         row += static_cast<double>(detail::sigmoid_pair_term(l, i == j));
         g(i, j) = detail::sigmoid_pair_gradient(l, i == j, inv_n);
       }
-      loss += row;
-    }
-    return static_cast<T>(loss / static_cast<double>(n));
+      row_sums_[i] = row;
+    });
+    return static_cast<T>(row_sums_.sum_in_order() / static_cast<double>(n));
   }
 
-  /// `Σ_ij a_ij`.
+  /// `Σ_ij a_ij` (each row's sum in `T`, the rows' sums added in double in row order).
   template <class A>
-  T sum(const A& a) const { return a.sum(); }
+  T sum(const A& a) const {
+    row_sums_.resize(a.rows());
+    for_each_row(a.rows(), a.cols(), [&](Eigen::Index i) { row_sums_[i] = static_cast<double>(a.row(i).sum()); });
+    return static_cast<T>(row_sums_.sum_in_order());
+  }
   /// `y_ij = v` for every element.
   template <class Y>
-  void fill(Y& y, T v) const { y.setConstant(v); }
+  void fill(Y& y, T v) const {
+    for_each_row(y.rows(), y.cols(), [&](Eigen::Index i) { y.row(i).setConstant(v); });
+  }
 
  private:
   mutable column_vector<T> row_lse_;
-  mutable Eigen::Array<T, 1, Eigen::Dynamic> col_max_, col_lse_;
+  mutable Eigen::Array<T, 1, Eigen::Dynamic> col_lse_;
+  mutable row_partials row_sums_;
 };
 
 }  // namespace fusemix::cpu

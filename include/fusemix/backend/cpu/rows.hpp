@@ -10,12 +10,13 @@
 
 #include <Eigen/Core>
 
+#include <fusemix/backend/cpu/parallel.hpp>
 #include <fusemix/backend/cpu/storage.hpp>
 #include <fusemix/core/concepts.hpp>
 
 namespace fusemix::cpu {
 
-/// The row group of `cpu::backend` (`RowOps`).
+/// The row group of `cpu::backend` (`RowOps`). Rows on the backend's threads (`for_each_row`).
 template <Scalar T>
 class row_ops {
  public:
@@ -24,33 +25,34 @@ class row_ops {
   template <class Z, class Out>
   void gather_mix(const Z& z, std::span<const std::size_t> ia, std::span<const std::size_t> ib, T lambda,
                   Out& out) const {
-    for (std::size_t i = 0; i < ia.size(); ++i) {
-      const auto a = static_cast<Eigen::Index>(ia[i]), b = static_cast<Eigen::Index>(ib[i]);
+    for_each_row(static_cast<Eigen::Index>(ia.size()), z.cols(), [&](Eigen::Index i) {
+      const auto a = static_cast<Eigen::Index>(ia[static_cast<std::size_t>(i)]);
+      const auto b = static_cast<Eigen::Index>(ib[static_cast<std::size_t>(i)]);
       if (lambda == T(1))
-        out.row(static_cast<Eigen::Index>(i)) = z.row(a);
+        out.row(i) = z.row(a);
       else
-        out.row(static_cast<Eigen::Index>(i)) = lambda * z.row(a) + (T(1) - lambda) * z.row(b);
-    }
+        out.row(i) = lambda * z.row(a) + (T(1) - lambda) * z.row(b);
+    });
   }
   /// `n_i = p_i / max(‖p_i‖, eps)` (as `F.normalize`), keeping each row's norm for backward.
   template <class P, class N>
   void normalize_rows_forward(const P& p, T eps, N& n, column_vector<T>& norms) const {
     storage<T>::resize(norms, static_cast<std::size_t>(p.rows()));
-    for (Eigen::Index i = 0; i < p.rows(); ++i) {
+    for_each_row(p.rows(), p.cols(), [&](Eigen::Index i) {
       norms[i] = p.row(i).norm();
       n.row(i) = p.row(i) / std::max(norms[i], eps);
-    }
+    });
   }
   /// Gradient of `normalize_rows_forward`: `dp_i = (dn_i − n_i (n_i·dn_i)) / ‖p_i‖`, or
   /// `dn_i / eps` for a row whose norm was clamped to eps.
   template <class Dn, class N, class Dp>
   void normalize_rows_backward(const Dn& dn, const N& n, const column_vector<T>& norms, T eps, Dp& dp) const {
-    for (Eigen::Index i = 0; i < n.rows(); ++i) {
+    for_each_row(n.rows(), n.cols(), [&](Eigen::Index i) {
       if (norms[i] > eps)
         dp.row(i) = (dn.row(i) - n.row(i) * n.row(i).dot(dn.row(i))) / norms[i];
       else
         dp.row(i) = dn.row(i) / eps;
-    }
+    });
   }
   /// Whether `a` holds a NaN or an infinity; if so, where the first one is (row-major order).
   template <class A>
@@ -66,10 +68,18 @@ class row_ops {
   }
   /// Adds the vector `b` to every row of `y`.
   template <class Y, class V>
-  void add_row_vector(Y& y, const V& b) const { y.rowwise() += b.transpose(); }
-  /// `out = Σ_rows dy` (the gradient of a bias).
+  void add_row_vector(Y& y, const V& b) const {
+    for_each_row(y.rows(), y.cols(), [&](Eigen::Index i) { y.row(i) += b.transpose(); });
+  }
+  /// `out = Σ_rows dy` (the gradient of a bias), each column summed in row order.
   template <class M, class V>
-  void column_sums(const M& dy, V& out) const { out.noalias() = dy.colwise().sum().transpose(); }
+  void column_sums(const M& dy, V& out) const {
+    for_each_column_run(dy.rows(), dy.cols(), [&](Eigen::Index c, Eigen::Index len) {
+      auto o = out.segment(c, len).transpose();
+      o.setZero();
+      for (Eigen::Index i = 0; i < dy.rows(); ++i) o += dy.row(i).segment(c, len);
+    });
+  }
 };
 
 }  // namespace fusemix::cpu
