@@ -10,6 +10,7 @@
 
 #include <Eigen/Core>
 
+#include <fusemix/backend/cpu/parallel.hpp>
 #include <fusemix/core/concepts.hpp>
 
 namespace fusemix::cpu {
@@ -32,17 +33,14 @@ class search_ops {
   /// are. The gallery rows of a block must follow those already merged (`first_index` at least
   /// their count), so that an equal score keeps the earlier row.
   ///
-  /// Every query is merged on its own (OpenMP threads where built with it), so the result does
-  /// not depend on the thread count.
+  /// Every query is merged on its own (on the backend's threads: `for_each_row`), so the result
+  /// does not depend on the thread count.
   template <class S, class M>
   void merge_top_k(const S& sims, std::size_t first_query, std::int64_t first_index, std::size_t filled,
                    M& best_scores, std::int64_t* best_indices) const {
     const auto n = sims.rows(), cols = sims.cols();
     const auto k = static_cast<std::size_t>(best_scores.cols());
-#if defined(_OPENMP)
-#  pragma omp parallel for schedule(static)
-#endif
-    for (Eigen::Index i = 0; i < n; ++i) {
+    for_each_row(n, cols, [&](Eigen::Index i) {
       const auto q = static_cast<Eigen::Index>(first_query) + i;
       T* s = &best_scores(q, 0);
       std::int64_t* x = best_indices + static_cast<std::size_t>(q) * k;
@@ -60,7 +58,7 @@ class search_ops {
         x[at] = first_index + j;
         have = std::min(k, have + 1);
       }
-    }
+    });
   }
 };
 
