@@ -33,6 +33,7 @@
 #include <fusemix/select/kernels.hpp>
 #include <fusemix/select/kdpp.hpp>
 #include <fusemix/io/npy.hpp>
+#include <fusemix/io/mapped_latents.hpp>
 #include <fusemix/io/safetensors.hpp>
 #include <fusemix/io/weights.hpp>
 #include <fusemix/io/model.hpp>

@@ -4,14 +4,14 @@
 ///
 /// Each input is read as a file by read_npy_header, read_npy<float>, read_npy<double>,
 /// read_npy_vector<float> and read_npy_int64, once as a regular file and once through a pipe
-/// (see fuzz_input.hpp). A malformed input must make a reader throw `fusemix::error`.
+/// (see fuzz_input.hpp), and as a regular file by io::mapped_latents (<fusemix/io/mapped_latents.hpp>). A malformed input must make a reader throw `fusemix::error`.
 ///
 /// Findings: a crash, any other exception escaping (std::bad_alloc included: the readers must
 /// check sizes against the file before allocating), an AddressSanitizer or UndefinedBehavior
 /// Sanitizer report, a leak, a timeout, an allocation over -malloc_limit_mb, and a broken
 /// invariant of a result, checked below: a read result has the shape its header states, the
-/// float and double readers accept the same files and agree on the values, and a pipe gives the
-/// same answer as a regular file.
+/// float and double readers accept the same files and agree on the values, mapped_latents accepts
+/// what read_npy accepts and gives its values, and a pipe gives the same answer as a regular file.
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -19,6 +19,7 @@
 #include <optional>
 #include <vector>
 
+#include <fusemix/io/mapped_latents.hpp>
 #include <fusemix/io/npy.hpp>
 
 #include "fuzz_input.hpp"
@@ -40,6 +41,9 @@ struct outcome {
   std::optional<io::matrix<double>> md;
   std::optional<std::vector<float>> vf;
   std::optional<std::vector<std::int64_t>> vi;
+  // io::mapped_latents, tried on regular files only (a pipe cannot be mapped)
+  bool mapped_tried = false;
+  std::optional<io::matrix<float>> mapped;
 };
 
 /// True if `a` and `b` are the same float (NaNs are equal to each other).
@@ -77,7 +81,19 @@ outcome read_all(WithPath&& with_path) {
   with_path(
       [&](const fs::path& p) { (void)succeeds([&] { o.vf = io::read_npy_vector<float>(p); }); });
   with_path([&](const fs::path& p) { (void)succeeds([&] { o.vi = io::read_npy_int64(p); }); });
+  with_path([&](const fs::path& p) {
+    if (!fs::is_regular_file(p)) return;
+    o.mapped_tried = true;
+    (void)succeeds([&] { o.mapped = io::to_matrix<float>(io::mapped_latents(p)); });
+  });
   return o;
+}
+
+template <class T>
+bool same_values(const T* a, const T* b, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i)
+    if (!same(a[i], b[i])) return false;
+  return true;
 }
 
 void check(const outcome& o) {
@@ -96,6 +112,11 @@ void check(const outcome& o) {
       if (!same_rounded(o.mf->data()[i], o.md->data()[i]))
         die("read_npy<float> is not read_npy<double> rounded to float");
   }
+  if (o.mapped_tried && o.mapped.has_value() != o.mf.has_value())
+    die("mapped_latents and read_npy disagree on whether the file is valid");
+  if (o.mapped && (o.mapped->rows() != o.mf->rows() || o.mapped->cols() != o.mf->cols() ||
+                   !same_values(o.mapped->data(), o.mf->data(), static_cast<std::size_t>(o.mf->size()))))
+    die("mapped_latents's rows are not read_npy's");
   if (o.vf) {
     touch(*o.vf);
     if (o.header->shape != std::vector<std::size_t>{o.vf->size()})
@@ -106,13 +127,6 @@ void check(const outcome& o) {
     if (o.header->shape != std::vector<std::size_t>{o.vi->size()})
       die("read_npy_int64's length is not the header's shape");
   }
-}
-
-template <class T>
-bool same_values(const T* a, const T* b, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i)
-    if (!same(a[i], b[i])) return false;
-  return true;
 }
 
 /// A regular file and a pipe with the same bytes must be accepted or refused alike, and give

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file
-/// The element-type concept and the latent-matrix view that every layer of the library shares.
+/// The element-type concept, the latent-matrix view that every layer of the library shares, and
+/// `LatentSource`, what the trainer reads pairs from (a view, or files: <fusemix/io/mapped_latents.hpp>).
 #pragma once
 
+#include <algorithm>
 #include <concepts>
 #include <cstddef>
 #include <span>
@@ -53,6 +55,17 @@ class latent_view {
     FUSEMIX_ASSERT(i < rows_);
     return {data_ + i * cols_, cols_};
   }
+  /// Copies rows `rows[0], rows[1], ...` to consecutive rows of `out` (row-major,
+  /// `rows.size() * cols()` values), converted to `U`: the `LatentSource` interface.
+  template <Scalar U>
+  void gather(std::span<const std::size_t> rows, std::span<U> out) const noexcept {
+    FUSEMIX_ASSERT(out.size() == rows.size() * cols_);
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const std::span<const T> r = row(rows[i]);
+      std::transform(r.begin(), r.end(), out.begin() + static_cast<std::ptrdiff_t>(i * cols_),
+                     [](T v) { return static_cast<U>(v); });
+    }
+  }
 
  private:
   const T* data_ = nullptr;
@@ -61,5 +74,22 @@ class latent_view {
 
 template <class M>
 latent_view(const M&) -> latent_view<std::remove_cv_t<std::remove_pointer_t<decltype(std::declval<const M&>().data())>>>;
+
+/// Rows of latents that can be read by index into a buffer of `T`: what `trainer::train_epoch`
+/// reads a batch from, so pairs in memory (`latent_view`) and pairs in files
+/// (`io::mapped_latents`: memory-mapped `.npy` shards of float16, float32 or float64) train the
+/// same way and give the same bits.
+///
+/// `s.gather(rows, out)` writes row `rows[i]` to `out[i * s.cols() ...]`, converted to `T`; the
+/// caller keeps every index below `s.rows()`. A source may also have `s.prefetch(rows)` (a hint
+/// that those rows are read next; the trainer calls it one step ahead).
+template <class S, class T>
+concept LatentSource = Scalar<T> && requires(const S& s, std::span<const std::size_t> rows, std::span<T> out) {
+  { s.rows() } -> std::convertible_to<std::size_t>;
+  { s.cols() } -> std::convertible_to<std::size_t>;
+  s.gather(rows, out);
+};
+
+static_assert(LatentSource<latent_view<float>, float> && LatentSource<latent_view<float>, double>);
 
 }  // namespace fusemix

@@ -67,6 +67,8 @@ class input_file {
   [[nodiscard]] std::uint64_t size() const noexcept { return size_; }
   /// The offset of the next sequential read.
   [[nodiscard]] std::uint64_t position() const noexcept { return position_; }
+  /// The open file descriptor (e.g. to map the file; it stays owned by this object).
+  [[nodiscard]] int descriptor() const noexcept { return fd_; }
 
   /// Reads up to `n` bytes at the current position; returns how many were read (0 only at the end).
   /// @throws io_error on a read error.

@@ -4,6 +4,7 @@
 /// contrastive by default, or sigmoid) and AdamW, with resumable checkpoints.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <charconv>
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include <fusemix/backend/concepts.hpp>
+#include <fusemix/core/concepts.hpp>
 #include <fusemix/core/error.hpp>
 #include <fusemix/core/random.hpp>
 #include <fusemix/loss/concepts.hpp>
@@ -45,6 +47,10 @@ struct train_options {
   bool warmup = true;  ///< linear warmup over the first epoch
   mixup_options mixup{};
   std::uint64_t seed = 0;
+  /// Stop after this many optimiser steps in all (0: no limit): `train_epoch` then returns with
+  /// `complete == false` once `global_step()` reaches it (smoke runs, benchmarks). The schedule
+  /// still spans `epochs`; not part of what a checkpoint must match.
+  std::uint64_t max_steps = 0;
 };
 
 /// The most learnable scalars a loss may have (what `epoch_record` reports).
@@ -110,6 +116,15 @@ class trainer {
   ///         range, or the plan's two halves differ in length.
   double step(const matrix_type& zx, const matrix_type& zy, std::span<const std::size_t> rows, const mix_plan& plan,
               double lr);
+  /// The same step reading the batch's rows from latent sources (files, host memory): the rows
+  /// are gathered into the backend's memory, then mixed by the plan's positions; the same bits as
+  /// the matrix form on the same values.
+  /// @throws as the matrix form; numeric_error if a gathered row holds NaN or Inf (before any
+  ///         update); what the sources' `gather` throws (io_error for a file changed on disk).
+  template <class SX, class SY>
+    requires LatentSource<SX, typename HX::backend_type::scalar_type> &&
+             LatentSource<SY, typename HX::backend_type::scalar_type>
+  double step(const SX& zx, const SY& zy, std::span<const std::size_t> rows, const mix_plan& plan, double lr);
   /// One epoch: shuffle (seeded by the epoch), full batches only, the schedule's rate per step.
   ///
   /// If `stop` is given and becomes true, the call returns after the step in progress with
@@ -122,10 +137,29 @@ class trainer {
   ///         the last finite step).
   epoch_record train_epoch(const matrix_type& zx, const matrix_type& zy, const progress_callback& progress = {},
                            const std::atomic<bool>* stop = nullptr);
+  /// One epoch reading each batch from latent sources: `io::mapped_latents` (memory-mapped `.npy`
+  /// shards, float16/32/64) or a `latent_view` of host memory. Only a batch is ever in the
+  /// backend's memory; the next batch's rows are prefetched (`prefetch`, where the source has it)
+  /// while a step computes. The same bits as the matrix form on the same values, so a float16
+  /// file trains as a float32 matrix of its values. Per epoch only the shapes are checked (a full
+  /// scan of a large file set each epoch would double its reads); each batch is checked finite
+  /// when gathered. Call `validate` once to check every value up front.
+  /// @throws as the matrix form, and as the `step` that reads sources.
+  template <class SX, class SY>
+    requires LatentSource<SX, typename HX::backend_type::scalar_type> &&
+             LatentSource<SY, typename HX::backend_type::scalar_type>
+  epoch_record train_epoch(const SX& zx, const SY& zy, const progress_callback& progress = {},
+                           const std::atomic<bool>* stop = nullptr);
 
   /// Checks that the pairs can be trained on: equal row counts, the adapters' widths, at least
   /// one full batch, finite values. @throws shape_error, numeric_error.
   void validate(const matrix_type& zx, const matrix_type& zy) const;
+  /// The same checks on latent sources, reading every row once (in blocks, prefetched).
+  /// @throws shape_error, numeric_error (naming the row and column), what `gather` throws.
+  template <class SX, class SY>
+    requires LatentSource<SX, typename HX::backend_type::scalar_type> &&
+             LatentSource<SY, typename HX::backend_type::scalar_type>
+  void validate(const SX& zx, const SY& zy) const;
 
   [[nodiscard]] std::size_t epoch() const noexcept { return epoch_; }
   [[nodiscard]] std::uint64_t global_step() const noexcept { return global_step_; }
@@ -178,9 +212,19 @@ class trainer {
   std::size_t epoch_ = 0, step_in_epoch_ = 0;
   std::uint64_t global_step_ = 0;
   double epoch_loss_sum_ = 0;  // over the current epoch's steps so far
-  matrix_type mx_, my_;
+  matrix_type mx_, my_, bx_, by_;  // bx_, by_: a batch gathered from latent sources
+  std::vector<scalar_type> host_batch_;  // a source's rows on their way to a device backend
   std::vector<std::size_t> order_, rows_a_, rows_b_;
   mix_plan plan_;  // reused: after the first step, a step allocates nothing
+
+  void check_shapes(std::size_t rows_x, std::size_t cols_x, std::size_t rows_y, std::size_t cols_y) const;
+  void check_step(std::size_t n, std::span<const std::size_t> rows, const mix_plan& plan) const;
+  template <class S>
+  void gather_batch(const S& z, std::span<const std::size_t> rows, matrix_type& out, const char* side);
+  double forward_backward_update(double lr);
+  template <class StepFn, class PrefetchFn>
+  epoch_record run_epoch(std::size_t n, const StepFn& step_fn, const PrefetchFn& prefetch_fn,
+                         const progress_callback& progress, const std::atomic<bool>* stop);
 };
 
 template <class HX, class HY, class L>
@@ -215,17 +259,22 @@ trainer<HX, HY, L>::trainer(HX& hx, HY& hy, L loss, train_options o, backend_typ
 template <Adapter HX, Adapter HY, Loss L>
   requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
            std::same_as<typename HX::backend_type, typename L::backend_type>
+void trainer<HX, HY, L>::check_shapes(std::size_t rows_x, std::size_t cols_x, std::size_t rows_y,
+                                      std::size_t cols_y) const {
+  constexpr const char* where = "fusemix::trainer::validate";
+  if (rows_x != rows_y) throw_shape_error(where, "X and Y must have the same number of rows (pairs)", rows_x, rows_y);
+  if (cols_x != hx_.in_dim()) throw_shape_error(where, "X's width must equal the X adapter's in_dim", hx_.in_dim(), cols_x);
+  if (cols_y != hy_.in_dim()) throw_shape_error(where, "Y's width must equal the Y adapter's in_dim", hy_.in_dim(), cols_y);
+  if (o_.batch > rows_x)
+    throw_shape_error(where, "the batch must not exceed the number of pairs", concat("<= ", rows_x), o_.batch);
+}
+
+template <Adapter HX, Adapter HY, Loss L>
+  requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
+           std::same_as<typename HX::backend_type, typename L::backend_type>
 void trainer<HX, HY, L>::validate(const matrix_type& zx, const matrix_type& zy) const {
   constexpr const char* where = "fusemix::trainer::validate";
-  if (be_.rows(zx) != be_.rows(zy))
-    throw_shape_error(where, "X and Y must have the same number of rows (pairs)", be_.rows(zx), be_.rows(zy));
-  if (be_.cols(zx) != hx_.in_dim())
-    throw_shape_error(where, "X's width must equal the X adapter's in_dim", hx_.in_dim(), be_.cols(zx));
-  if (be_.cols(zy) != hy_.in_dim())
-    throw_shape_error(where, "Y's width must equal the Y adapter's in_dim", hy_.in_dim(), be_.cols(zy));
-  if (o_.batch > be_.rows(zx))
-    throw_shape_error(where, "the batch must not exceed the number of pairs",
-                              concat("<= ", be_.rows(zx)), o_.batch);
+  check_shapes(be_.rows(zx), be_.cols(zx), be_.rows(zy), be_.cols(zy));
   for (const matrix_type* z : {&zx, &zy}) {
     std::size_t r = 0, c = 0;
     if (be_.find_non_finite(*z, r, c))
@@ -238,23 +287,78 @@ void trainer<HX, HY, L>::validate(const matrix_type& zx, const matrix_type& zy) 
 template <Adapter HX, Adapter HY, Loss L>
   requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
            std::same_as<typename HX::backend_type, typename L::backend_type>
-double trainer<HX, HY, L>::step(const matrix_type& zx, const matrix_type& zy, std::span<const std::size_t> rows,
-                             const mix_plan& plan, double lr) {
+void trainer<HX, HY, L>::check_step(std::size_t n, std::span<const std::size_t> rows, const mix_plan& plan) const {
   constexpr const char* where = "fusemix::trainer::step";
-  if (be_.rows(zx) != be_.rows(zy))
-    throw_shape_error(where, "X and Y must have the same number of rows", be_.rows(zx), be_.rows(zy));
   for (std::size_t r : rows)
-    if (r >= be_.rows(zx)) throw_shape_error(where, "row index out of range", concat("< ", be_.rows(zx)), r);
+    if (r >= n) throw_shape_error(where, "row index out of range", concat("< ", n), r);
   if (plan.first.size() != plan.second.size() || plan.first.empty())
     throw_shape_error(where, "the plan needs two equally long, non-empty pairings", plan.first.size(),
                               plan.second.size());
   for (const auto* half : {&plan.first, &plan.second})
     for (std::size_t i : *half)
       if (i >= rows.size()) throw_shape_error(where, "plan position out of range", concat("< ", rows.size()), i);
+}
+
+template <Adapter HX, Adapter HY, Loss L>
+  requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
+           std::same_as<typename HX::backend_type, typename L::backend_type>
+double trainer<HX, HY, L>::step(const matrix_type& zx, const matrix_type& zy, std::span<const std::size_t> rows,
+                             const mix_plan& plan, double lr) {
+  if (be_.rows(zx) != be_.rows(zy))
+    throw_shape_error("fusemix::trainer::step", "X and Y must have the same number of rows", be_.rows(zx), be_.rows(zy));
+  check_step(be_.rows(zx), rows, plan);
   loss_.prepare();
   mixed_dataset_rows(rows, plan, rows_a_, rows_b_);  // once for both modalities, no allocation after the first step
   apply_mix(be_, zx, std::span<const std::size_t>(rows_a_), std::span<const std::size_t>(rows_b_), plan.lambda, mx_);
   apply_mix(be_, zy, std::span<const std::size_t>(rows_a_), std::span<const std::size_t>(rows_b_), plan.lambda, my_);
+  return forward_backward_update(lr);
+}
+
+template <Adapter HX, Adapter HY, Loss L>
+  requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
+           std::same_as<typename HX::backend_type, typename L::backend_type>
+template <class S>
+void trainer<HX, HY, L>::gather_batch(const S& z, std::span<const std::size_t> rows, matrix_type& out, const char* side) {
+  const std::size_t n = rows.size(), d = static_cast<std::size_t>(z.cols());
+  be_.resize(out, n, d);
+  if constexpr (backend_type::host_memory) {
+    z.gather(rows, std::span<scalar_type>(out.data(), n * d));
+  } else {
+    host_batch_.resize(n * d);
+    z.gather(rows, std::span<scalar_type>(host_batch_));
+    be_.upload(std::span<const scalar_type>(host_batch_), out.data());
+  }
+  std::size_t r = 0, c = 0;
+  if (be_.find_non_finite(out, r, c))
+    throw_expected<numeric_error>("fusemix::trainer::step",
+                                  concat(side, " contains NaN or Inf at row ", rows[r], ", column ", c),
+                                  "finite latents", "a non-finite value");
+}
+
+template <Adapter HX, Adapter HY, Loss L>
+  requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
+           std::same_as<typename HX::backend_type, typename L::backend_type>
+template <class SX, class SY>
+  requires LatentSource<SX, typename HX::backend_type::scalar_type> &&
+           LatentSource<SY, typename HX::backend_type::scalar_type>
+double trainer<HX, HY, L>::step(const SX& zx, const SY& zy, std::span<const std::size_t> rows, const mix_plan& plan,
+                                double lr) {
+  if (zx.rows() != zy.rows())
+    throw_shape_error("fusemix::trainer::step", "X and Y must have the same number of rows", zx.rows(), zy.rows());
+  check_step(zx.rows(), rows, plan);
+  loss_.prepare();
+  gather_batch(zx, rows, bx_, "X");
+  gather_batch(zy, rows, by_, "Y");
+  // The plan's positions index the gathered batch: the same values as the dataset rows they name.
+  apply_mix(be_, bx_, std::span<const std::size_t>(plan.first), std::span<const std::size_t>(plan.second), plan.lambda, mx_);
+  apply_mix(be_, by_, std::span<const std::size_t>(plan.first), std::span<const std::size_t>(plan.second), plan.lambda, my_);
+  return forward_backward_update(lr);
+}
+
+template <Adapter HX, Adapter HY, Loss L>
+  requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
+           std::same_as<typename HX::backend_type, typename L::backend_type>
+double trainer<HX, HY, L>::forward_backward_update(double lr) {
   hx_.set_training(true);
   hy_.set_training(true);
   const double loss = static_cast<double>(loss_.forward(hx_.forward(mx_), hy_.forward(my_)));
@@ -273,8 +377,76 @@ template <Adapter HX, Adapter HY, Loss L>
 epoch_record trainer<HX, HY, L>::train_epoch(const matrix_type& zx, const matrix_type& zy, const progress_callback& progress,
                                           const std::atomic<bool>* stop) {
   validate(zx, zy);
+  return run_epoch(
+      be_.rows(zx),
+      [&](std::span<const std::size_t> rows, const mix_plan& plan, double lr) { return step(zx, zy, rows, plan, lr); },
+      [](std::span<const std::size_t>) {}, progress, stop);
+}
+
+template <Adapter HX, Adapter HY, Loss L>
+  requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
+           std::same_as<typename HX::backend_type, typename L::backend_type>
+template <class SX, class SY>
+  requires LatentSource<SX, typename HX::backend_type::scalar_type> &&
+           LatentSource<SY, typename HX::backend_type::scalar_type>
+epoch_record trainer<HX, HY, L>::train_epoch(const SX& zx, const SY& zy, const progress_callback& progress,
+                                             const std::atomic<bool>* stop) {
+  check_shapes(zx.rows(), zx.cols(), zy.rows(), zy.cols());
+  return run_epoch(
+      zx.rows(),
+      [&](std::span<const std::size_t> rows, const mix_plan& plan, double lr) { return step(zx, zy, rows, plan, lr); },
+      [&](std::span<const std::size_t> rows) {
+        if constexpr (requires { zx.prefetch(rows); }) zx.prefetch(rows);
+        if constexpr (requires { zy.prefetch(rows); }) zy.prefetch(rows);
+      },
+      progress, stop);
+}
+
+template <Adapter HX, Adapter HY, Loss L>
+  requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
+           std::same_as<typename HX::backend_type, typename L::backend_type>
+template <class SX, class SY>
+  requires LatentSource<SX, typename HX::backend_type::scalar_type> &&
+           LatentSource<SY, typename HX::backend_type::scalar_type>
+void trainer<HX, HY, L>::validate(const SX& zx, const SY& zy) const {
+  check_shapes(zx.rows(), zx.cols(), zy.rows(), zy.cols());
+  // Every row once, a block at a time, the next block's pages requested while this one is checked.
+  constexpr std::size_t block = 4096;
+  std::vector<std::size_t> rows, next;
+  std::vector<scalar_type> values;
+  auto scan = [&](const auto& z, const char* side) {
+    const std::size_t n = z.rows(), d = z.cols();
+    auto fill = [&](std::vector<std::size_t>& r, std::size_t first) {
+      r.resize(std::min(block, n - std::min(n, first)));
+      std::iota(r.begin(), r.end(), first);
+    };
+    fill(rows, 0);
+    for (std::size_t first = 0; first < n; first += block) {
+      fill(next, first + block);
+      if constexpr (requires { z.prefetch(std::span<const std::size_t>(next)); })
+        z.prefetch(std::span<const std::size_t>(next));
+      values.resize(rows.size() * d);
+      z.gather(std::span<const std::size_t>(rows), std::span<scalar_type>(values));
+      for (std::size_t i = 0; i < values.size(); ++i)
+        if (!std::isfinite(values[i]))
+          throw_expected<numeric_error>("fusemix::trainer::validate",
+                                        concat(side, " contains NaN or Inf at row ", first + i / d, ", column ", i % d),
+                                        "finite latents", "a non-finite value");
+      std::swap(rows, next);
+    }
+  };
+  scan(zx, "X");
+  scan(zy, "Y");
+}
+
+template <Adapter HX, Adapter HY, Loss L>
+  requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
+           std::same_as<typename HX::backend_type, typename L::backend_type>
+template <class StepFn, class PrefetchFn>
+epoch_record trainer<HX, HY, L>::run_epoch(std::size_t n, const StepFn& step_fn, const PrefetchFn& prefetch_fn,
+                                           const progress_callback& progress, const std::atomic<bool>* stop) {
   const auto start = std::chrono::steady_clock::now();
-  const std::size_t n = be_.rows(zx), steps = n / o_.batch;
+  const std::size_t steps = n / o_.batch;
   if (step_in_epoch_ >= steps)
     throw_expected<argument_error>("fusemix::trainer::train_epoch",
                                            "the checkpoint's step within the epoch does not fit this data",
@@ -286,7 +458,8 @@ epoch_record trainer<HX, HY, L>::train_epoch(const matrix_type& zx, const matrix
   const lr_schedule sched = schedule();
   epoch_record rec{epoch_, steps, 0, 0, {}, 0, true};
   for (; step_in_epoch_ < steps; ++step_in_epoch_) {
-    if (stop != nullptr && stop->load(std::memory_order_relaxed)) {
+    if ((stop != nullptr && stop->load(std::memory_order_relaxed)) ||
+        (o_.max_steps != 0 && global_step_ >= o_.max_steps)) {
       rec.complete = false;
       break;
     }
@@ -295,7 +468,9 @@ epoch_record trainer<HX, HY, L>::train_epoch(const matrix_type& zx, const matrix
     philox_engine rng(o_.seed, (std::uint64_t{1} << 40) + global_step_);
     draw_mix(rng, o_.batch, o_.mixup, plan_);
     rec.lr = sched.at(epoch_, s, steps);
-    const double loss = step(zx, zy, std::span<const std::size_t>(order_).subspan(s * o_.batch, o_.batch), plan_, rec.lr);
+    const std::span<const std::size_t> order(order_);
+    if (s + 1 < steps) prefetch_fn(order.subspan((s + 1) * o_.batch, o_.batch));  // read while this step computes
+    const double loss = step_fn(order.subspan(s * o_.batch, o_.batch), plan_, rec.lr);
     epoch_loss_sum_ += loss;
     if (progress) progress(s, steps, loss, rec.lr);
   }

@@ -16,8 +16,12 @@
 #include <fusemix/loss/sigmoid.hpp>
 #include <fusemix/train/trainer.hpp>
 
+#include <fusemix/io/mapped_latents.hpp>
+
 #include "gradcheck.hpp"
+#include "half_files.hpp"
 #include "messages.hpp"
+#include "temp_files.hpp"
 
 namespace fm = fusemix;
 using fm::test::dmatrix;
@@ -342,6 +346,112 @@ BOOST_AUTO_TEST_CASE(validate_names_each_bad_input) {
   fm::identity_adapter<> id3(3);
   BOOST_CHECK_EXCEPTION(fm::trainer(hx, id3, {.batch = 8}), fm::shape_error,
                         message_has({"same shared width", "expected 4, got 3"}));
+}
+
+namespace {
+
+/// Two adapters with dropout, the same initial weights for the same seed.
+std::pair<fm::fusion_adapter<>, fm::fusion_adapter<>> source_adapters(std::size_t dx, std::size_t dy) {
+  return {fm::fusion_adapter<>(fm::adapter_shape{.in_dim = dx, .out_dim = 6, .depth = 1}, {.dropout = 0.3, .seed = 1}),
+          fm::fusion_adapter<>(fm::adapter_shape{.in_dim = dy, .out_dim = 6, .depth = 1}, {.dropout = 0.3, .seed = 2})};
+}
+
+/// The adapters' weights after `epochs` epochs of training from `zx`, `zy` (matrices or sources).
+template <class ZX, class ZY>
+std::vector<float> trained_weights(const ZX& zx, const ZY& zy, std::size_t dx, std::size_t dy, fm::mix_mode mode,
+                                   std::vector<double>* losses = nullptr) {
+  auto [hx, hy] = source_adapters(dx, dy);
+  fm::trainer tr(hx, hy, {.epochs = 3, .batch = 16, .lr = 3e-3, .weight_decay = 0.1,
+                          .mixup = {.alpha = 1.0, .mode = mode}, .seed = 7});
+  for (int e = 0; e < 3; ++e) {
+    const auto rec = tr.train_epoch(zx, zy);
+    if (losses != nullptr) losses->push_back(rec.loss);
+  }
+  std::vector<float> w(hx.parameters().begin(), hx.parameters().end());
+  w.insert(w.end(), hy.parameters().begin(), hy.parameters().end());
+  return w;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(files_shards_and_float16_train_bitwise_like_the_matrices_in_memory) {
+  // 70 pairs, batch 16: 4 steps an epoch and 6 rows never drawn, so a wrong row offset shows.
+  const std::size_t n = 70, dx = 12, dy = 8;
+  fm::test::temp_dir dir;
+  const auto hx16 = fm::test::random_halves(n, dx, 1), hy16 = fm::test::random_halves(n, dy, 2);
+  const fmatrix zx = fm::test::halves_to_floats(hx16, n, dx), zy = fm::test::halves_to_floats(hy16, n, dy);
+  fm::io::write_npy(dir / "x.npy", zx);
+  fm::io::write_npy(dir / "y.npy", zy);
+  // The same rows as float16, in three shards of 30 + 25 + 15 rows.
+  std::vector<std::filesystem::path> x16, y16, x32;
+  for (auto [first, count] : {std::pair<std::size_t, std::size_t>{0, 30}, {30, 25}, {55, 15}}) {
+    const std::string i = std::to_string(first);
+    x16.push_back(dir / ("x16_" + i + ".npy"));
+    y16.push_back(dir / ("y16_" + i + ".npy"));
+    x32.push_back(dir / ("x32_" + i + ".npy"));
+    fm::test::write_f2(x16.back(), {hx16.begin() + long(first * dx), hx16.begin() + long((first + count) * dx)}, count, dx);
+    fm::test::write_f2(y16.back(), {hy16.begin() + long(first * dy), hy16.begin() + long((first + count) * dy)}, count, dy);
+    fm::io::write_npy(x32.back(), fmatrix(zx.middleRows(long(first), long(count))));
+  }
+  for (const auto mode : {fm::mix_mode::permutation, fm::mix_mode::halves}) {
+    std::vector<double> memory_losses, file_losses;
+    const auto in_memory = trained_weights(zx, zy, dx, dy, mode, &memory_losses);
+    const fm::io::mapped_latents fx(dir / "x.npy"), fy(dir / "y.npy");
+    BOOST_TEST(trained_weights(fx, fy, dx, dy, mode, &file_losses) == in_memory, "one float32 file, " << fm::to_string(mode));
+    BOOST_TEST(file_losses == memory_losses);
+    const fm::io::mapped_latents sx(x32), sy(y16);
+    BOOST_TEST(trained_weights(sx, sy, dx, dy, mode) == in_memory, "float32 and float16 shards, " << fm::to_string(mode));
+    const fm::io::mapped_latents hx(x16), hy(y16);
+    BOOST_TEST(trained_weights(hx, hy, dx, dy, mode) == in_memory, "float16 shards, " << fm::to_string(mode));
+    BOOST_TEST(trained_weights(fm::latent_view<float>(zx), fm::latent_view<float>(zy), dx, dy, mode) == in_memory,
+               "latent_view, " << fm::to_string(mode));
+  }
+  // Not a vacuous equality: other data give other weights.
+  fmatrix other = zx;
+  other(3, 3) += 1.0f;
+  BOOST_TEST(trained_weights(other, zy, dx, dy, fm::mix_mode::halves) !=
+             trained_weights(zx, zy, dx, dy, fm::mix_mode::halves));
+}
+
+BOOST_AUTO_TEST_CASE(max_steps_stops_training_where_it_says) {
+  const auto [zx, zy] = toy_pairs(64, 6, 5, 61);
+  auto [hx, hy] = source_adapters(6, 5);
+  fm::trainer tr(hx, hy, {.epochs = 5, .batch = 16, .max_steps = 6});
+  const auto first = tr.train_epoch(zx, zy);
+  BOOST_TEST(first.complete);
+  BOOST_TEST(tr.global_step() == 4u);
+  const auto second = tr.train_epoch(fm::latent_view<float>(zx), fm::latent_view<float>(zy));
+  BOOST_TEST(!second.complete);
+  BOOST_TEST(second.steps == 2u);
+  BOOST_TEST(tr.global_step() == 6u);
+  BOOST_TEST(tr.epoch() == 1u);
+  BOOST_TEST(tr.step_in_epoch() == 2u);
+  BOOST_TEST(!tr.train_epoch(zx, zy).complete);  // nothing more
+  BOOST_TEST(tr.global_step() == 6u);
+}
+
+BOOST_AUTO_TEST_CASE(sources_with_bad_values_or_shapes_are_refused) {
+  using fm::test::message_has;
+  const auto [zx, zy] = toy_pairs(40, 6, 5, 71);
+  auto [hx, hy] = source_adapters(6, 5);
+  fm::trainer tr(hx, hy, {.batch = 8, .seed = 1});
+  fmatrix bad = zx;
+  bad(33, 4) = std::numeric_limits<float>::infinity();
+  const fm::latent_view<float> vx(zx), vy(zy), vbad(bad);
+  BOOST_CHECK_NO_THROW(tr.validate(vx, vy));
+  BOOST_CHECK_EXCEPTION(tr.validate(vbad, vy), fm::numeric_error,
+                        message_has({"fusemix::trainer::validate: X contains NaN or Inf at row 33, column 4"}));
+  BOOST_CHECK_EXCEPTION(tr.validate(vx, vx), fm::shape_error, message_has({"Y's width", "expected 5, got 6"}));
+  BOOST_CHECK_EXCEPTION(tr.train_epoch(vx, fm::latent_view<float>(zy.data(), 39, 5)), fm::shape_error,
+                        message_has({"same number of rows", "expected 40, got 39"}));
+  // Without validate, the bad row is found when its batch is gathered, before that step's update.
+  const std::vector<float> before(hx.parameters().begin(), hx.parameters().end());
+  const std::vector<std::size_t> rows{1, 33, 2, 3};
+  BOOST_CHECK_EXCEPTION(tr.step(vbad, vy, rows, {0.5, {0, 1}, {2, 3}}, 1e-3), fm::numeric_error,
+                        message_has({"fusemix::trainer::step: X contains NaN or Inf at row 33, column 4"}));
+  BOOST_TEST(std::equal(before.begin(), before.end(), hx.parameters().begin()));
+  BOOST_TEST(tr.global_step() == 0u);
+  BOOST_CHECK_THROW(tr.train_epoch(vbad, vy), fm::numeric_error);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
