@@ -20,15 +20,16 @@ train_result train_cuda(const train_settings& s, const data_set& d) {
   const B be;  // device_error when there is no usable device
   be.ctx().set_precision(fusemix::cuda::parse_gemm_precision(s.precision));
   // The pairs stay on the device for the whole run; an epoch moves only each step's indices.
-  const B::matrix_type zx = be.upload(d.x), zy = be.upload(d.y);
+  // (Pairs read from files are read whole first: streaming them a batch at a time is for later.)
+  const B::matrix_type zx = d.x_files ? be.upload(fusemix::io::to_matrix<float>(*d.x_files)) : be.upload(d.x);
+  const B::matrix_type zy = d.y_files ? be.upload(fusemix::io::to_matrix<float>(*d.y_files)) : be.upload(d.y);
   std::optional<B::matrix_type> x_val, y_val;
   if (d.x_val.size() > 0) x_val.emplace(be.upload(d.x_val)), y_val.emplace(be.upload(d.y_val));
   auto validate = [&](auto& hx, auto& hy) -> std::optional<fusemix::retrieval_result> {
     if (!x_val) return std::nullopt;
     return retrieval_of(hx, hy, *x_val, *y_val, {});
   };
-  return train_adapters(s, zx, zy, static_cast<std::size_t>(d.x.cols()), static_cast<std::size_t>(d.y.cols()), be,
-                        validate);
+  return train_adapters(s, zx, zy, d.cols_x(), d.cols_y(), be, validate);
 }
 
 fusemix::selection select_cuda(const fusemix::latent_view<float>& z, std::size_t k, const fusemix::linear_kernel& kernel,

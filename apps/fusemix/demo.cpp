@@ -72,7 +72,10 @@ void run_demo(demo_options o) {
   for (const auto& f : {s.x, s.y, s.x_val, s.y_val})
     if (!fs::exists(f))
       throw fusemix::io_error("fusemix demo: " + f + ": missing (is --data the bundled data/emoji directory?)");
-  const auto d = fusemix_cli::load_data(s);
+  auto d = fusemix_cli::load_data(s);
+  // The ridge baseline needs the training pairs in memory (FuseMix reads them from the files).
+  d.x = fusemix::io::to_matrix<float>(*d.x_files);
+  d.y = fusemix::io::to_matrix<float>(*d.y_files);
   std::printf("bundled data %s: %td train pairs, %td test pairs; X %td-d (MobileNetV2 images), Y %td-d (GloVe names)\n",
               dir.string().c_str(), d.x.rows(), d.x_val.rows(), d.x.cols(), d.y.cols());
 

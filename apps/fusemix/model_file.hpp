@@ -6,8 +6,10 @@
 
 #include <cmath>
 #include <cstddef>
+#include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <fusemix/fusemix.hpp>
 
@@ -26,12 +28,32 @@ inline void require_finite(std::string_view where, std::string_view what, const 
   }
 }
 
-/// Reads the latents of option `flag` (an N x D `.npy` file) for the subcommand `where`, refusing
-/// NaN and Inf (`require_finite`).
-/// @throws fusemix::io_error from `read_npy`; fusemix::numeric_error naming the file, row and column.
-inline fusemix::io::matrix<float> read_latents(std::string_view where, std::string_view flag, const std::string& path) {
-  auto z = fusemix::io::read_npy<float>(path);
-  require_finite(where, fusemix::concat(flag, " ", path), z);
+/// The files of a latent option's value: one `.npy` file, or a comma-separated list of shards
+/// (concatenated by rows: `--x a.npy,b.npy,c.npy`).
+/// @throws fusemix::argument_error naming `flag` for an empty name in the list.
+inline std::vector<std::filesystem::path> latent_files(std::string_view where, std::string_view flag,
+                                                       const std::string& value) {
+  std::vector<std::filesystem::path> files;
+  for (std::size_t first = 0;;) {
+    const std::size_t comma = value.find(',', first);
+    const std::string name = value.substr(first, comma == std::string::npos ? std::string::npos : comma - first);
+    if (name.empty())
+      fusemix::throw_expected<fusemix::argument_error>(where, fusemix::concat(flag, ": empty file name in the list"),
+                                                       "file names separated by single commas", fusemix::concat("'", value, "'"));
+    files.emplace_back(name);
+    if (comma == std::string::npos) return files;
+    first = comma + 1;
+  }
+}
+
+/// Reads the latents of option `flag` (an N x D `.npy` file, or shards as `latent_files` splits
+/// them) for the subcommand `where` into memory, refusing NaN and Inf (`require_finite`).
+/// @throws fusemix::io_error naming the file; fusemix::numeric_error naming the option, row and column.
+inline fusemix::io::matrix<float> read_latents(std::string_view where, std::string_view flag, const std::string& value) {
+  std::vector<std::filesystem::path> files = latent_files(where, flag, value);
+  // One file goes through read_npy, which also reads pipes; shards are mapped and gathered.
+  auto z = files.size() == 1 ? fusemix::io::read_npy<float>(files.front()) : fusemix::io::read_npy_shards<float>(std::move(files));
+  require_finite(where, fusemix::concat(flag, " ", value), z);
   return z;
 }
 

@@ -76,8 +76,8 @@ void register_search(CLI::App& app) {
   cmd->add_option("--query-side", o->query_side, "the side the queries come from: x (vis_proj.) or y (text_proj.); "
                                                  "the gallery is the other side")
       ->check(CLI::IsMember({"x", "y"}))->capture_default_str();
-  cmd->add_option("--queries", o->queries, "query latents, Q x in_dim .npy")->required();
-  cmd->add_option("--gallery", o->gallery, "gallery latents of the other side, G x in_dim .npy")->required();
+  cmd->add_option("--queries", o->queries, "query latents, Q x in_dim .npy (or shards: a.npy,b.npy,...)")->required();
+  cmd->add_option("--gallery", o->gallery, "gallery latents of the other side, G x in_dim .npy (or shards: a.npy,b.npy,...)")->required();
   cmd->add_option("--k", o->k, "results per query")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--device", o->device, "cpu, or cuda (the products and the selection on the GPU; k <= 1024)")
       ->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();

@@ -39,15 +39,16 @@ const CLI::Validator not_negative(
     },
     ">= 0");
 
-/// The rows `picks` of the matrix in `path`, in selection order; it must have `n` rows.
-fusemix::io::matrix<float> selected_rows(const std::string& path, std::string_view flag, std::size_t n,
+/// The rows `picks` of the latents in `value` (a file or shards), in selection order; they must
+/// have `n` rows. Only the picked rows are read.
+fusemix::io::matrix<float> selected_rows(const std::string& value, std::string_view flag, std::size_t n,
                                          const std::vector<std::size_t>& picks) {
-  const auto m = fusemix::io::read_npy<float>(path);
-  if (static_cast<std::size_t>(m.rows()) != n)
+  const fusemix::io::mapped_latents m(fusemix_cli::latent_files(where, flag, value));
+  if (m.rows() != n)
     fusemix::throw_shape_error(where, fusemix::concat(flag, " must have one row per item selected from"),
                                        fusemix::concat(n, " rows"), fusemix::concat(m.rows(), " rows"));
-  fusemix::io::matrix<float> out(static_cast<Eigen::Index>(picks.size()), m.cols());
-  for (std::size_t r = 0; r < picks.size(); ++r) out.row(static_cast<Eigen::Index>(r)) = m.row(static_cast<Eigen::Index>(picks[r]));
+  fusemix::io::matrix<float> out(static_cast<Eigen::Index>(picks.size()), static_cast<Eigen::Index>(m.cols()));
+  m.gather(std::span<const std::size_t>(picks), std::span<float>(out.data(), static_cast<std::size_t>(out.size())));
   return out;
 }
 
@@ -94,7 +95,7 @@ void run_select(select_options o) {
 void register_select(CLI::App& app) {
   auto o = std::make_shared<select_options>();
   auto* cmd = app.add_subcommand("select", "Pick a diverse subset of latents by greedy k-DPP (or a uniform one)");
-  cmd->add_option("--in", o->in, "latents to select on, N x D .npy (default: --x)");
+  cmd->add_option("--in", o->in, "latents to select on, N x D .npy (default: --x) (or shards: a.npy,b.npy,...)");
   cmd->add_option("--k", o->s.k, "how many items to pick")->required()->check(not_negative);
   cmd->add_option("--kernel", o->s.kernel, "similarity: (a.b + offset)^degree, linear, cosine, or exp(-gamma |a-b|^2)")
       ->check(CLI::IsMember({"poly", "linear", "cosine", "rbf"}))
@@ -120,8 +121,8 @@ void register_select(CLI::App& app) {
   cmd->add_flag("--uniform", o->s.uniform, "draw k items uniformly at random instead (the baseline)");
   cmd->add_option("--seed", o->s.seed, "--uniform: the random seed")->check(not_negative)->capture_default_str();
   cmd->add_option("--out", o->out, "picks, int64 .npy in selection order")->required();
-  cmd->add_option("--x", o->x, "paired dataset: X latents, N x D_x .npy");
-  cmd->add_option("--y", o->y, "paired dataset: Y latents, N x D_y .npy");
+  cmd->add_option("--x", o->x, "paired dataset: X latents, N x D_x .npy (or shards: a.npy,b.npy,...)");
+  cmd->add_option("--y", o->y, "paired dataset: Y latents, N x D_y .npy (or shards: a.npy,b.npy,...)");
   cmd->add_option("--out-x", o->out_x, "write the selected rows of --x here");
   cmd->add_option("--out-y", o->out_y, "write the selected rows of --y here");
   cmd->add_flag("--json", o->json, R"(print {"picks","stop","seconds","log_det"} as JSON)");

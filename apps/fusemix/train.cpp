@@ -76,8 +76,8 @@ void register_train(CLI::App& app) {
   auto preset_name = std::make_shared<std::string>();
   auto mix = std::make_shared<std::string>("permutation");
   auto* cmd = app.add_subcommand("train", "Train two fusion adapters with FuseMix on paired latents");
-  cmd->add_option("--x", s->x, "X latents (e.g. image), N x D_x .npy")->required();
-  cmd->add_option("--y", s->y, "Y latents (e.g. text), N x D_y .npy, rows paired with X")->required();
+  cmd->add_option("--x", s->x, "X latents (e.g. image), N x D_x .npy (or shards: a.npy,b.npy,...)")->required();
+  cmd->add_option("--y", s->y, "Y latents (e.g. text), N x D_y .npy, rows paired with X (or shards: a.npy,b.npy,...)")->required();
   cmd->add_option("--out", s->out, "output directory: adapters.safetensors, checkpoint.safetensors, metrics.jsonl")
       ->required();
   cmd->add_option("--preset", *preset_name, "image-text, audio-text or audio-to-image (SPEC settings; flags override)");
@@ -108,9 +108,13 @@ void register_train(CLI::App& app) {
       ->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   cmd->add_option("--precision", s->precision, "--device cuda: GEMM operands in fp32, tf32 or bf16 (float accumulation and weights)")
       ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))->capture_default_str();
-  cmd->add_option("--x-val", s->x_val, "validation X latents (recall after every epoch)");
-  cmd->add_option("--y-val", s->y_val, "validation Y latents");
+  cmd->add_option("--x-val", s->x_val, "validation X latents (recall after every epoch) (or shards: a.npy,b.npy,...)");
+  cmd->add_option("--y-val", s->y_val, "validation Y latents (or shards: a.npy,b.npy,...)");
   cmd->add_option("--checkpoint-every", s->checkpoint_every, "write a checkpoint every N epochs (and at the end)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--max-steps", s->train.max_steps,
+                  "stop after N optimiser steps in all, writing the checkpoint and the weights (0: no limit; "
+                  "smoke runs, benchmarks; the schedule still spans --epochs)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_flag("--resume", s->resume,
                 "continue from OUT/checkpoint.safetensors if present (same settings, --epochs included: the schedule depends on it)");
@@ -130,8 +134,8 @@ void register_eval(CLI::App& app) {
   auto o = std::make_shared<eval_options>();
   auto* cmd = app.add_subcommand("eval", "Cross-modal retrieval (Recall@1/5/10 both ways) of a trained model");
   cmd->add_option("--model", o->model, "adapters.safetensors")->required();
-  cmd->add_option("--x", o->x, "X (image) latents, N_x x D_x .npy")->required();
-  cmd->add_option("--y", o->y, "Y (text) latents, N_y x D_y .npy")->required();
+  cmd->add_option("--x", o->x, "X (image) latents, N_x x D_x .npy (or shards: a.npy,b.npy,...)")->required();
+  cmd->add_option("--y", o->y, "Y (text) latents, N_y x D_y .npy (or shards: a.npy,b.npy,...)")->required();
   cmd->add_option("--image-of-text", o->image_of_text, "int64 .npy: the image row of each text row (several captions per image)");
   cmd->add_flag("--json", o->json, "print one JSON object (percent)");
   cmd->callback([o] { run_eval(*o); });

@@ -131,7 +131,7 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
   } else if (s.resume && !s.quiet) {
     std::cout << "no checkpoint in " << s.out.string() << ", starting afresh\n";
   }
-  for (const std::string& w : recipe_warnings(s, hx.backend().rows(zx))) {
+  for (const std::string& w : recipe_warnings(s, static_cast<std::size_t>(zx.rows()))) {
     if (s.on_warning) {
       s.on_warning(w);
     } else {
@@ -181,7 +181,15 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
                      (fs::exists(ckpt) ? "kept " : "") + saved + "; " +
                      weights.filename().string() + " not written (try a lower learning rate)");
     }
-    if (!rec.complete) stop_here();
+    if (!rec.complete && stop_requested.load()) stop_here();
+    if (!rec.complete) {  // --max-steps reached
+      save();
+      bar.end_line();
+      if (!s.quiet)
+        std::printf("stopped at --max-steps %llu (after %s); saved %s\n",
+                    static_cast<unsigned long long>(s.train.max_steps), done().c_str(), ckpt.string().c_str());
+      break;
+    }
     nlohmann::json j{{"epoch", rec.epoch + 1}, {"loss", rec.loss}, {"lr", rec.lr}};
     std::string loss_parameters;  // " temp 0.0700", " logit_scale 2.3026 logit_bias -10.0000"
     for (const auto& [name, value] : rec.loss_parameters)

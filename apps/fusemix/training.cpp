@@ -53,8 +53,8 @@ void print_retrieval_table(const std::vector<std::pair<std::string, fusemix::ret
 
 data_set load_data(const train_settings& s) {
   data_set d;
-  d.x = fusemix::io::read_npy<float>(s.x);
-  d.y = fusemix::io::read_npy<float>(s.y);
+  d.x_files.emplace(latent_files("fusemix train", "--x", s.x));
+  d.y_files.emplace(latent_files("fusemix train", "--y", s.y));
   if (!s.x_val.empty() != !s.y_val.empty())
     throw fusemix::argument_error("fusemix train: --x-val and --y-val go together (got only one)");
   if (!s.x_val.empty()) {
@@ -73,10 +73,10 @@ void check_validation_pairs(std::string_view where, const data_set& d, const std
     fusemix::throw_shape_error(where, fusemix::concat(x_val, " and ", y_val, " must have the same number of rows"),
                                d.x_val.rows(), d.y_val.rows());
   // Checked now, not after the first epoch.
-  if (d.x_val.cols() != d.x.cols())
-    fusemix::throw_shape_error(where, fusemix::concat(x_val, " must have ", x, "'s width"), d.x.cols(), d.x_val.cols());
-  if (d.y_val.cols() != d.y.cols())
-    fusemix::throw_shape_error(where, fusemix::concat(y_val, " must have ", y, "'s width"), d.y.cols(), d.y_val.cols());
+  if (static_cast<std::size_t>(d.x_val.cols()) != d.cols_x())
+    fusemix::throw_shape_error(where, fusemix::concat(x_val, " must have ", x, "'s width"), d.cols_x(), d.x_val.cols());
+  if (static_cast<std::size_t>(d.y_val.cols()) != d.cols_y())
+    fusemix::throw_shape_error(where, fusemix::concat(y_val, " must have ", y, "'s width"), d.cols_y(), d.y_val.cols());
 }
 
 std::vector<std::string> recipe_warnings(const train_settings& s, std::size_t pairs) {
@@ -118,8 +118,10 @@ train_result train(const train_settings& s, const data_set& d) {
   if (s.device == "cuda") return train_cuda(s, d);
   fusemix::cpu::set_threads(static_cast<int>(s.threads));
   choose_gemm_library(s.gemm);
-  return train_adapters(s, d.x, d.y, static_cast<std::size_t>(d.x.cols()), static_cast<std::size_t>(d.y.cols()),
-                        fusemix::cpu::backend<float>{}, validate_on(d));
+  const fusemix::cpu::backend<float> be;
+  // Files are read a batch at a time; both forms give the same bits on the same values.
+  if (d.x_files) return train_adapters(s, *d.x_files, *d.y_files, d.cols_x(), d.cols_y(), be, validate_on(d));
+  return train_adapters(s, d.x, d.y, d.cols_x(), d.cols_y(), be, validate_on(d));
 }
 
 namespace {

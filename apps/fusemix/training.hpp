@@ -80,7 +80,13 @@ inline constexpr std::size_t enough_steps = 1000;
 std::vector<std::string> recipe_warnings(const train_settings& s, std::size_t pairs);
 
 struct data_set {
+  /// The training pairs read in place from their files (the program's `--x`, `--y`: one `.npy`
+  /// file or shards, memory-mapped, any float dtype). Without them, the pairs are `x`, `y` (the
+  /// Python module's arrays).
+  std::optional<fusemix::io::mapped_latents> x_files, y_files;
   fusemix::matrix<float> x, y, x_val, y_val;
+  [[nodiscard]] std::size_t cols_x() const noexcept { return x_files ? x_files->cols() : static_cast<std::size_t>(x.cols()); }
+  [[nodiscard]] std::size_t cols_y() const noexcept { return y_files ? y_files->cols() : static_cast<std::size_t>(y.cols()); }
 };
 
 struct train_result {

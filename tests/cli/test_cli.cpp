@@ -265,6 +265,52 @@ BOOST_AUTO_TEST_CASE(the_sigmoid_loss_through_the_program) {
   BOOST_TEST(run(program(train_args(out) + " --loss hinge")).code == 2);
 }
 
+BOOST_AUTO_TEST_CASE(float16_shards_train_like_one_float32_file_and_max_steps_resumes_bitwise) {
+  // The pairs rounded to float16: one float32 file of the rounded values, and three float16
+  // shards per side (600 + 500 + 436 rows) written as numpy writes them.
+  const fs::path d = scratch();
+  std::vector<std::string> shards_x, shards_y;
+  for (const char* side : {"x", "y"}) {
+    const fm::matrix<float> m = fm::io::read_npy<float>(d / ("data_" + std::string(side) + ".npy"));
+    fm::matrix<float> rounded = m;
+    std::vector<std::uint16_t> bits(static_cast<std::size_t>(m.size()));
+    for (Eigen::Index i = 0; i < m.size(); ++i) {
+      const Eigen::half h(m.data()[i]);
+      bits[static_cast<std::size_t>(i)] = Eigen::numext::bit_cast<std::uint16_t>(h);
+      rounded.data()[i] = static_cast<float>(h);
+    }
+    fm::io::write_npy(d / ("rounded_" + std::string(side) + ".npy"), rounded);
+    for (auto [first, count] : {std::pair<Eigen::Index, Eigen::Index>{0, 600}, {600, 500}, {1100, 436}}) {
+      const fs::path p = d / ("half_" + std::string(side) + "_" + std::to_string(first) + ".npy");
+      std::string bytes = fm::detail::npy_header_bytes("<f2", {static_cast<std::size_t>(count), static_cast<std::size_t>(m.cols())});
+      bytes.append(reinterpret_cast<const char*>(bits.data() + first * m.cols()), static_cast<std::size_t>(count * m.cols()) * 2);
+      std::ofstream(p, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+      (side[0] == 'x' ? shards_x : shards_y).push_back(p.string());
+    }
+  }
+  auto args = [&](const std::string& x, const std::string& y, const fs::path& out) {
+    return "train --x " + x + " --y " + y + " --out " + out.string() +
+           " --epochs 2 --batch 256 --depth-x 2 --depth-y 1 --shared-dim 32 --lr 2e-3 --dropout 0.3 --seed 3 --threads 1";
+  };
+  const fs::path one = d / "rounded_run", sharded = d / "half_run", stopped = d / "max_steps_run";
+  BOOST_TEST_REQUIRE(run(program(args((d / "rounded_x.npy").string(), (d / "rounded_y.npy").string(), one) + " --quiet")).code == 0);
+  const auto r = run(program(args(shards_x[0] + "," + shards_x[1] + "," + shards_x[2],
+                                  shards_y[0] + "," + shards_y[1] + "," + shards_y[2], sharded) + " --quiet"));
+  BOOST_TEST_REQUIRE(r.code == 0, r.err);
+  const std::string want = bytes_of(one / "adapters.safetensors");
+  BOOST_TEST(bytes_of(sharded / "adapters.safetensors") == want, "float16 shards vs one float32 file");
+  // --max-steps 8 stops inside the second epoch (6 steps each) with weights and a checkpoint;
+  // resuming without it ends where the uninterrupted run ended, bitwise.
+  const std::string base = args((d / "rounded_x.npy").string(), (d / "rounded_y.npy").string(), stopped);
+  const auto s = run(program(base + " --max-steps 8"));
+  BOOST_TEST_REQUIRE(s.code == 0, s.err);
+  BOOST_TEST(s.out.find("stopped at --max-steps 8 (after 1 epochs and 2 steps)") != std::string::npos, s.out);
+  BOOST_TEST(fs::exists(stopped / "adapters.safetensors"));
+  BOOST_TEST(bytes_of(stopped / "adapters.safetensors") != want);
+  BOOST_TEST_REQUIRE(run(program(base + " --resume --quiet")).code == 0);
+  BOOST_TEST(bytes_of(stopped / "adapters.safetensors") == want, "--max-steps then --resume vs uninterrupted");
+}
+
 BOOST_AUTO_TEST_CASE(kill_and_resume_is_bitwise_equal) {
   const fs::path ref = scratch() / "uninterrupted";
   BOOST_TEST_REQUIRE(run(program(train_args(ref))).code == 0);

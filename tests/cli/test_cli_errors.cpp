@@ -195,8 +195,11 @@ BOOST_AUTO_TEST_CASE(missing_file) {
   const std::vector<std::string> npy_msg{"fusemix::io::read_npy: ", "missing.npy", "cannot open for reading",
                                          "No such file or directory"};
   const std::vector<std::string> st_msg{"fusemix::io::read_safetensors: ", "missing.safetensors", "No such file or directory"};
-  expect_refused(train_with(npy, at("y.npy")), npy_msg);
-  expect_refused(train_with(at("x.npy"), npy), npy_msg);
+  // (train's pairs and select's --x/--y rows are read in place, by mapped_latents)
+  std::vector<std::string> mapped_msg = npy_msg;
+  mapped_msg.front() = "fusemix::io::mapped_latents: ";
+  expect_refused(train_with(npy, at("y.npy")), mapped_msg);
+  expect_refused(train_with(at("x.npy"), npy), mapped_msg);
   expect_refused(train_with(at("x.npy"), at("y.npy"), " --x-val " + npy + " --y-val " + at("y.npy")), npy_msg);
   expect_refused(eval_with(st, at("x.npy"), at("y.npy")), st_msg);
   expect_refused(eval_with(at("model.safetensors"), npy, at("y.npy")), npy_msg);
@@ -206,7 +209,7 @@ BOOST_AUTO_TEST_CASE(missing_file) {
   expect_refused(embed_with(st, at("x.npy")), st_msg);
   expect_refused(embed_with(at("model.safetensors"), npy), npy_msg);
   expect_refused(select_with(npy, " --k 3"), npy_msg);
-  expect_refused(select_with(at("x.npy"), " --k 3 --y " + npy + " --out-y " + at("y_sel.npy")), npy_msg);
+  expect_refused(select_with(at("x.npy"), " --k 3 --y " + npy + " --out-y " + at("y_sel.npy")), mapped_msg);
   expect_refused("info " + st, st_msg);
   BOOST_TEST(!fs::exists(scratch() / "emb.npy"));
 }
@@ -232,7 +235,9 @@ BOOST_AUTO_TEST_CASE(unreadable_file) {
     npy_msg = {"fusemix::io::read_npy: ", "locked.npy", "cannot open for reading", "Permission denied"};
     st_msg = {"fusemix::io::read_safetensors: ", "locked.safetensors", "Permission denied"};
   }
-  expect_refused(train_with(npy, at("y.npy")), npy_msg);
+  std::vector<std::string> mapped_msg = npy_msg;
+  mapped_msg.front() = "fusemix::io::mapped_latents: ";
+  expect_refused(train_with(npy, at("y.npy")), mapped_msg);
   expect_refused(eval_with(st, at("x.npy"), at("y.npy")), st_msg);
   expect_refused(eval_with(at("model.safetensors"), at("x.npy"), npy), npy_msg);
   expect_refused(embed_with(st, at("x.npy")), st_msg);
@@ -273,8 +278,10 @@ BOOST_AUTO_TEST_CASE(malformed_npy_files) {
     write_bytes(scratch() / f.name, f.bytes);
     const std::string p = at(f.name);
     const std::vector<std::string> msg{"fusemix::io::read_npy: ", f.name, f.problem};
-    expect_refused(train_with(p, at("y.npy")), msg);
-    expect_refused(train_with(at("x.npy"), p), msg);
+    // train reads its pairs in place (memory-mapped), with the same checks
+    const std::vector<std::string> mapped{"fusemix::io::mapped_latents: ", f.name, f.problem};
+    expect_refused(train_with(p, at("y.npy")), mapped);
+    expect_refused(train_with(at("x.npy"), p), mapped);
     expect_refused(eval_with(at("model.safetensors"), at("x.npy"), p), msg);
     expect_refused(embed_with(at("model.safetensors"), p), msg);
     expect_refused(select_with(p, " --k 3"), msg);
@@ -505,6 +512,55 @@ BOOST_AUTO_TEST_CASE(device_cuda_without_a_device) {
                  {"CUDA"});
   BOOST_TEST(!fs::exists(scratch() / "found"));
   expect_refused(train_with(at("x.npy"), at("y.npy"), " --device gpu"), {"fusemix: usage error: ", "--device"});
+}
+
+// Shards: every latent option takes a comma-separated list of .npy files, concatenated by rows.
+
+BOOST_AUTO_TEST_CASE(shards_that_do_not_fit_together) {
+  const fm::matrix<float> x = fm::io::read_npy<float>(scratch() / "x.npy");
+  fm::io::write_npy(scratch() / "x_a.npy", fm::matrix<float>(x.topRows(25)));
+  fm::io::write_npy(scratch() / "x_b.npy", fm::matrix<float>(x.bottomRows(15)));
+  fm::io::write_npy(scratch() / "x_wide.npy", random_matrix(15, 9, 3));
+  fm::io::write_npy(scratch() / "x_f8.npy", Eigen::MatrixXd(x.bottomRows(15).cast<double>()));
+  const std::string b = read_bytes(scratch() / "x_b.npy");
+  write_bytes(scratch() / "x_short.npy", b.substr(0, b.size() - 4));
+  // The good split reads as the whole file does, through every command.
+  const std::string good = at("x_a.npy") + "," + at("x_b.npy");
+  for (const auto& args : {train_with(good, at("y.npy")), eval_with(at("model.safetensors"), good, at("y.npy")),
+                           embed_with(at("model.safetensors"), good), select_with(good, " --k 5")}) {
+    const result r = run(args);
+    BOOST_TEST(r.code == 0, args << " -> " << r.code << ": " << r.err);
+  }
+  for (const char* out : {"run", "emb.npy", "picks.npy"}) fs::remove_all(scratch() / out);
+  struct bad_list {
+    std::string list;
+    std::vector<std::string> train_message, read_message;  // through train (mapped) and through the readers
+  };
+  const std::vector<bad_list> cases{
+      {at("x_a.npy") + "," + at("x_wide.npy"),
+       {"fusemix::io::mapped_latents: ", "x_wide.npy", "every shard must have the width of the first", "expected 8, got 9"},
+       {"x_wide.npy", "expected 8, got 9"}},
+      {at("x_a.npy") + "," + at("x_f8.npy"),
+       {"fusemix::io::mapped_latents: ", "x_f8.npy", "dtype '<f8' differs from '<f4'"},
+       {"x_f8.npy", "dtype '<f8' differs from '<f4'"}},
+      {at("x_a.npy") + "," + at("x_short.npy"),
+       {"fusemix::io::mapped_latents: ", "x_short.npy", "truncated: expected 480 bytes of data, found 476"},
+       {"x_short.npy", "truncated"}},
+      {at("x_a.npy") + ",," + at("x_b.npy"), {"fusemix train: --x: empty file name in the list"},
+       {"empty file name in the list"}},
+  };
+  for (const auto& c : cases) {
+    expect_refused(train_with(c.list, at("y.npy")), c.train_message);
+    expect_refused(eval_with(at("model.safetensors"), c.list, at("y.npy")), c.read_message);
+    expect_refused(embed_with(at("model.safetensors"), c.list), c.read_message);
+    expect_refused(select_with(c.list, " --k 3"), c.read_message);
+  }
+  // X in shards of 25 + 15 + 15 rows against Y's 40: the row counts are the totals.
+  expect_refused(train_with(good + "," + at("x_b.npy"), at("y.npy")),
+                 {"fusemix::trainer::validate: ", "X and Y must have the same number of rows", "expected 55, got 40"});
+  BOOST_TEST(!fs::exists(scratch() / "run" / "checkpoint.safetensors"));
+  BOOST_TEST(!fs::exists(scratch() / "emb.npy"));
+  BOOST_TEST(!fs::exists(scratch() / "picks.npy"));
 }
 
 // Usage errors: one line and exit 2 as well.
