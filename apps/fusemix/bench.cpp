@@ -2,6 +2,9 @@
 // `fusemix bench train`: times whole FuseMix training steps (mixup, both adapters forward and
 // backward, the loss, AdamW) on random latents and sets them against the rate of the fastest
 // single-precision GEMM this machine offers, measured in the same run.
+// `fusemix bench data`: times the same steps reading each batch from latent files (memory-mapped
+// shards, in an epoch's random order) against steps from an in-memory subset, interleaved, with
+// the process's anonymous and file-backed resident memory.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -10,6 +13,7 @@
 #include <iostream>
 #include <memory>
 #include <numeric>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -23,13 +27,14 @@
 #include <fusemix/fusemix.hpp>
 
 #include "commands.hpp"
+#include "model_file.hpp"
 #include "training.hpp"
 
 namespace {
 
 struct bench_options {
   std::size_t dim_x = 1024, dim_y = 768, depth_x = 2, depth_y = 2, batch = 2048, shared = 512, expansion = 4;
-  std::size_t steps = 10, warmup = 2, threads = 1;
+  std::size_t steps = 10, warmup = 2, threads = 1, micro_batch = 0;
   double dropout = 0.6, alpha = 1.0;
   std::string mix = "permutation", gemm = "auto";
   std::uint64_t seed = 0;
@@ -120,7 +125,7 @@ void run_bench_train(const bench_options& o) {
   fusemix::fusion_adapter<> hy({.in_dim = o.dim_y, .out_dim = o.shared, .depth = o.depth_y, .expansion = o.expansion},
                                {.dropout = o.dropout, .seed = o.seed * 2 + 2});
   const fusemix::train_options to{.epochs = 1, .batch = o.batch, .lr = 1e-3, .weight_decay = 0.1,
-                                  .mixup = {.alpha = o.alpha, .mode = mode}, .seed = o.seed};
+                                  .mixup = {.alpha = o.alpha, .mode = mode}, .seed = o.seed, .micro_batch = o.micro_batch};
   fusemix::trainer tr(hx, hy, to);
   std::vector<std::size_t> rows(o.batch);
   std::iota(rows.begin(), rows.end(), std::size_t{0});
@@ -171,6 +176,7 @@ void run_bench_train(const bench_options& o) {
                    {"mixed_rows", b},
                    {"mix", o.mix},
                    {"threads", o.threads},
+                   {"micro_batch", o.micro_batch},
                    {"steps", o.steps},
                    {"gemm_library", fusemix::cpu::to_string(used)},
                    {"ms_per_step", step_s * 1e3},
@@ -204,6 +210,118 @@ void run_bench_train(const bench_options& o) {
               j["memory_ratio"].get<double>());
 }
 
+// The process's resident memory by kind, from /proc/self/status (kB → MiB): "RssAnon" (its own
+// allocations) or "RssFile" (mapped files' pages); 0 where /proc is missing.
+double status_mib(const std::string& key) {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(key + ":", 0) == 0) return std::stod(line.substr(key.size() + 1)) / 1024.0;
+  return 0;
+}
+
+struct data_options {
+  std::string x, y;
+  std::size_t subset = 65536, batch = 2048, depth_x = 2, depth_y = 2, shared = 512, steps = 10, warmup = 2,
+              threads = 1, micro_batch = 0;
+  std::uint64_t seed = 0;
+  bool json = false;
+};
+
+void run_bench_data(const data_options& o) {
+  constexpr std::string_view where = "fusemix bench data";
+  fusemix::cpu::set_threads(static_cast<int>(o.threads));
+  const fusemix::io::mapped_latents fx(fusemix_cli::latent_files(where, "--x", o.x)),
+      fy(fusemix_cli::latent_files(where, "--y", o.y));
+  if (fx.rows() != fy.rows())
+    fusemix::throw_shape_error(where, "--x and --y must have the same number of rows", fx.rows(), fy.rows());
+  const std::size_t n = fx.rows(), subset = std::min(o.subset, n);
+  if (o.batch > subset) fusemix::throw_shape_error(where, "the batch must fit in the subset", fusemix::concat("<= ", subset), o.batch);
+  auto make = [&](std::size_t d, std::size_t depth, std::uint64_t seed) {
+    return fusemix::fusion_adapter<>({.in_dim = d, .out_dim = o.shared, .depth = depth}, {.dropout = 0.6, .seed = seed});
+  };
+  const fusemix::train_options to{.epochs = 1, .batch = o.batch, .seed = o.seed, .micro_batch = o.micro_batch};
+  // An epoch's random order over all the files' rows, and over the subset.
+  auto order_of = [&](std::size_t count, std::uint64_t stream) {
+    std::vector<std::size_t> order(count);
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    fusemix::philox_engine rng(o.seed, stream);
+    for (std::size_t i = count; i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
+    return order;
+  };
+  const std::vector<std::size_t> file_order = order_of(n, 0), memory_order = order_of(subset, 1);
+  const std::span<const std::size_t> files_rows(file_order), memory_rows(memory_order);
+  const std::size_t file_batches = n / o.batch, memory_batches = subset / o.batch;
+  auto plan_of = [&](std::size_t s) {
+    fusemix::philox_engine rng(o.seed, (std::uint64_t{1} << 40) + s);
+    return fusemix::draw_mix(rng, o.batch, {});
+  };
+  auto ax = make(fx.cols(), o.depth_x, 1), ay = make(fy.cols(), o.depth_y, 2);
+  fusemix::trainer from_files(ax, ay, to);
+  auto file_step = [&](std::size_t s) {
+    // The next batch is requested first, as train_epoch does, and read while this one computes.
+    fx.prefetch(files_rows.subspan((s + 1) % file_batches * o.batch, o.batch));
+    fy.prefetch(files_rows.subspan((s + 1) % file_batches * o.batch, o.batch));
+    const auto t0 = clock_type::now();
+    from_files.step(fx, fy, files_rows.subspan(s % file_batches * o.batch, o.batch), plan_of(s), 1e-3);
+    return std::chrono::duration<double>(clock_type::now() - t0).count();
+  };
+  // The process training from the files alone, warm: what a run of `fusemix train` holds.
+  for (std::size_t s = 0; s < o.warmup; ++s) file_step(s);
+  const double anon_files_only = status_mib("RssAnon");
+  // The in-memory peer: the first `subset` pairs read into matrices, and a trainer of its own.
+  std::vector<std::size_t> first(subset);
+  std::iota(first.begin(), first.end(), std::size_t{0});
+  fusemix::matrix<float> mx(static_cast<Eigen::Index>(subset), static_cast<Eigen::Index>(fx.cols())),
+      my(static_cast<Eigen::Index>(subset), static_cast<Eigen::Index>(fy.cols()));
+  fx.gather(std::span<const std::size_t>(first), std::span<float>(mx.data(), static_cast<std::size_t>(mx.size())));
+  fy.gather(std::span<const std::size_t>(first), std::span<float>(my.data(), static_cast<std::size_t>(my.size())));
+  const double subset_mib = static_cast<double>(mx.size() + my.size()) * sizeof(float) / 1048576.0;
+  auto bx = make(fx.cols(), o.depth_x, 1), by = make(fy.cols(), o.depth_y, 2);
+  fusemix::trainer from_memory(bx, by, to);
+  std::vector<double> t_files, t_memory;
+  // Interleaved step by step, so that both see the same machine.
+  for (std::size_t s = 0; s < o.warmup + o.steps; ++s) {
+    const auto t0 = clock_type::now();
+    from_memory.step(mx, my, memory_rows.subspan(s % memory_batches * o.batch, o.batch), plan_of(s), 1e-3);
+    const double dm = std::chrono::duration<double>(clock_type::now() - t0).count();
+    const double df = file_step(o.warmup + s);
+    if (s >= o.warmup) t_memory.push_back(dm), t_files.push_back(df);
+  }
+  const double files_s = median(t_files), memory_s = median(t_memory);
+  nlohmann::json j{{"pairs", n},
+                   {"shards", fx.shards() + fy.shards()},
+                   {"dtype_x", std::string(fx.dtype())},
+                   {"dtype_y", std::string(fy.dtype())},
+                   {"data_gb", static_cast<double>(fx.data_bytes() + fy.data_bytes()) / 1e9},
+                   {"dim_x", fx.cols()},
+                   {"dim_y", fy.cols()},
+                   {"batch", o.batch},
+                   {"threads", o.threads},
+                   {"steps", o.steps},
+                   {"subset_pairs", subset},
+                   {"ms_per_step_files", files_s * 1e3},
+                   {"ms_per_step_memory", memory_s * 1e3},
+                   {"samples_per_s_files", static_cast<double>(o.batch) / files_s},
+                   {"samples_per_s_memory", static_cast<double>(o.batch) / memory_s},
+                   {"files_over_memory", memory_s / files_s},
+                   {"rss_anon_mib_files_only", anon_files_only},
+                   {"rss_anon_mib", status_mib("RssAnon")},
+                   {"rss_file_mib", status_mib("RssFile")},
+                   {"subset_mib", subset_mib}};
+  if (o.json) {
+    std::cout << j.dump() << '\n';
+    return;
+  }
+  std::printf("%zu pairs in %zu shards (%s/%s, %.1f GB), batch %zu, %zu thread(s)\n", n, fx.shards() + fy.shards(),
+              std::string(fx.dtype()).c_str(), std::string(fy.dtype()).c_str(), j["data_gb"].get<double>(), o.batch,
+              o.threads);
+  std::printf("  from the files %.1f ms/step (%.0f samples/s), from %zu pairs in memory %.1f ms/step: %.3fx\n",
+              files_s * 1e3, static_cast<double>(o.batch) / files_s, subset, memory_s * 1e3, memory_s / files_s);
+  std::printf("  resident: %.0f MiB anonymous training from the files alone (warm); with the in-memory peer %.0f MiB"
+              " (%.0f MiB of it its data); %.0f MiB of mapped files\n",
+              anon_files_only, j["rss_anon_mib"].get<double>(), subset_mib, j["rss_file_mib"].get<double>());
+}
+
 }  // namespace
 
 void register_bench(CLI::App& app) {
@@ -227,6 +345,29 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--seed", o->seed, "seed of the data, weights and draws")->capture_default_str();
   cmd->add_option("--gemm", o->gemm, "GEMM library of the step: auto, eigen or openblas (where linked)")
       ->check(CLI::IsMember({"auto", "eigen", "openblas"}))->capture_default_str();
+  cmd->add_option("--micro-batch", o->micro_batch, "gradient caching: rows per slice (0: the whole batch)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_flag("--json", o->json, "print one JSON object");
   cmd->callback([o] { run_bench_train(*o); });
+
+  auto d = std::make_shared<data_options>();
+  auto* data = bench->add_subcommand(
+      "data", "Time training steps reading batches from latent files (memory-mapped) against steps from memory");
+  data->add_option("--x", d->x, "X latents: a .npy file or shards a.npy,b.npy,...")->required();
+  data->add_option("--y", d->y, "Y latents, rows paired with X")->required();
+  data->add_option("--subset", d->subset, "pairs of the in-memory peer (the files' first rows)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  data->add_option("--batch", d->batch, "rows per step")->check(CLI::PositiveNumber)->capture_default_str();
+  data->add_option("--depth-x", d->depth_x, "blocks of the X adapter")->check(CLI::NonNegativeNumber)->capture_default_str();
+  data->add_option("--depth-y", d->depth_y, "blocks of the Y adapter")->check(CLI::NonNegativeNumber)->capture_default_str();
+  data->add_option("--shared-dim", d->shared, "shared space width")->check(CLI::PositiveNumber)->capture_default_str();
+  data->add_option("--steps", d->steps, "timed steps of each kind (the medians are reported)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  data->add_option("--warmup", d->warmup, "untimed steps first")->check(CLI::NonNegativeNumber)->capture_default_str();
+  data->add_option("--threads", d->threads, "threads")->check(CLI::PositiveNumber)->capture_default_str();
+  data->add_option("--micro-batch", d->micro_batch, "gradient caching: rows per slice (0: the whole batch)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  data->add_option("--seed", d->seed, "seed of the order, weights and draws")->capture_default_str();
+  data->add_flag("--json", d->json, "print one JSON object");
+  data->callback([d] { run_bench_data(*d); });
 }

@@ -112,6 +112,10 @@ void register_train(CLI::App& app) {
   cmd->add_option("--y-val", s->y_val, "validation Y latents (or shards: a.npy,b.npy,...)");
   cmd->add_option("--checkpoint-every", s->checkpoint_every, "write a checkpoint every N epochs (and at the end)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--micro-batch", s->train.micro_batch,
+                  "gradient caching: run the mixed batch this many rows at a time, the loss still over the whole "
+                  "batch (0: all at once); activation memory of M rows, the same result up to rounding")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--max-steps", s->train.max_steps,
                   "stop after N optimiser steps in all, writing the checkpoint and the weights (0: no limit; "
                   "smoke runs, benchmarks; the schedule still spans --epochs)")

@@ -309,6 +309,25 @@ BOOST_AUTO_TEST_CASE(float16_shards_train_like_one_float32_file_and_max_steps_re
   BOOST_TEST(bytes_of(stopped / "adapters.safetensors") != want);
   BOOST_TEST_REQUIRE(run(program(base + " --resume --quiet")).code == 0);
   BOOST_TEST(bytes_of(stopped / "adapters.safetensors") == want, "--max-steps then --resume vs uninterrupted");
+  // --micro-batch 100 (slices of 100, 100 and 56 rows): the same weights up to rounding.
+  const fs::path cached = d / "micro_batch_run";
+  const auto c = run(program(args((d / "rounded_x.npy").string(), (d / "rounded_y.npy").string(), cached) +
+                             " --micro-batch 100 --quiet"));
+  BOOST_TEST_REQUIRE(c.code == 0, c.err);
+  const auto got = fm::io::read_safetensors(cached / "adapters.safetensors"),
+             ref = fm::io::read_safetensors(one / "adapters.safetensors");
+  double diff = 0, norm = 0;
+  for (const auto& [name, t] : ref.tensors) {
+    const auto& g = got.tensors.at(name);
+    BOOST_TEST_REQUIRE(g.data.size() == t.data.size());
+    for (std::size_t i = 0; i < t.data.size(); ++i) {
+      const double e = double(g.data[i]) - double(t.data[i]);
+      diff += e * e, norm += double(t.data[i]) * double(t.data[i]);
+    }
+  }
+  BOOST_TEST_MESSAGE("--micro-batch 100: weights differ by " << std::sqrt(diff / norm) << " relative");
+  BOOST_TEST(diff > 0);  // really another summation order
+  BOOST_TEST(std::sqrt(diff / norm) < 1e-5);
 }
 
 BOOST_AUTO_TEST_CASE(kill_and_resume_is_bitwise_equal) {

@@ -429,6 +429,21 @@ class harness {
         close(h, h_want, tol(), "bias_gelu_dropout_forward" + tag, __LINE__);
         be_.gelu_dropout_backward(g, pre, key, g);
         close(get(g), da_want, tol(), "gelu_dropout_backward (in place)" + tag, __LINE__);
+        // Rows r0 … of the batch alone, with the key's offset: the batch's masks for those rows.
+        const Eigen::Index r0 = 5, rest = static_cast<Eigen::Index>(r) - r0;
+        dropout_key slice_key = key;
+        slice_key.offset = static_cast<std::uint64_t>(r0) * width;
+        const host a_rows = a.bottomRows(rest), dh_rows = dh.bottomRows(rest);
+        mat s_got = poisoned(static_cast<std::size_t>(rest), width), s_pre = put(a_rows), s_h = poisoned(static_cast<std::size_t>(rest), width);
+        be_.dropout_forward(put(a_rows), slice_key, s_got);
+        close(get(s_got), host(dr_want.bottomRows(rest)), tol(), "dropout_forward of a slice (offset)" + tag, __LINE__);
+        be_.bias_gelu_dropout_forward(s_pre, put(bias), slice_key, s_h);
+        close(get(s_h), host(h_want.bottomRows(rest)), tol(), "bias_gelu_dropout_forward of a slice (offset)" + tag,
+              __LINE__);
+        mat s_g = put(dh_rows);
+        be_.gelu_dropout_backward(s_g, s_pre, slice_key, s_g);
+        close(get(s_g), host(da_want.bottomRows(rest)), tol(), "gelu_dropout_backward of a slice (offset)" + tag,
+              __LINE__);
       }
     }
   }
@@ -849,6 +864,27 @@ class harness {
               __LINE__);
         close(params(bx), params(ax), tol(), "sigmoid step: X adapter", __LINE__);
         close(params(by), params(ay), tol(), "sigmoid step: Y adapter", __LINE__);
+      }
+
+      // Gradient caching on the backend (slices of a third of the batch, the last one shorter)
+      // against the whole batch on the CPU: the same function up to rounding.
+      {
+        cpu_adapter ax(sx, ox), ay(sy, oy);
+        adapter bx(sx, ox, be_), by(sy, oy, be_);
+        train_options om = o;
+        om.micro_batch = batch / 3 + 1;
+        trainer m_c(ax, ay, o);
+        trainer m(bx, by, om, be_);
+        double worst_loss = 0;
+        for (int e = 0; e < 2; ++e) {
+          const auto r_c = m_c.train_epoch(zx, zy);
+          const auto r = m.train_epoch(dzx, dzy);
+          worst_loss = std::max(worst_loss, std::fabs(r.loss - r_c.loss) / std::fabs(r_c.loss));
+        }
+        rep_.expect(worst_loss <= 2 * tol(), fusemix::concat("micro-batch, two epochs: loss differs by ", worst_loss),
+                    __LINE__);
+        close(params(bx), params(ax), 5 * tol(), "micro-batch, two epochs: X adapter", __LINE__);
+        close(params(by), params(ay), 5 * tol(), "micro-batch, two epochs: Y adapter", __LINE__);
       }
 
       // The GEMM modes train the same function: a step from the same state against the default

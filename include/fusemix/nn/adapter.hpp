@@ -115,6 +115,12 @@ class fusion_adapter {
   /// (an adapter starts in evaluation mode). To embed data, `embed` is simpler.
   /// @throws shape_error if `x` does not have `in_dim` columns.
   const matrix_type& forward(const matrix_type& x);
+  /// `forward` of rows `first_row …` of a batch whose dropout draw is `draw` (training mode):
+  /// each row gets exactly the mask it gets in a `forward` of the whole batch at that draw, so a
+  /// batch run a slice at a time (gradient caching: `train_options::micro_batch`) sees the masks
+  /// of the whole batch. The draw count is left as it is; `backward` then belongs to this slice.
+  /// @throws shape_error as `forward`.
+  const matrix_type& forward_slice(const matrix_type& x, std::uint64_t draw, std::size_t first_row);
   /// `x` (rows × in_dim) mapped to rows × out_dim in evaluation mode (no dropout, whatever
   /// `training()` says), as a matrix of its own; the adapter is left as it was (a following
   /// `backward` still belongs to the last `forward`). Equal to `forward` in evaluation mode, bit
@@ -182,6 +188,8 @@ class fusion_adapter {
     if (n != params_.size()) throw_shape_error(where, "one value per element of the flat buffer", params_.size(), n);
   }
   void build();
+  // forward and forward_slice: dropout draw `draw` (0 outside training), rows from `first_row` on.
+  const matrix_type& run_forward(const char* where, const matrix_type& x, std::uint64_t draw, std::size_t first_row);
 
   adapter_shape shape_;
   adapter_options options_;
@@ -311,12 +319,21 @@ void fusion_adapter<S, B>::set_dropout_seed(std::uint64_t seed) noexcept {
 
 template <adapter_shape S, Backend B>
 auto fusion_adapter<S, B>::forward(const matrix_type& x) -> const matrix_type& {
-  if (be_.cols(x) != shape_.in_dim)
-    throw_shape_error("fusemix::fusion_adapter::forward", "input columns must equal in_dim", shape_.in_dim,
-                              be_.cols(x));
+  return run_forward("fusemix::fusion_adapter::forward", x, training_ ? draws_++ : 0, 0);
+}
+
+template <adapter_shape S, Backend B>
+auto fusion_adapter<S, B>::forward_slice(const matrix_type& x, std::uint64_t draw, std::size_t first_row)
+    -> const matrix_type& {
+  return run_forward("fusemix::fusion_adapter::forward_slice", x, training_ ? draw : 0, first_row);
+}
+
+template <adapter_shape S, Backend B>
+auto fusion_adapter<S, B>::run_forward(const char* where, const matrix_type& x, std::uint64_t draw,
+                                       std::size_t first_row) -> const matrix_type& {
+  if (be_.cols(x) != shape_.in_dim) throw_shape_error(where, "input columns must equal in_dim", shape_.in_dim, be_.cols(x));
   input_ = &x;
-  const std::uint64_t draw = training_ ? draws_++ : 0;
-  for (std::size_t i = 0; i < blocks_.size(); ++i) blocks_[i].forward(input(i), acts_[i + 1], training_, draw);
+  for (std::size_t i = 0; i < blocks_.size(); ++i) blocks_[i].forward(input(i), acts_[i + 1], training_, draw, first_row);
   final_ln_.front().forward(input(blocks_.size()), ln_out_);
   proj_.front().forward(ln_out_, out_);
   return out_;

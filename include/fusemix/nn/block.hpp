@@ -43,11 +43,13 @@ class block {
     fc2_.reset_parameters(rng);
   }
 
-  /// `y = block(x)`; dropout uses draw number `draw` when `training`.
-  void forward(const matrix_type& x, matrix_type& y, bool training, std::uint64_t draw) {
+  /// `y = block(x)`; dropout uses draw number `draw` when `training`, with the masks of rows
+  /// `first_row …` of a batch (`x` a slice of it; 0 for a whole batch).
+  void forward(const matrix_type& x, matrix_type& y, bool training, std::uint64_t draw, std::size_t first_row = 0) {
     key_ = drop_.key(training, draw);
     ln_.forward(x, u_);
     fc1_.forward_without_bias(u_, a_);
+    key_.offset = std::uint64_t{first_row} * be_.cols(a_);
     be_.resize(h_, be_.rows(a_), be_.cols(a_));
     be_.bias_gelu_dropout_forward(a_, fc1_.bias(), key_, h_);
     fc2_.forward(h_, y);

@@ -34,6 +34,8 @@ class identity_adapter {
     be_.copy(x, out_);
     return out_;
   }
+  /// `forward` (no dropout: the slice's place in its batch does not matter).
+  const matrix_type& forward_slice(const matrix_type& x, std::uint64_t, std::size_t) { return forward(x); }
   const matrix_type& backward(const matrix_type& dy) {
     be_.resize(dx_, be_.rows(dy), be_.cols(dy));
     be_.copy(dy, dx_);

@@ -51,6 +51,15 @@ struct train_options {
   /// `complete == false` once `global_step()` reaches it (smoke runs, benchmarks). The schedule
   /// still spans `epochs`; not part of what a checkpoint must match.
   std::uint64_t max_steps = 0;
+  /// Gradient caching (GradCache, Gao et al. 2021): embed the mixed batch this many rows at a
+  /// time without keeping activations, take the loss and its gradient over the whole batch, then
+  /// run each slice forward again (the same masks) and backward with its rows of that gradient,
+  /// summing the parameter gradients. Every row stays a negative of every other; activation
+  /// memory is that of `micro_batch` rows. 0 (or a value ≥ the mixed rows): the whole batch at
+  /// once. The same function as without it, up to rounding (summation order). Both adapters need
+  /// `forward_slice` (`fusion_adapter` and `identity_adapter` have it). A value that divides the
+  /// mixed rows keeps a warm step free of allocation (a shorter last slice resizes the buffers).
+  std::size_t micro_batch = 0;
 };
 
 /// The most learnable scalars a loss may have (what `epoch_record` reports).
@@ -213,6 +222,8 @@ class trainer {
   std::uint64_t global_step_ = 0;
   double epoch_loss_sum_ = 0;  // over the current epoch's steps so far
   matrix_type mx_, my_, bx_, by_;  // bx_, by_: a batch gathered from latent sources
+  matrix_type ex_, ey_, sx_, sy_, gx_, gy_;  // gradient caching: embeddings, a slice, its gradient rows
+  typename backend_type::template buffer<scalar_type> acc_x_, acc_y_;  // the slices' summed gradients
   std::vector<scalar_type> host_batch_;  // a source's rows on their way to a device backend
   std::vector<std::size_t> order_, rows_a_, rows_b_;
   mix_plan plan_;  // reused: after the first step, a step allocates nothing
@@ -222,6 +233,13 @@ class trainer {
   template <class S>
   void gather_batch(const S& z, std::span<const std::size_t> rows, matrix_type& out, const char* side);
   double forward_backward_update(double lr);
+  double cached_forward_backward(std::size_t micro);
+  // Whether both sides can run a slice of a batch with its masks (what micro_batch needs).
+  static constexpr bool slices = requires(HX& a, HY& b, const matrix_type& m) {
+    a.forward_slice(m, std::uint64_t{0}, std::size_t{0});
+    b.forward_slice(m, std::uint64_t{0}, std::size_t{0});
+  };
+  void copy_rows(const matrix_type& from, std::size_t first, std::size_t count, matrix_type& to) const;
   template <class StepFn, class PrefetchFn>
   epoch_record run_epoch(std::size_t n, const StepFn& step_fn, const PrefetchFn& prefetch_fn,
                          const progress_callback& progress, const std::atomic<bool>* stop);
@@ -251,6 +269,8 @@ trainer<HX, HY, L>::trainer(HX& hx, HY& hy, L loss, train_options o, backend_typ
     throw_expected<argument_error>(where, "weight decay must not be negative", ">= 0", o.weight_decay);
   (void)mixed_rows(o.batch, o.mixup.mode);  // throws for an empty batch, or an odd one in halves mode
   if (!(o.mixup.alpha > 0)) throw_expected<argument_error>(where, "alpha must be positive", "> 0", o.mixup.alpha);
+  if (o.micro_batch != 0 && !slices)
+    throw_expected<argument_error>(where, "micro_batch needs adapters with forward_slice", "0", o.micro_batch);
   opt_.add_model(hx_);
   opt_.add_model(hy_);
   loss_opt_.add(loss_.parameters().data(), loss_.gradients().data(), loss_.parameters().size(), false);
@@ -361,13 +381,86 @@ template <Adapter HX, Adapter HY, Loss L>
 double trainer<HX, HY, L>::forward_backward_update(double lr) {
   hx_.set_training(true);
   hy_.set_training(true);
-  const double loss = static_cast<double>(loss_.forward(hx_.forward(mx_), hy_.forward(my_)));
-  loss_.backward();
-  hx_.backward(loss_.dx());
-  hy_.backward(loss_.dy());
+  double loss = 0;
+  const bool cached = slices && o_.micro_batch != 0 && o_.micro_batch < be_.rows(mx_);
+  if constexpr (slices) {
+    if (cached) loss = cached_forward_backward(o_.micro_batch);
+  }
+  if (!cached) {
+    loss = static_cast<double>(loss_.forward(hx_.forward(mx_), hy_.forward(my_)));
+    loss_.backward();
+    hx_.backward(loss_.dx());
+    hy_.backward(loss_.dy());
+  }
   opt_.step(lr);
   loss_opt_.step(lr);
   ++global_step_;
+  return loss;
+}
+
+template <Adapter HX, Adapter HY, Loss L>
+  requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
+           std::same_as<typename HX::backend_type, typename L::backend_type>
+void trainer<HX, HY, L>::copy_rows(const matrix_type& from, std::size_t first, std::size_t count,
+                                   matrix_type& to) const {
+  const std::size_t d = be_.cols(from);
+  be_.resize(to, count, d);
+  be_.copy_n(from.data() + first * d, count * d, to.data());
+}
+
+template <Adapter HX, Adapter HY, Loss L>
+  requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
+           std::same_as<typename HX::backend_type, typename L::backend_type>
+double trainer<HX, HY, L>::cached_forward_backward(std::size_t micro) {
+  const std::size_t n = be_.rows(mx_);
+  // Every slice draws the masks the whole batch would (its rows' places in it); the draw count
+  // then moves on by one, as after one forward of the whole batch.
+  const std::uint64_t draw_x = hx_.dropout_draws(), draw_y = hy_.dropout_draws();
+  // 1. The batch's embeddings, a slice at a time; each slice's activations are dropped.
+  be_.resize(ex_, n, hx_.out_dim());
+  be_.resize(ey_, n, hy_.out_dim());
+  for (std::size_t first = 0; first < n; first += micro) {
+    const std::size_t count = std::min(micro, n - first);
+    copy_rows(mx_, first, count, sx_);
+    copy_rows(my_, first, count, sy_);
+    be_.copy_n(hx_.forward_slice(sx_, draw_x, first).data(), count * hx_.out_dim(), ex_.data() + first * hx_.out_dim());
+    be_.copy_n(hy_.forward_slice(sy_, draw_y, first).data(), count * hy_.out_dim(), ey_.data() + first * hy_.out_dim());
+  }
+  // 2. The loss over the whole batch: every row a negative of every other.
+  const double loss = static_cast<double>(loss_.forward(ex_, ey_));
+  loss_.backward();
+  // 3. Each slice again, back-propagating its rows of the embeddings' gradient; the parameter
+  //    gradients (which backward overwrites) summed over the slices.
+  auto sum_into = [&](auto& h, auto& acc, bool first_slice) {
+    const auto g = h.gradients();
+    if (g.empty()) return;
+    if (acc.size() != g.size()) acc = be_.zero_buffer(g.size());
+    auto from = be_.map(static_cast<const scalar_type*>(g.data()), g.size());
+    auto to = be_.map(acc.data(), acc.size());
+    if (first_slice) be_.copy(from, to);
+    else be_.axpy(scalar_type(1), from, to);
+  };
+  for (std::size_t first = 0; first < n; first += micro) {
+    const std::size_t count = std::min(micro, n - first);
+    copy_rows(mx_, first, count, sx_);
+    copy_rows(loss_.dx(), first, count, gx_);
+    hx_.forward_slice(sx_, draw_x, first);
+    hx_.backward(gx_);
+    sum_into(hx_, acc_x_, first == 0);
+    copy_rows(my_, first, count, sy_);
+    copy_rows(loss_.dy(), first, count, gy_);
+    hy_.forward_slice(sy_, draw_y, first);
+    hy_.backward(gy_);
+    sum_into(hy_, acc_y_, first == 0);
+  }
+  auto restore = [&](auto& h, const auto& acc) {
+    const auto g = h.gradients();
+    if (!g.empty()) be_.copy_n(acc.data(), g.size(), g.data());
+  };
+  restore(hx_, acc_x_);
+  restore(hy_, acc_y_);
+  hx_.set_dropout_draws(draw_x + 1);
+  hy_.set_dropout_draws(draw_y + 1);
   return loss;
 }
 

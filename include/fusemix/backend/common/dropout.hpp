@@ -15,10 +15,14 @@ namespace fusemix {
 
 /// Which elements a dropout draw keeps: a pure function of `(seed, draw, element index)`.
 /// `p` is the probability of dropping; kept elements are scaled by `1 / (1 - p)` (inverted dropout).
+/// Element e of the matrix a pass is given has index `offset + e` in the draw: 0 for a whole
+/// batch, `first_row × width` for the rows of a batch from `first_row` on, which then get exactly
+/// the masks they get in the whole batch (gradient caching runs a batch a slice at a time).
 struct dropout_key {
   std::uint64_t seed = 0;
   std::uint64_t draw = 0;
   double p = 0;
+  std::uint64_t offset = 0;
 };
 
 }  // namespace fusemix

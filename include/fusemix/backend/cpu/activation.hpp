@@ -98,7 +98,7 @@ class activation_ops {
       alignas(64) T buffer[mask_run];
       for (Eigen::Index c = 0; c < w; c += mask_run) {
         const Eigen::Index len = std::min(mask_run, w - c);
-        fill_mask(key, static_cast<std::size_t>(i * w + c), len, buffer);
+        fill_mask(key, key.offset + static_cast<std::size_t>(i * w + c), len, buffer);
         f(i, c, Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>, Eigen::Aligned64>(buffer, len));
       }
     });

@@ -23,20 +23,23 @@ struct mask_key {
   std::uint32_t threshold = 0;
   T keep_scale = 1;
   bool active = false;
+  std::uint64_t offset = 0;  // the draw's index of element 0 (dropout_key::offset)
 
   static mask_key of(const dropout_key& k) {
     return {k.seed, k.draw, fusemix::detail::dropout_threshold(k.p), fusemix::detail::dropout_keep_scale<T>(k.p),
-            k.p > 0.0};
+            k.p > 0.0, k.offset};
   }
-  /// The scales of the four elements of Philox block `block` (elements 4·block … 4·block + 3).
-  FUSEMIX_HOST_DEVICE void block_scales(std::uint64_t block, T out[4]) const noexcept {
-    const auto r = fusemix::detail::dropout_block(seed, draw, block);
+  /// Whether elements 4q … 4q + 3 of the matrix share one Philox block.
+  [[nodiscard]] FUSEMIX_HOST_DEVICE bool quads_aligned() const noexcept { return offset % 4 == 0; }
+  /// The scales of elements e … e + 3, which share one Philox block (`quads_aligned()`, e % 4 == 0).
+  FUSEMIX_HOST_DEVICE void quad_scales(std::uint64_t e, T out[4]) const noexcept {
+    const auto r = fusemix::detail::dropout_block(seed, draw, (offset + e) / 4);
     for (int w = 0; w < 4; ++w) out[w] = fusemix::detail::dropout_keeps(r[w], threshold) ? keep_scale : T(0);
   }
   FUSEMIX_HOST_DEVICE T scale(std::uint64_t element) const noexcept {
-    T s[4];
-    block_scales(element / 4, s);
-    return s[element % 4];
+    const std::uint64_t m = offset + element;
+    const auto r = fusemix::detail::dropout_block(seed, draw, m / 4);
+    return fusemix::detail::dropout_keeps(r[m % 4], threshold) ? keep_scale : T(0);
   }
 };
 
@@ -49,10 +52,10 @@ FUSEMIX_HOST_DEVICE inline void masked_row(const G& g, const mask_key<T>& key, s
   const std::size_t first = i * w;
   if (!key.active) {
     for (std::size_t j = g.rank(); j < w; j += g.size()) f(first + j, T(1));
-  } else if (w % 4 == 0) {
+  } else if (w % 4 == 0 && key.quads_aligned()) {
     for (std::size_t q = 4 * g.rank(); q < w; q += 4 * g.size()) {
       T s[4];
-      key.block_scales((first + q) / 4, s);
+      key.quad_scales(first + q, s);
       for (int l = 0; l < 4; ++l) f(first + q + l, s[l]);
     }
   } else {
@@ -67,7 +70,7 @@ FUSEMIX_HOST_DEVICE inline void row_quads(const G& g, const mask_key<T>& key, st
                                           const F& f) {
   for (std::size_t q = 4 * g.rank(); q < w; q += 4 * g.size()) {
     T s[4] = {T(1), T(1), T(1), T(1)};
-    if (key.active) key.block_scales((first + q) / 4, s);
+    if (key.active) key.quad_scales(first + q, s);
     f(q, s);
   }
 }
@@ -83,7 +86,7 @@ struct bias_gelu_dropout_rows {
   template <class G>
   FUSEMIX_HOST_DEVICE void operator()(const G& g, std::size_t i) const {
     const std::size_t first = i * w;
-    if (w % 4 == 0 && aligned16(a + first, h + first, bias)) {
+    if (w % 4 == 0 && key.quads_aligned() && aligned16(a + first, h + first, bias)) {
       row_quads<T>(g, key, first, w, [&](std::size_t q, const T s[4]) {
         T x[4], b[4], y[4];
         load4(a + first + q, x);
@@ -113,7 +116,7 @@ struct gelu_dropout_backward_rows {
   template <class G>
   FUSEMIX_HOST_DEVICE void operator()(const G& g, std::size_t i) const {
     const std::size_t first = i * w;
-    if (w % 4 == 0 && aligned16(dh + first, a + first, da + first)) {
+    if (w % 4 == 0 && key.quads_aligned() && aligned16(dh + first, a + first, da + first)) {
       row_quads<T>(g, key, first, w, [&](std::size_t q, const T s[4]) {
         T d[4], x[4], y[4];
         load4(dh + first + q, d);
