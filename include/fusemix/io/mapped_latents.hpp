@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <numeric>
 #include <span>
 #include <string>
 #include <string_view>
@@ -252,15 +253,8 @@ void mapped_latents::gather(std::span<const std::size_t> rows, std::span<T> out)
     const unsigned char* p = s.map + s.data_offset + (r - s.first_row) * row_bytes;
     if (itemsize_ == sizeof(T) && std::endian::native == std::endian::little) {
       std::memcpy(dst, p, row_bytes);  // already in the compute type's representation
-    } else if (itemsize_ == 2) {
-      for (std::size_t c = 0; c < cols_; ++c, p += 2)
-        dst[c] = static_cast<T>(detail::half_to_float(detail::load_le<std::uint16_t>(p)));
-    } else if (itemsize_ == 4) {
-      for (std::size_t c = 0; c < cols_; ++c, p += 4)
-        dst[c] = static_cast<T>(std::bit_cast<float>(detail::load_le<std::uint32_t>(p)));
     } else {
-      for (std::size_t c = 0; c < cols_; ++c, p += 8)
-        dst[c] = static_cast<T>(std::bit_cast<double>(detail::load_le<std::uint64_t>(p)));
+      detail::npy_decode_floats(itemsize_, p, dst, cols_);  // the decoding read_npy uses
     }
     dst += cols_;
   }
@@ -281,15 +275,9 @@ inline void mapped_latents::prefetch(std::span<const std::size_t> rows) const no
 template <Scalar T>
 matrix<T> to_matrix(const mapped_latents& z) {
   matrix<T> m(static_cast<Eigen::Index>(z.rows()), static_cast<Eigen::Index>(z.cols()));
-  // In blocks of rows, so the index list stays small.
-  constexpr std::size_t block = 4096;
-  std::vector<std::size_t> idx;
-  for (std::size_t first = 0; first < z.rows(); first += block) {
-    const std::size_t n = std::min(block, z.rows() - first);
-    idx.resize(n);
-    for (std::size_t i = 0; i < n; ++i) idx[i] = first + i;
-    z.gather(std::span<const std::size_t>(idx), std::span<T>(m.data() + first * z.cols(), n * z.cols()));
-  }
+  std::vector<std::size_t> all(z.rows());  // (an index per row: small beside the matrix)
+  std::iota(all.begin(), all.end(), std::size_t{0});
+  z.gather(std::span<const std::size_t>(all), std::span<T>(m.data(), static_cast<std::size_t>(m.size())));
   return m;
 }
 

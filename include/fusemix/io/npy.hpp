@@ -387,21 +387,29 @@ inline void npy_expect_end(input_file& in, std::size_t bytes) {
     in.fail(concat("expected ", bytes, " bytes of data, found more (trailing bytes)"));
 }
 
+/// Decodes `n` little-endian floats of 2, 4 or 8 bytes (`itemsize`) at `p` into `out`: half and
+/// single precision exactly, double rounded to `T`. (Also the row decoder of io::mapped_latents.)
+template <std::floating_point T>
+void npy_decode_floats(std::size_t itemsize, const unsigned char* p, T* out, std::size_t n) noexcept {
+  if (itemsize == 2) {
+    for (std::size_t i = 0; i < n; ++i, p += 2) out[i] = static_cast<T>(half_to_float(load_le<std::uint16_t>(p)));
+  } else if (itemsize == 4) {
+    for (std::size_t i = 0; i < n; ++i, p += 4) out[i] = static_cast<T>(std::bit_cast<float>(load_le<std::uint32_t>(p)));
+  } else {
+    for (std::size_t i = 0; i < n; ++i, p += 8) out[i] = static_cast<T>(std::bit_cast<double>(load_le<std::uint64_t>(p)));
+  }
+}
+
 /// Decodes `n` little-endian elements of type `dt` at `p` into `out`; `first` is the index of
 /// the first one in the array (for messages).
 template <class T>
 void npy_decode_values(const input_file& in, const npy_dtype& dt, const unsigned char* p, T* out,
                        std::size_t n, std::size_t first) {
-  for (std::size_t i = 0; i < n; ++i, p += dt.itemsize) {
-    T& dst = out[i];
-    if constexpr (std::is_floating_point_v<T>) {
-      if (dt.itemsize == 2) dst = static_cast<T>(half_to_float(load_le<std::uint16_t>(p)));
-      else if (dt.itemsize == 4)
-        dst = static_cast<T>(std::bit_cast<float>(load_le<std::uint32_t>(p)));
-      else
-        dst = static_cast<T>(std::bit_cast<double>(load_le<std::uint64_t>(p)));
-    } else {
-      static_assert(std::same_as<T, std::int64_t>);
+  if constexpr (std::is_floating_point_v<T>) {
+    npy_decode_floats(dt.itemsize, p, out, n);
+  } else {
+    static_assert(std::same_as<T, std::int64_t>);
+    for (std::size_t i = 0; i < n; ++i, p += dt.itemsize) {
       std::uint64_t u = 0;
       switch (dt.itemsize) {
         case 1: u = p[0]; break;
@@ -412,11 +420,11 @@ void npy_decode_values(const input_file& in, const npy_dtype& dt, const unsigned
       if (dt.kind == 'i') {
         // Sign-extend from the stored width; the shifts are on unsigned values, so defined.
         const unsigned shift = static_cast<unsigned>(64 - 8 * dt.itemsize);
-        dst = static_cast<std::int64_t>(u << shift) >> shift;
+        out[i] = static_cast<std::int64_t>(u << shift) >> shift;
       } else {
         if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
           in.fail(concat("value ", u, " at index ", first + i, " does not fit in int64"));
-        dst = static_cast<std::int64_t>(u);
+        out[i] = static_cast<std::int64_t>(u);
       }
     }
   }

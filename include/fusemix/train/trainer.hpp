@@ -414,53 +414,47 @@ template <Adapter HX, Adapter HY, Loss L>
 double trainer<HX, HY, L>::cached_forward_backward(std::size_t micro) {
   const std::size_t n = be_.rows(mx_);
   // Every slice draws the masks the whole batch would (its rows' places in it); the draw count
-  // then moves on by one, as after one forward of the whole batch.
+  // then moves on by one, as after one forward of the whole batch. The two sides are independent
+  // until the loss and after it, so each is run through all its slices in turn.
   const std::uint64_t draw_x = hx_.dropout_draws(), draw_y = hy_.dropout_draws();
   // 1. The batch's embeddings, a slice at a time; each slice's activations are dropped.
-  be_.resize(ex_, n, hx_.out_dim());
-  be_.resize(ey_, n, hy_.out_dim());
-  for (std::size_t first = 0; first < n; first += micro) {
-    const std::size_t count = std::min(micro, n - first);
-    copy_rows(mx_, first, count, sx_);
-    copy_rows(my_, first, count, sy_);
-    be_.copy_n(hx_.forward_slice(sx_, draw_x, first).data(), count * hx_.out_dim(), ex_.data() + first * hx_.out_dim());
-    be_.copy_n(hy_.forward_slice(sy_, draw_y, first).data(), count * hy_.out_dim(), ey_.data() + first * hy_.out_dim());
-  }
+  auto embed = [&](auto& h, const matrix_type& m, std::uint64_t draw, matrix_type& slice, matrix_type& e) {
+    const std::size_t w = h.out_dim();
+    be_.resize(e, n, w);
+    for (std::size_t first = 0; first < n; first += micro) {
+      const std::size_t count = std::min(micro, n - first);
+      copy_rows(m, first, count, slice);
+      be_.copy_n(h.forward_slice(slice, draw, first).data(), count * w, e.data() + first * w);
+    }
+  };
+  embed(hx_, mx_, draw_x, sx_, ex_);
+  embed(hy_, my_, draw_y, sy_, ey_);
   // 2. The loss over the whole batch: every row a negative of every other.
   const double loss = static_cast<double>(loss_.forward(ex_, ey_));
   loss_.backward();
   // 3. Each slice again, back-propagating its rows of the embeddings' gradient; the parameter
-  //    gradients (which backward overwrites) summed over the slices.
-  auto sum_into = [&](auto& h, auto& acc, bool first_slice) {
+  //    gradients (which backward overwrites) summed over the slices in `acc`, then put back.
+  auto backpropagate = [&](auto& h, const matrix_type& m, const matrix_type& grad, std::uint64_t draw,
+                           matrix_type& slice, matrix_type& slice_grad, auto& acc) {
     const auto g = h.gradients();
-    if (g.empty()) return;
     if (acc.size() != g.size()) acc = be_.zero_buffer(g.size());
-    auto from = be_.map(static_cast<const scalar_type*>(g.data()), g.size());
-    auto to = be_.map(acc.data(), acc.size());
-    if (first_slice) be_.copy(from, to);
-    else be_.axpy(scalar_type(1), from, to);
-  };
-  for (std::size_t first = 0; first < n; first += micro) {
-    const std::size_t count = std::min(micro, n - first);
-    copy_rows(mx_, first, count, sx_);
-    copy_rows(loss_.dx(), first, count, gx_);
-    hx_.forward_slice(sx_, draw_x, first);
-    hx_.backward(gx_);
-    sum_into(hx_, acc_x_, first == 0);
-    copy_rows(my_, first, count, sy_);
-    copy_rows(loss_.dy(), first, count, gy_);
-    hy_.forward_slice(sy_, draw_y, first);
-    hy_.backward(gy_);
-    sum_into(hy_, acc_y_, first == 0);
-  }
-  auto restore = [&](auto& h, const auto& acc) {
-    const auto g = h.gradients();
+    for (std::size_t first = 0; first < n; first += micro) {
+      const std::size_t count = std::min(micro, n - first);
+      copy_rows(m, first, count, slice);
+      copy_rows(grad, first, count, slice_grad);
+      h.forward_slice(slice, draw, first);
+      h.backward(slice_grad);
+      if (g.empty()) continue;  // a side without parameters
+      const auto from = be_.map(static_cast<const scalar_type*>(g.data()), g.size());
+      auto to = be_.map(acc.data(), acc.size());
+      if (first == 0) be_.copy(from, to);
+      else be_.axpy(scalar_type(1), from, to);
+    }
     if (!g.empty()) be_.copy_n(acc.data(), g.size(), g.data());
+    h.set_dropout_draws(draw + 1);
   };
-  restore(hx_, acc_x_);
-  restore(hy_, acc_y_);
-  hx_.set_dropout_draws(draw_x + 1);
-  hy_.set_dropout_draws(draw_y + 1);
+  backpropagate(hx_, mx_, loss_.dx(), draw_x, sx_, gx_, acc_x_);
+  backpropagate(hy_, my_, loss_.dy(), draw_y, sy_, gy_, acc_y_);
   return loss;
 }
 
