@@ -51,7 +51,7 @@ inline report compute() {
   backend::matrix_type logits(n, n), g(n, n);
   for (std::size_t i = 0; i < n; ++i)
     for (std::size_t j = 0; j < n; ++j) logits.data()[i * n + j] = static_cast<float>(i == j ? 3 : -1) + 0.1f * j;
-  r.sigmoid_loss = be.sigmoid_cross_entropy(logits, g);
+  r.sigmoid_loss = be.sigmoid_cross_entropy(logits, 0, g) / static_cast<double>(n);
   return r;
 }
 

@@ -45,6 +45,8 @@
 
 #include <fusemix/fusemix.hpp>
 
+#include "../unit/loss_blocks.hpp"
+
 namespace fusemix::test::parity {
 
 /// Counts checks and failures; prints each failure.
@@ -325,6 +327,11 @@ class harness {
     ref_.column_sums(y, sums_want);
     be_.column_sums(dy, sums_got);
     close(get(sums_got), sums_want, tol(), "column_sums", __LINE__);
+    // Accumulating: added to what the output holds (a second slice's bias gradient).
+    const host y2 = random(b, d);
+    ref_.column_sums(y2, sums_want, true);
+    be_.column_sums(put(y2), sums_got, true);
+    close(get(sums_got), sums_want, tol(), "column_sums, accumulating", __LINE__);
     // Row normalisation, forward and backward; one row all zeros (the eps branch).
     host p = random(b, d), dn = random(b, d);
     p.row(1).setZero();
@@ -370,6 +377,13 @@ class harness {
     close(get(dx_got), dx_want, tol(), "layer_norm_backward: dx", __LINE__);
     close(get(dg_got), dg_want, tol(), "layer_norm_backward: dgamma", __LINE__);
     close(get(db_got), db_want, tol(), "layer_norm_backward: dbeta", __LINE__);
+    // Accumulating: dγ, dβ of a second slice added to those held (dx written as ever).
+    const host dy2 = random(n, d);
+    ref_.layer_norm_backward(dy2, x, gamma, mean_want, rstd_want, dx_want, dg_want, db_want, true);
+    be_.layer_norm_backward(put(dy2), dxm, dgam, mean, rstd, dx_got, dg_got, db_got, true);
+    close(get(dx_got), dx_want, tol(), "layer_norm_backward, accumulating: dx", __LINE__);
+    close(get(dg_got), dg_want, tol(), "layer_norm_backward, accumulating: dgamma", __LINE__);
+    close(get(db_got), db_want, tol(), "layer_norm_backward, accumulating: dbeta", __LINE__);
   }
 
   // Activations and dropout --------------------------------------------------------------------
@@ -451,27 +465,33 @@ class harness {
   // Loss primitives ----------------------------------------------------------------------------
 
   void loss() {
-    {  // InfoNCE over both directions
-      const std::size_t n = 67 * t_.scale;
-      const host logits = random(n, n, 4.0);
-      host g_want(logits.rows(), logits.cols());
-      const double l_want = ref_.symmetric_cross_entropy(logits, g_want);
-      mat g_got = poisoned(n, n);
-      const double l_got = be_.symmetric_cross_entropy(put(logits), g_got);
-      close(l_got, l_want, tol(), "symmetric_cross_entropy: loss", __LINE__);
-      close(get(g_got), g_want, tol(2e-5), "symmetric_cross_entropy: gradient", __LINE__);
-    }
-    {  // The pairwise sigmoid, with logits far out on both sides (where a naive log(1 + e^x)
-       // overflows) on and off the diagonal.
-      const std::size_t n = 53 * t_.scale;
-      host logits = random(n, n, 4.0);
-      logits(0, 0) = 90, logits(1, 1) = -90, logits(0, 1) = 90, logits(1, 0) = -90;
-      host g_want(logits.rows(), logits.cols());
-      const double l_want = ref_.sigmoid_cross_entropy(logits, g_want);
-      mat g_got = poisoned(n, n);
-      const double l_got = be_.sigmoid_cross_entropy(put(logits), g_got);
-      close(l_got, l_want, tol(), "sigmoid_cross_entropy: loss", __LINE__);
-      close(get(g_got), g_want, tol(), "sigmoid_cross_entropy: gradient", __LINE__);
+    // Each against the reference's whole matrix: in one block, and in blocks of 17 rows (merging
+    // the columns' statistics across blocks; the last block shorter).
+    for (const std::size_t rows : {std::size_t{0}, std::size_t{17}}) {
+      const std::string tag = rows == 0 ? "" : " (blocks of 17 rows)";
+      {  // InfoNCE over both directions
+        const std::size_t n = 67 * t_.scale;
+        const host logits = random(n, n, 4.0);
+        host g_want(logits.rows(), logits.cols());
+        const double l_want = fusemix::test::contrastive_in_blocks(ref_, logits, g_want, n);
+        mat g_got = poisoned(n, n);
+        const double l_got = fusemix::test::contrastive_in_blocks(be_, put(logits), g_got, rows == 0 ? n : rows);
+        close(l_got, l_want, tol(), "symmetric_cross_entropy: loss" + tag, __LINE__);
+        close(get(g_got), g_want, tol(2e-5), "symmetric_cross_entropy: gradient" + tag, __LINE__);
+      }
+      {  // The pairwise sigmoid, with logits far out on both sides (where a naive log(1 + e^x)
+         // overflows) on and off the diagonal, in the first block and in a later one.
+        const std::size_t n = 53 * t_.scale;
+        host logits = random(n, n, 4.0);
+        logits(0, 0) = 90, logits(1, 1) = -90, logits(0, 1) = 90, logits(1, 0) = -90;
+        logits(20, 20) = 90, logits(21, 21) = -90, logits(20, 21) = 90, logits(21, 20) = -90;
+        host g_want(logits.rows(), logits.cols());
+        const double l_want = fusemix::test::sigmoid_in_blocks(ref_, logits, g_want, n);
+        mat g_got = poisoned(n, n);
+        const double l_got = fusemix::test::sigmoid_in_blocks(be_, put(logits), g_got, rows == 0 ? n : rows);
+        close(l_got, l_want, tol(), "sigmoid_cross_entropy: loss" + tag, __LINE__);
+        close(get(g_got), g_want, tol(), "sigmoid_cross_entropy: gradient" + tag, __LINE__);
+      }
     }
     // The whole-matrix sum (positive values: no cancellation) and fill.
     const std::size_t r = 29 * t_.scale, w = 17 * t_.scale + 3;

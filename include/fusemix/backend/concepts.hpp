@@ -78,7 +78,7 @@ concept RowOps = BackendStorage<B> &&
              std::span<const std::size_t> rows, std::size_t& at) {
       be.gather_mix(a, rows, rows, s, c);
       be.add_row_vector(c, cvm);
-      be.column_sums(a, vm);
+      be.column_sums(a, vm, true);  // (true: added to what vm holds)
       { be.find_non_finite(a, at, at) } -> std::same_as<bool>;
       be.normalize_rows_forward(a, s, c, v);
       be.normalize_rows_backward(a, a, v, s, c);
@@ -91,7 +91,7 @@ concept LayerNormOps = BackendStorage<B> &&
              const typename B::vector_type& cv, typename B::scalar_type s, typename B::vector_map& vm,
              const typename B::const_vector_map& cvm) {
       be.layer_norm_forward(a, cvm, cvm, s, c, v, v);
-      be.layer_norm_backward(a, a, cvm, cv, cv, c, vm, vm);
+      be.layer_norm_backward(a, a, cvm, cv, cv, c, vm, vm, true);
     };
 
 /// GELU and dropout, alone and fused (bias + GELU + dropout forward, GELU·dropout backward).
@@ -107,13 +107,19 @@ concept ActivationOps = BackendStorage<B> &&
       be.gelu_dropout_backward(a, a, key, c);
     };
 
-/// The reductions over a B×B logit matrix that the losses need (each returns the loss and writes
-/// its gradient with respect to the logits), and the whole-matrix fill and sum.
+/// The reductions over a B×B logit matrix that the losses need, a block of rows at a time (the
+/// block a view of rows `first …`, positives at `(i, first + i)`): the softmax statistics of a
+/// block, the symmetric cross-entropy from them and its gradient per block, the sigmoid loss per
+/// block; and the whole-matrix fill and sum.
 template <class B>
 concept LossPrimitives = BackendStorage<B> &&
-    requires(const B& be, const typename B::matrix_type& a, typename B::matrix_type& c, typename B::scalar_type s) {
-      { be.symmetric_cross_entropy(a, c) } -> std::convertible_to<typename B::scalar_type>;
-      { be.sigmoid_cross_entropy(a, c) } -> std::convertible_to<typename B::scalar_type>;
+    requires(const B& be, const typename B::matrix_type& a, typename B::matrix_type& c,
+             const typename B::const_matrix_map& block, typename B::matrix_map& g, typename B::vector_type& v,
+             std::size_t first, typename B::scalar_type s) {
+      be.softmax_statistics(block, first, v, v, v, v);
+      { be.symmetric_cross_entropy_loss(v, v, v, v, v) } -> std::convertible_to<typename B::scalar_type>;
+      be.symmetric_cross_entropy_gradient(block, first, v, v, g);
+      { be.sigmoid_cross_entropy(block, first, g) } -> std::convertible_to<double>;
       { be.sum(a) } -> std::convertible_to<typename B::scalar_type>;
       be.fill(c, s);
     };

@@ -64,8 +64,11 @@ class contrastive_loss {
   [[nodiscard]] const matrix_type& dy() const noexcept { return pair_.dpy(); }
   /// The temperature's gradient of the last backward.
   [[nodiscard]] scalar_type dtemperature() const noexcept { return dtemperature_[0]; }
-  /// The logits S/τ of the last forward (B×B).
-  [[nodiscard]] const matrix_type& logits() const noexcept { return logits_; }
+  /// Holds at most `rows` rows of the B×B logits and their gradient at a time (0, the default:
+  /// all B). In blocks, backward computes each block's logits again: one more B×B×D product per
+  /// step, for 2·rows·B values of memory instead of 2·B².
+  void set_row_block(std::size_t rows) noexcept { pair_.set_row_block(rows); }
+  [[nodiscard]] std::size_t row_block() const noexcept { return pair_.row_block(); }
   [[nodiscard]] scalar_type temperature() const noexcept { return temperature_[0]; }
   void set_temperature(scalar_type t) noexcept { temperature_[0] = t; }
   /// `{τ}` on the host, and its gradient.
@@ -78,7 +81,14 @@ class contrastive_loss {
   std::array<scalar_type, 1> temperature_{static_cast<scalar_type>(temperature_limits::initial)}, dtemperature_{};
   scalar_type t_ = 0;  // the temperature of the last forward
   detail::normalized_pair<B> pair_;
-  matrix_type logits_, g_;
+  matrix_type logits_, g_;  // a block of rows of the logits and their gradient
+  typename B::vector_type row_lse_, diag_, col_max_, col_sum_, col_lse_;
+  // Rows first … of the logits, S/τ, into the block buffer.
+  auto logits_rows(std::size_t first, std::size_t count) {
+    auto l = be_.map(logits_.data(), count, pair_.rows());
+    be_.gemm(scalar_type(1) / t_, pair_.x_rows(first, count), false, pair_.y(), true, scalar_type(0), l);
+    return l;
+  }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -91,11 +101,14 @@ auto contrastive_loss<B>::forward(const matrix_type& px, const matrix_type& py, 
   pair_.forward(where, px, py);
   if (!(t > 0) || !std::isfinite(static_cast<double>(t)))
     throw_expected<numeric_error>(where, "temperature must be positive and finite", "> 0", t);
-  const std::size_t n = pair_.rows();
-  be_.resize(logits_, n, n), be_.resize(g_, n, n);
+  const std::size_t n = pair_.rows(), rows = pair_.block_rows();
+  be_.resize(logits_, rows, n), be_.resize(g_, rows, n);
+  for (auto* v : {&row_lse_, &diag_, &col_max_, &col_sum_, &col_lse_}) be_.resize(*v, n);
   t_ = t;
-  be_.gemm(scalar_type(1) / t, pair_.x(), false, pair_.y(), true, scalar_type(0), logits_);
-  const scalar_type loss = be_.symmetric_cross_entropy(logits_, g_);
+  pair_.for_each_block([&](std::size_t first, std::size_t count) {
+    be_.softmax_statistics(logits_rows(first, count), first, row_lse_, diag_, col_max_, col_sum_);
+  });
+  const scalar_type loss = be_.symmetric_cross_entropy_loss(row_lse_, diag_, col_max_, col_sum_, col_lse_);
   if (!std::isfinite(static_cast<double>(loss)))
     throw_expected<numeric_error>(where, "the loss is not finite", "a finite value", loss);
   return loss;
@@ -103,9 +116,19 @@ auto contrastive_loss<B>::forward(const matrix_type& px, const matrix_type& py, 
 
 template <Backend B>
 void contrastive_loss<B>::backward() {
-  // logits = S/τ: dL/dτ = Σ G ⊙ (−S/τ²) = −Σ G ⊙ logits / τ.
-  dtemperature_[0] = -be_.dot(g_, logits_) / t_;
-  pair_.backward(scalar_type(1) / t_, g_);
+  // logits = S/τ: dL/dτ = Σ G ⊙ (−S/τ²) = −Σ G ⊙ logits / τ. One block still holds the logits
+  // of forward; more compute theirs again.
+  const std::size_t n = pair_.rows();
+  scalar_type sum = 0;
+  pair_.for_each_block([&](std::size_t first, std::size_t count) {
+    const auto l = pair_.blocked() ? logits_rows(first, count) : be_.map(logits_.data(), count, n);
+    auto g = be_.map(g_.data(), count, n);
+    be_.symmetric_cross_entropy_gradient(l, first, row_lse_, col_lse_, g);
+    sum += be_.dot(g, l);
+    pair_.backward_rows(scalar_type(1) / t_, g, first);
+  });
+  pair_.finish_backward();
+  dtemperature_[0] = -sum / t_;
 }
 
 }  // namespace fusemix

@@ -5,6 +5,7 @@
 /// the product and the normalisation.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <utility>
 
@@ -40,11 +41,51 @@ class normalized_pair {
   /// `dpx`, `dpy` from `G` (B×B, the gradient with respect to `c · x·yᵀ`): `dx = c·G·y`,
   /// `dy = c·Gᵀ·x`, then through the normalisation.
   void backward(scalar_type c, const matrix_type& g) {
+    backward_rows(c, g, 0);
+    finish_backward();
+  }
+  /// The part of `backward` from rows `first …` of `G` (`g`, R×B): rows `first …` of
+  /// `dx = c·G·y`, and their term `c·Gᵀ·x` added to `dy`. Blocks in row order from row 0, then
+  /// `finish_backward`.
+  template <class G>
+  void backward_rows(scalar_type c, const G& g, std::size_t first) {
+    const std::size_t n = be_.rows(x_), d = be_.cols(x_), count = be_.rows(g);
+    if (first == 0) be_.resize(dx_, n, d), be_.resize(dy_, n, d);
+    auto dx_rows = be_.map(dx_.data() + first * d, count, d);
+    const auto xs = x_rows(first, count);
+    if (first == 0) {  // both products read G: one call, so a backend can prepare it once
+      be_.gemm_shared(c, g, false, y_, false, dx_rows, true, xs, false, dy_);
+    } else {
+      be_.gemm(c, g, false, y_, false, scalar_type(0), dx_rows);
+      be_.gemm(c, g, true, xs, false, scalar_type(1), dy_);
+    }
+  }
+  /// `dpx`, `dpy` from the `dx`, `dy` of every row block: through the normalisation.
+  void finish_backward() {
     const std::size_t n = be_.rows(x_), d = be_.cols(x_);
-    be_.resize(dx_, n, d), be_.resize(dy_, n, d), be_.resize(dpx_, n, d), be_.resize(dpy_, n, d);
-    be_.gemm_shared(c, g, false, y_, false, dx_, true, x_, false, dy_);
+    be_.resize(dpx_, n, d), be_.resize(dpy_, n, d);
     be_.normalize_rows_backward(dx_, x_, norm_x_, scalar_type(eps), dpx_);
     be_.normalize_rows_backward(dy_, y_, norm_y_, scalar_type(eps), dpy_);
+  }
+
+  /// At most `rows` rows of a loss's B×B matrices at a time (0, the default: all B at once).
+  void set_row_block(std::size_t rows) noexcept { row_block_ = rows; }
+  [[nodiscard]] std::size_t row_block() const noexcept { return row_block_; }
+  /// The rows of a block for this batch, and how many blocks there are.
+  [[nodiscard]] std::size_t block_rows() const noexcept {
+    const std::size_t n = rows();
+    return row_block_ == 0 || row_block_ >= n ? n : row_block_;
+  }
+  [[nodiscard]] bool blocked() const noexcept { return block_rows() < rows(); }
+  /// `f(first, count)` for every block of rows, in order.
+  template <class F>
+  void for_each_block(F&& f) const {
+    const std::size_t n = rows(), r = block_rows();
+    for (std::size_t first = 0; first < n; first += r) f(first, std::min(r, n - first));
+  }
+  /// Rows `first …` of the normalised `x`, as a view.
+  [[nodiscard]] auto x_rows(std::size_t first, std::size_t count) const noexcept {
+    return be_.map(x_.data() + first * be_.cols(x_), count, be_.cols(x_));
   }
 
   [[nodiscard]] const matrix_type& x() const noexcept { return x_; }
@@ -56,6 +97,7 @@ class normalized_pair {
 
  private:
   B be_;
+  std::size_t row_block_ = 0;
   matrix_type x_, y_, dx_, dy_, dpx_, dpy_;
   typename B::vector_type norm_x_, norm_y_;
 };

@@ -23,7 +23,8 @@ namespace fusemix {
 /// `t′` (`logit_scale`, initially log 10) and `b` (`logit_bias`, initially −10) are learned, as
 /// OpenCLIP names them. Every pair is its own binary problem: no softmax over the batch.
 ///
-/// Memory: three B×B matrices (the similarities, the logits and their gradient).
+/// Memory: three B×B matrices (the similarities, the logits and their gradient), or three blocks
+/// of their rows (`set_row_block`).
 ///
 /// **Example**
 ///
@@ -55,8 +56,11 @@ class sigmoid_loss {
 
   [[nodiscard]] const matrix_type& dx() const noexcept { return pair_.dpx(); }
   [[nodiscard]] const matrix_type& dy() const noexcept { return pair_.dpy(); }
-  /// The logits t·S + b of the last forward (B×B).
-  [[nodiscard]] const matrix_type& logits() const noexcept { return logits_; }
+  /// Holds at most `rows` rows of the B×B matrices at a time (0, the default: all B). In
+  /// blocks, backward computes each block again: one more B×B×D product per step, for 3·rows·B
+  /// values of memory instead of 3·B².
+  void set_row_block(std::size_t rows) noexcept { pair_.set_row_block(rows); }
+  [[nodiscard]] std::size_t row_block() const noexcept { return pair_.row_block(); }
   [[nodiscard]] scalar_type logit_scale() const noexcept { return params_[0]; }
   [[nodiscard]] scalar_type logit_bias() const noexcept { return params_[1]; }
   void set_logit_scale(scalar_type v) noexcept { params_[0] = v; }
@@ -73,7 +77,17 @@ class sigmoid_loss {
       grads_{};
   scalar_type t_ = 0;  // exp(t′) of the last forward
   detail::normalized_pair<B> pair_;
-  matrix_type s_, logits_, g_;
+  matrix_type s_, logits_, g_;  // a block of rows of S, of the logits and of their gradient
+  // Rows first … of S and of the logits t·S + b into the block buffers; the gradient into g_'s.
+  // Returns the block's sum of loss terms.
+  double compute_block(std::size_t first, std::size_t count) {
+    const std::size_t n = pair_.rows();
+    auto s = be_.map(s_.data(), count, n), l = be_.map(logits_.data(), count, n), g = be_.map(g_.data(), count, n);
+    be_.gemm(scalar_type(1), pair_.x_rows(first, count), false, pair_.y(), true, scalar_type(0), s);
+    be_.fill(l, params_[1]);
+    be_.axpy(t_, s, l);
+    return be_.sigmoid_cross_entropy(l, first, g);
+  }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -87,13 +101,12 @@ auto sigmoid_loss<B>::forward(const matrix_type& px, const matrix_type& py) -> s
   if (!std::isfinite(static_cast<double>(params_[0])) || !std::isfinite(static_cast<double>(params_[1])))
     throw_expected<numeric_error>(where, "logit_scale and logit_bias must be finite", "finite values",
                                   concat(params_[0], ", ", params_[1]));
-  const std::size_t n = pair_.rows();
-  be_.resize(s_, n, n), be_.resize(logits_, n, n), be_.resize(g_, n, n);
+  const std::size_t n = pair_.rows(), rows = pair_.block_rows();
+  be_.resize(s_, rows, n), be_.resize(logits_, rows, n), be_.resize(g_, rows, n);
   t_ = static_cast<scalar_type>(std::exp(static_cast<double>(params_[0])));
-  be_.gemm(scalar_type(1), pair_.x(), false, pair_.y(), true, scalar_type(0), s_);
-  be_.fill(logits_, params_[1]);
-  be_.axpy(t_, s_, logits_);  // logits = t·S + b
-  const scalar_type loss = be_.sigmoid_cross_entropy(logits_, g_);
+  double sum = 0;
+  pair_.for_each_block([&](std::size_t first, std::size_t count) { sum += compute_block(first, count); });
+  const auto loss = static_cast<scalar_type>(sum / static_cast<double>(n));
   if (!std::isfinite(static_cast<double>(loss)))
     throw_expected<numeric_error>(where, "the loss is not finite", "a finite value", loss);
   return loss;
@@ -101,10 +114,21 @@ auto sigmoid_loss<B>::forward(const matrix_type& px, const matrix_type& py) -> s
 
 template <Backend B>
 void sigmoid_loss<B>::backward() {
-  // logits = t·S + b with t = exp(t′): dL/dt′ = t·Σ G ⊙ S, dL/db = Σ G, dS = t·G.
-  grads_[0] = t_ * be_.dot(g_, s_);
-  grads_[1] = be_.sum(g_);
-  pair_.backward(t_, g_);
+  // logits = t·S + b with t = exp(t′): dL/dt′ = t·Σ G ⊙ S, dL/db = Σ G, dS = t·G. One block still
+  // holds forward's matrices; more compute theirs again.
+  const std::size_t n = pair_.rows();
+  scalar_type gs = 0, sum = 0;
+  pair_.for_each_block([&](std::size_t first, std::size_t count) {
+    if (pair_.blocked()) compute_block(first, count);
+    const auto s = be_.map(std::as_const(s_).data(), count, n);
+    const auto g = be_.map(std::as_const(g_).data(), count, n);
+    gs += be_.dot(g, s);
+    sum += be_.sum(g);
+    pair_.backward_rows(t_, g, first);
+  });
+  pair_.finish_backward();
+  grads_[0] = t_ * gs;
+  grads_[1] = sum;
 }
 
 }  // namespace fusemix

@@ -131,10 +131,12 @@ class fusion_adapter {
   /// by two threads at once, `embed` included; give each thread a copy of the adapter.
   /// @throws shape_error if `x` does not have `in_dim` columns.
   [[nodiscard]] matrix_type embed(const matrix_type& x) const;
-  /// Writes the gradient of every parameter for the last `forward` and returns the input's.
+  /// Writes the gradient of every parameter for the last `forward` and returns the input's. With
+  /// `accumulate`, adds the gradients to those held instead (the slices of a batch, each after
+  /// its `forward_slice`, summed in place: gradient caching).
   /// @pre `forward` was called, and its input is still alive and unchanged.
   /// @throws shape_error if `dy` does not have the last output's shape.
-  const matrix_type& backward(const matrix_type& dy);
+  const matrix_type& backward(const matrix_type& dy, bool accumulate = false);
 
   /// Training mode turns dropout on; each training forward draws a fresh mask.
   void set_training(bool on) noexcept { training_ = on; }
@@ -207,6 +209,7 @@ class fusion_adapter {
   const matrix_type* input_ = nullptr;
   std::vector<matrix_type> acts_;  // acts_[0] unused
   matrix_type ln_out_, out_, d_ln_, dx_, dtmp_;
+  typename block<B>::backward_buffers backward_work_;  // shared by the blocks, one at a time
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -358,16 +361,16 @@ auto fusion_adapter<S, B>::embed(const matrix_type& x) const -> matrix_type {
 }
 
 template <adapter_shape S, Backend B>
-auto fusion_adapter<S, B>::backward(const matrix_type& dy) -> const matrix_type& {
+auto fusion_adapter<S, B>::backward(const matrix_type& dy, bool accumulate) -> const matrix_type& {
   FUSEMIX_ASSERT(input_ != nullptr);  // forward came first
   if (be_.rows(dy) != be_.rows(out_) || be_.cols(dy) != be_.cols(out_))
     throw_shape_error("fusemix::fusion_adapter::backward", "dy must have the last output's shape",
                               concat(be_.rows(out_), "x", be_.cols(out_)),
                               concat(be_.rows(dy), "x", be_.cols(dy)));
-  proj_.front().backward(ln_out_, dy, d_ln_);
-  final_ln_.front().backward(input(blocks_.size()), d_ln_, dx_);
+  proj_.front().backward(ln_out_, dy, d_ln_, accumulate);
+  final_ln_.front().backward(input(blocks_.size()), d_ln_, dx_, accumulate);
   for (std::size_t i = blocks_.size(); i-- > 0;) {
-    blocks_[i].backward(input(i), dx_, dtmp_);
+    blocks_[i].backward(input(i), dx_, dtmp_, backward_work_, accumulate);
     std::swap(dx_, dtmp_);
   }
   return dx_;

@@ -69,12 +69,23 @@ class block {
     fc2_.forward(w.h, y);
     be_.axpy(scalar_type(1), x, y);
   }
-  /// Writes every parameter gradient and returns `dx` through `dx`; `x` is forward's input.
-  void backward(const matrix_type& x, const matrix_type& dy, matrix_type& dx) {
-    fc2_.backward(h_, dy, dh_);
-    be_.gelu_dropout_backward(dh_, a_, key_, dh_);  // in place: dh_ becomes da
-    fc1_.backward(u_, dh_, du_);
-    ln_.backward(x, du_, dx);
+  /// The workspaces of `backward`: the hidden and the LayerNorm output's gradients. A model of
+  /// many blocks passes one set to all of them (they are used one block at a time).
+  struct backward_buffers {
+    matrix_type dh, du;
+  };
+  /// Writes every parameter gradient (with `accumulate`, adds to the gradients held) and returns
+  /// `dx` through `dx`; `x` is forward's input.
+  void backward(const matrix_type& x, const matrix_type& dy, matrix_type& dx, bool accumulate = false) {
+    backward(x, dy, dx, own_, accumulate);
+  }
+  /// `backward` with the caller's workspaces.
+  void backward(const matrix_type& x, const matrix_type& dy, matrix_type& dx, backward_buffers& w,
+                bool accumulate = false) {
+    fc2_.backward(h_, dy, w.dh, accumulate);
+    be_.gelu_dropout_backward(w.dh, a_, key_, w.dh);  // in place: dh becomes the pre-activation's gradient
+    fc1_.backward(u_, w.dh, w.du, accumulate);
+    ln_.backward(x, w.du, dx, accumulate);
     be_.axpy(scalar_type(1), dy, dx);
   }
 
@@ -89,7 +100,7 @@ class block {
   dropout<B> drop_;
   dropout_key key_{};
   matrix_type u_, a_, h_;      // LN output, pre-activation (bias added), dropout output
-  matrix_type dh_, du_;        // workspaces of backward (dh_ turns into the pre-activation's gradient)
+  backward_buffers own_;       // backward's workspaces when the caller passes none
 };
 
 }  // namespace fusemix

@@ -36,7 +36,8 @@ class identity_adapter {
   }
   /// `forward` (no dropout: the slice's place in its batch does not matter).
   const matrix_type& forward_slice(const matrix_type& x, std::uint64_t, std::size_t) { return forward(x); }
-  const matrix_type& backward(const matrix_type& dy) {
+  /// `dy` (no parameters: `accumulate` changes nothing).
+  const matrix_type& backward(const matrix_type& dy, bool /*accumulate*/ = false) {
     be_.resize(dx_, be_.rows(dy), be_.cols(dy));
     be_.copy(dy, dx_);
     return dx_;

@@ -49,12 +49,13 @@ class layer_norm {
     be_.resize(y, be_.rows(x), dim_);
     be_.layer_norm_forward(x, gamma(), beta(), static_cast<scalar_type>(eps_), y, mean, rstd);
   }
-  /// Writes `dγ`, `dβ` and returns `dx` through `dx`; `x` is the input given to forward.
-  void backward(const matrix_type& x, const matrix_type& dy, matrix_type& dx) {
+  /// Writes `dγ`, `dβ` (with `accumulate`, adds them to the gradients held) and returns `dx`
+  /// through `dx`; `x` is the input given to forward.
+  void backward(const matrix_type& x, const matrix_type& dy, matrix_type& dx, bool accumulate = false) {
     be_.resize(dx, be_.rows(x), dim_);
     auto dg = be_.map(g_ + w_, dim_);
     auto db = be_.map(g_ + b_, dim_);
-    be_.layer_norm_backward(dy, x, gamma(), mean_, rstd_, dx, dg, db);
+    be_.layer_norm_backward(dy, x, gamma(), mean_, rstd_, dx, dg, db, accumulate);
   }
 
   [[nodiscard]] auto gamma() const noexcept { return be_.map(std::as_const(p_) + w_, dim_); }

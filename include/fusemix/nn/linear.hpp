@@ -59,21 +59,27 @@ class linear {
     be_.resize(y, be_.rows(x), out_);
     be_.gemm(scalar_type(1), x, false, weight(), true, scalar_type(0), y);
   }
-  /// Writes `dW = dyᵀ·x`, `db = Σ dy` and returns `dx = dy·W` through `dx`.
-  void backward(const matrix_type& x, const matrix_type& dy, matrix_type& dx) {
+  /// Writes `dW = dyᵀ·x`, `db = Σ dy` (with `accumulate`, adds them to the gradients held) and
+  /// returns `dx = dy·W` through `dx`.
+  void backward(const matrix_type& x, const matrix_type& dy, matrix_type& dx, bool accumulate = false) {
     be_.resize(dx, be_.rows(dy), in_);
     auto dw = be_.map(g_ + w_, out_, in_);
     auto db = be_.map(g_ + b_, out_);
-    // Both products read dy: one call, so a backend can prepare it once.
-    be_.gemm_shared(scalar_type(1), dy, true, x, false, dw, false, weight(), false, dx);
-    be_.column_sums(dy, db);
+    if (accumulate) {
+      be_.gemm(scalar_type(1), dy, true, x, false, scalar_type(1), dw);
+      be_.gemm(scalar_type(1), dy, false, weight(), false, scalar_type(0), dx);
+    } else {  // both products read dy: one call, so a backend can prepare it once
+      be_.gemm_shared(scalar_type(1), dy, true, x, false, dw, false, weight(), false, dx);
+    }
+    be_.column_sums(dy, db, accumulate);
   }
-  /// Writes `dW` and `db` only (the first layer of a model needs no input gradient).
-  void backward_parameters(const matrix_type& x, const matrix_type& dy) {
+  /// Writes (or, `accumulate`, adds) `dW` and `db` only (the first layer of a model needs no
+  /// input gradient).
+  void backward_parameters(const matrix_type& x, const matrix_type& dy, bool accumulate = false) {
     auto dw = be_.map(g_ + w_, out_, in_);
     auto db = be_.map(g_ + b_, out_);
-    be_.gemm(scalar_type(1), dy, true, x, false, scalar_type(0), dw);
-    be_.column_sums(dy, db);
+    be_.gemm(scalar_type(1), dy, true, x, false, accumulate ? scalar_type(1) : scalar_type(0), dw);
+    be_.column_sums(dy, db, accumulate);
   }
 
   [[nodiscard]] auto weight() const noexcept { return be_.map(std::as_const(p_) + w_, out_, in_); }

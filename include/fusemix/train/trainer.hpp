@@ -54,11 +54,14 @@ struct train_options {
   /// Gradient caching (GradCache, Gao et al. 2021): embed the mixed batch this many rows at a
   /// time without keeping activations, take the loss and its gradient over the whole batch, then
   /// run each slice forward again (the same masks) and backward with its rows of that gradient,
-  /// summing the parameter gradients. Every row stays a negative of every other; activation
-  /// memory is that of `micro_batch` rows. 0 (or a value ≥ the mixed rows): the whole batch at
-  /// once. The same function as without it, up to rounding (summation order). Both adapters need
-  /// `forward_slice` (`fusion_adapter` and `identity_adapter` have it). A value that divides the
-  /// mixed rows keeps a warm step free of allocation (a shorter last slice resizes the buffers).
+  /// summing the parameter gradients in place. Every row stays a negative of every other;
+  /// activation memory is that of `micro_batch` rows, and the loss (where it has
+  /// `set_row_block`, as both built-in losses do) holds min(`micro_batch`, 1,024) rows of the B×B
+  /// logits at a time, not all B. 0 (or a value ≥ the mixed rows): the whole batch at once. The same
+  /// function as without it, up to rounding (summation order). Both adapters need
+  /// `forward_slice` and `backward(dy, accumulate)` (`fusion_adapter` and `identity_adapter` have
+  /// them). A value that divides the mixed rows keeps a warm step free of allocation (a shorter
+  /// last slice resizes the buffers).
   std::size_t micro_batch = 0;
 };
 
@@ -221,23 +224,27 @@ class trainer {
   std::size_t epoch_ = 0, step_in_epoch_ = 0;
   std::uint64_t global_step_ = 0;
   double epoch_loss_sum_ = 0;  // over the current epoch's steps so far
-  matrix_type mx_, my_, bx_, by_;  // bx_, by_: a batch gathered from latent sources
+  matrix_type mx_, my_, piece_;  // piece_: rows gathered from a latent source, to be mixed
   matrix_type ex_, ey_, sx_, sy_, gx_, gy_;  // gradient caching: embeddings, a slice, its gradient rows
-  typename backend_type::template buffer<scalar_type> acc_x_, acc_y_;  // the slices' summed gradients
   std::vector<scalar_type> host_batch_;  // a source's rows on their way to a device backend
-  std::vector<std::size_t> order_, rows_a_, rows_b_;
+  std::vector<std::size_t> order_, rows_a_, rows_b_, piece_rows_, piece_a_, piece_b_;
   mix_plan plan_;  // reused: after the first step, a step allocates nothing
 
   void check_shapes(std::size_t rows_x, std::size_t cols_x, std::size_t rows_y, std::size_t cols_y) const;
   void check_step(std::size_t n, std::span<const std::size_t> rows, const mix_plan& plan) const;
   template <class S>
-  void gather_batch(const S& z, std::span<const std::size_t> rows, matrix_type& out, const char* side);
+  void gather_rows(const S& z, std::span<const std::size_t> rows, matrix_type& out, const char* side);
+  template <class S>
+  void gather_mixed(const S& z, matrix_type& out, double lambda, const char* side);
   double forward_backward_update(double lr);
   double cached_forward_backward(std::size_t micro);
-  // Whether both sides can run a slice of a batch with its masks (what micro_batch needs).
+  // Whether both sides can run a slice of a batch with its masks and add its parameter gradients
+  // to those held (what micro_batch needs).
   static constexpr bool slices = requires(HX& a, HY& b, const matrix_type& m) {
     a.forward_slice(m, std::uint64_t{0}, std::size_t{0});
     b.forward_slice(m, std::uint64_t{0}, std::size_t{0});
+    a.backward(m, true);
+    b.backward(m, true);
   };
   void copy_rows(const matrix_type& from, std::size_t first, std::size_t count, matrix_type& to) const;
   template <class StepFn, class PrefetchFn>
@@ -270,7 +277,12 @@ trainer<HX, HY, L>::trainer(HX& hx, HY& hy, L loss, train_options o, backend_typ
   (void)mixed_rows(o.batch, o.mixup.mode);  // throws for an empty batch, or an odd one in halves mode
   if (!(o.mixup.alpha > 0)) throw_expected<argument_error>(where, "alpha must be positive", "> 0", o.mixup.alpha);
   if (o.micro_batch != 0 && !slices)
-    throw_expected<argument_error>(where, "micro_batch needs adapters with forward_slice", "0", o.micro_batch);
+    throw_expected<argument_error>(where, "micro_batch needs adapters with forward_slice and an accumulating backward",
+                                   "0", o.micro_batch);
+  // The loss in blocks of at most 1,024 rows: a product of 1,024 rows still runs at GEMM speed,
+  // and a block of the logits then costs 4 KiB per mixed row (80 MiB at 20,480).
+  if constexpr (requires { loss_.set_row_block(std::size_t{}); })
+    if (o.micro_batch != 0) loss_.set_row_block(std::min<std::size_t>(o.micro_batch, 1024));
   opt_.add_model(hx_);
   opt_.add_model(hy_);
   loss_opt_.add(loss_.parameters().data(), loss_.gradients().data(), loss_.parameters().size(), false);
@@ -338,7 +350,7 @@ template <Adapter HX, Adapter HY, Loss L>
   requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
            std::same_as<typename HX::backend_type, typename L::backend_type>
 template <class S>
-void trainer<HX, HY, L>::gather_batch(const S& z, std::span<const std::size_t> rows, matrix_type& out, const char* side) {
+void trainer<HX, HY, L>::gather_rows(const S& z, std::span<const std::size_t> rows, matrix_type& out, const char* side) {
   const std::size_t n = rows.size(), d = static_cast<std::size_t>(z.cols());
   be_.resize(out, n, d);
   if constexpr (backend_type::host_memory) {
@@ -367,12 +379,35 @@ double trainer<HX, HY, L>::step(const SX& zx, const SY& zy, std::span<const std:
     throw_shape_error("fusemix::trainer::step", "X and Y must have the same number of rows", zx.rows(), zy.rows());
   check_step(zx.rows(), rows, plan);
   loss_.prepare();
-  gather_batch(zx, rows, bx_, "X");
-  gather_batch(zy, rows, by_, "Y");
-  // The plan's positions index the gathered batch: the same values as the dataset rows they name.
-  apply_mix(be_, bx_, std::span<const std::size_t>(plan.first), std::span<const std::size_t>(plan.second), plan.lambda, mx_);
-  apply_mix(be_, by_, std::span<const std::size_t>(plan.first), std::span<const std::size_t>(plan.second), plan.lambda, my_);
+  mixed_dataset_rows(rows, plan, rows_a_, rows_b_);
+  gather_mixed(zx, mx_, plan.lambda, "X");
+  gather_mixed(zy, my_, plan.lambda, "Y");
   return forward_backward_update(lr);
+}
+
+template <Adapter HX, Adapter HY, Loss L>
+  requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
+           std::same_as<typename HX::backend_type, typename L::backend_type>
+template <class S>
+void trainer<HX, HY, L>::gather_mixed(const S& z, matrix_type& out, double lambda, const char* side) {
+  // The mixed rows a piece at a time: each piece's two parts (dataset rows rows_a_, rows_b_)
+  // gathered into one buffer and mixed from there, so the batch's rows are never all held
+  // unmixed (a mixed row is the same float expression of the same values as from a matrix).
+  constexpr std::size_t piece = 2048;
+  const std::size_t n = rows_a_.size(), d = static_cast<std::size_t>(z.cols());
+  be_.resize(out, n, d);
+  for (std::size_t first = 0; first < n; first += piece) {
+    const std::size_t count = std::min(piece, n - first);
+    piece_rows_.assign(rows_a_.begin() + first, rows_a_.begin() + first + count);
+    piece_rows_.insert(piece_rows_.end(), rows_b_.begin() + first, rows_b_.begin() + first + count);
+    gather_rows(z, std::span<const std::size_t>(piece_rows_), piece_, side);
+    piece_a_.resize(count), piece_b_.resize(count);
+    std::iota(piece_a_.begin(), piece_a_.end(), std::size_t{0});
+    std::iota(piece_b_.begin(), piece_b_.end(), count);
+    auto rows_out = be_.map(out.data() + first * d, count, d);
+    be_.gather_mix(piece_, std::span<const std::size_t>(piece_a_), std::span<const std::size_t>(piece_b_),
+                   static_cast<scalar_type>(lambda), rows_out);
+  }
 }
 
 template <Adapter HX, Adapter HY, Loss L>
@@ -433,28 +468,20 @@ double trainer<HX, HY, L>::cached_forward_backward(std::size_t micro) {
   const double loss = static_cast<double>(loss_.forward(ex_, ey_));
   loss_.backward();
   // 3. Each slice again, back-propagating its rows of the embeddings' gradient; the parameter
-  //    gradients (which backward overwrites) summed over the slices in `acc`, then put back.
+  //    gradients summed over the slices in place (the first slice writes them, the rest add).
   auto backpropagate = [&](auto& h, const matrix_type& m, const matrix_type& grad, std::uint64_t draw,
-                           matrix_type& slice, matrix_type& slice_grad, auto& acc) {
-    const auto g = h.gradients();
-    if (acc.size() != g.size()) acc = be_.zero_buffer(g.size());
+                           matrix_type& slice, matrix_type& slice_grad) {
     for (std::size_t first = 0; first < n; first += micro) {
       const std::size_t count = std::min(micro, n - first);
       copy_rows(m, first, count, slice);
       copy_rows(grad, first, count, slice_grad);
       h.forward_slice(slice, draw, first);
-      h.backward(slice_grad);
-      if (g.empty()) continue;  // a side without parameters
-      const auto from = be_.map(static_cast<const scalar_type*>(g.data()), g.size());
-      auto to = be_.map(acc.data(), acc.size());
-      if (first == 0) be_.copy(from, to);
-      else be_.axpy(scalar_type(1), from, to);
+      h.backward(slice_grad, first != 0);
     }
-    if (!g.empty()) be_.copy_n(acc.data(), g.size(), g.data());
     h.set_dropout_draws(draw + 1);
   };
-  backpropagate(hx_, mx_, loss_.dx(), draw_x, sx_, gx_, acc_x_);
-  backpropagate(hy_, my_, loss_.dy(), draw_y, sy_, gy_, acc_y_);
+  backpropagate(hx_, mx_, loss_.dx(), draw_x, sx_, gx_);
+  backpropagate(hy_, my_, loss_.dy(), draw_y, sy_, gy_);
   return loss;
 }
 

@@ -18,6 +18,7 @@
 #include <fusemix/optim/adamw.hpp>
 
 #include "gradcheck.hpp"
+#include "loss_blocks.hpp"
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -223,8 +224,9 @@ BOOST_AUTO_TEST_CASE(losses_and_reductions) {
   same_bits_at_every_thread_count([&](int t) {
     cpu::backend<float> be;
     matrix g(b, b), gs(b, b), filled(b, b);
-    const double ce = be.symmetric_cross_entropy(logits, g);
-    const double sig = be.sigmoid_cross_entropy(logits, gs);
+    // Blocks of 100 rows: the columns' statistics merged across blocks, the last block shorter.
+    const double ce = fm::test::contrastive_in_blocks(be, logits, g, 100);
+    const double sig = fm::test::sigmoid_in_blocks(be, logits, gs, 100);
     const double dot = be.dot(logits, other), sum = be.sum(other);
     be.fill(filled, 2.5f);
     if (t == 1) {

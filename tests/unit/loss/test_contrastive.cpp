@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The symmetric contrastive loss: gradient check (inputs and temperature), PyTorch parity,
 // stability and input errors.
+#include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
@@ -14,12 +15,16 @@
 
 namespace fm = fusemix;
 using fm::test::dmatrix;
+namespace bdata = boost::unit_test::data;
 
 BOOST_AUTO_TEST_SUITE(contrastive)
 
-BOOST_AUTO_TEST_CASE(gradients_of_inputs_and_temperature) {
+// The whole matrix, and rows in blocks of 4 (4 + 4 + 3: the columns' statistics merged across
+// blocks, a shorter last block, each block's logits computed again in backward).
+BOOST_DATA_TEST_CASE(gradients_of_inputs_and_temperature, bdata::make({0, 4}), row_block) {
   fm::contrastive_loss<fm::cpu::backend<double>> loss;
-  dmatrix px = fm::test::random_matrix(6, 5, 1), py = fm::test::random_matrix(6, 5, 2);
+  loss.set_row_block(static_cast<std::size_t>(row_block));
+  dmatrix px = fm::test::random_matrix(11, 5, 1), py = fm::test::random_matrix(11, 5, 2);
   double t = 0.3;
   loss.forward(px, py, t);
   loss.backward();
@@ -37,7 +42,7 @@ BOOST_AUTO_TEST_CASE(gradients_of_inputs_and_temperature) {
   BOOST_TEST(et < 1e-6);
 }
 
-BOOST_AUTO_TEST_CASE(matches_pytorch) {
+BOOST_DATA_TEST_CASE(matches_pytorch, bdata::make({0, 4}), row_block) {  // 6 rows: blocks of 4 and 2
   const std::string dir = std::string(FUSEMIX_FIXTURE_DIR) + "/parity/";
   const auto values = fm::io::read_npy_vector<double>(dir + "loss_values.npy");  // [temp, loss]
   const auto dx_ref = fm::io::read_npy<double>(dir + "loss_dx.npy");
@@ -46,6 +51,7 @@ BOOST_AUTO_TEST_CASE(matches_pytorch) {
   auto check = [&](auto tag, double tol) {
     using T = decltype(tag);
     fm::contrastive_loss<fm::cpu::backend<T>> loss;
+    loss.set_row_block(static_cast<std::size_t>(row_block));
     const auto x = fm::io::read_npy<T>(dir + "loss_x.npy"), y = fm::io::read_npy<T>(dir + "loss_y.npy");
     const double l = static_cast<double>(loss.forward(x, y, static_cast<T>(values[0])));
     loss.backward();
@@ -53,7 +59,7 @@ BOOST_AUTO_TEST_CASE(matches_pytorch) {
     const double ex = (loss.dx().template cast<double>() - dx_ref).cwiseAbs().maxCoeff() / dx_ref.cwiseAbs().maxCoeff();
     const double ey = (loss.dy().template cast<double>() - dy_ref).cwiseAbs().maxCoeff() / dy_ref.cwiseAbs().maxCoeff();
     const double et = std::abs(static_cast<double>(loss.dtemperature()) - dt_ref[0]) / std::abs(dt_ref[0]);
-    BOOST_TEST_MESSAGE(sizeof(T) * 8 << "-bit loss vs PyTorch: loss " << el << ", dx " << ex << ", dy " << ey
+    BOOST_TEST_MESSAGE(sizeof(T) * 8 << "-bit loss, row block " << row_block << ", vs PyTorch: loss " << el << ", dx " << ex << ", dy " << ey
                                      << ", dtemp " << et);
     BOOST_TEST(el < tol);
     BOOST_TEST(ex < tol);

@@ -22,8 +22,10 @@ using dloss = fm::sigmoid_loss<fm::cpu::backend<double>>;
 namespace {
 
 // The analytic gradients of every input of the loss against central differences in double.
-void check_gradients(double logit_scale, double logit_bias, double scale_of_inputs) {
+// `row_block`: the loss's rows in blocks of that many (0: all at once).
+void check_gradients(double logit_scale, double logit_bias, double scale_of_inputs, std::size_t row_block = 0) {
   dloss loss;
+  loss.set_row_block(row_block);
   dmatrix px = fm::test::random_matrix(6, 5, 1, scale_of_inputs), py = fm::test::random_matrix(6, 5, 2, scale_of_inputs);
   py.row(2) = px.row(2) * 1.5;  // a well-aligned pair: both signs of the margin occur
   loss.set_logit_scale(logit_scale);
@@ -36,7 +38,8 @@ void check_gradients(double logit_scale, double logit_bias, double scale_of_inpu
   const double ex = fm::test::relative_error(fm::test::span_of(dx), fm::test::numeric_gradient(fm::test::span_of(px), f));
   const double ey = fm::test::relative_error(fm::test::span_of(dy), fm::test::numeric_gradient(fm::test::span_of(py), f));
   const double ep = fm::test::relative_error(dparams, fm::test::numeric_gradient(loss.parameters(), f));
-  BOOST_TEST_MESSAGE("sigmoid loss gradient errors at t' = " << logit_scale << ", b = " << logit_bias << ": x " << ex
+  BOOST_TEST_MESSAGE("sigmoid loss gradient errors at t' = " << logit_scale << ", b = " << logit_bias << ", row block "
+                                                               << row_block << ": x " << ex
                                                                << ", y " << ey << ", (t', b) " << ep);
   BOOST_TEST(ex < 1e-6);
   BOOST_TEST(ey < 1e-6);
@@ -51,6 +54,7 @@ BOOST_AUTO_TEST_CASE(gradients_of_inputs_scale_and_bias) {
   check_gradients(0.7, -1.3, 1.0);
   check_gradients(std::numbers::ln10, -10.0, 1.0);  // the initial values
   check_gradients(std::log(50.0), 2.0, 0.01);       // tiny inputs: the normalisation's gradient matters
+  check_gradients(0.7, -1.3, 1.0, 4);               // rows in blocks of 4 and 2, each computed again in backward
 }
 
 BOOST_AUTO_TEST_CASE(initial_values_and_names) {
@@ -83,7 +87,8 @@ BOOST_AUTO_TEST_CASE(matches_pytorch) {
   // tests/fixtures/parity/sigmoid_loss.safetensors (tools/make_parity_fixtures.py): float32
   // inputs, loss and gradients computed by torch in float64.
   const auto f = fm::io::read_safetensors<double>(std::string(FUSEMIX_FIXTURE_DIR) + "/parity/sigmoid_loss.safetensors");
-  for (const std::string c : {"a", "b"}) {
+  for (const std::string c : {"a", "b"})
+    for (const std::size_t row_block : {0, 3}) {
     auto at = [&](const std::string& name) -> const fm::io::basic_tensor<double>& {
       return f.tensors.at(c + "." + name);
     };
@@ -94,6 +99,7 @@ BOOST_AUTO_TEST_CASE(matches_pytorch) {
     const fm::matrix<float> py = Eigen::Map<const dmatrix>(at("py").data.data(), static_cast<Eigen::Index>(rows),
                                                            static_cast<Eigen::Index>(cols)).cast<float>();
     fm::sigmoid_loss<> loss;
+    loss.set_row_block(row_block);
     loss.set_logit_scale(static_cast<float>(at("logit_scale").data[0]));
     loss.set_logit_bias(static_cast<float>(at("logit_bias").data[0]));
     const double l = loss.forward(px, py);
@@ -108,7 +114,7 @@ BOOST_AUTO_TEST_CASE(matches_pytorch) {
     const double ex = max_rel(loss.dx(), at("grad_px").data), ey = max_rel(loss.dy(), at("grad_py").data);
     const double es = std::abs(loss.gradients()[0] - at("grad_logit_scale").data[0]) / std::abs(at("grad_logit_scale").data[0]);
     const double eb = std::abs(loss.gradients()[1] - at("grad_logit_bias").data[0]) / std::abs(at("grad_logit_bias").data[0]);
-    BOOST_TEST_MESSAGE("case " << c << ", float32 vs PyTorch: loss " << el << ", dpx " << ex << ", dpy " << ey
+    BOOST_TEST_MESSAGE("case " << c << ", row block " << row_block << ", float32 vs PyTorch: loss " << el << ", dpx " << ex << ", dpy " << ey
                                << ", dt' " << es << ", db " << eb);
     BOOST_TEST(el < 1e-5);
     BOOST_TEST(ex < 1e-5);

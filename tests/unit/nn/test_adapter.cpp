@@ -147,6 +147,32 @@ BOOST_AUTO_TEST_CASE(whole_adapter_gradients_depth_2) {
   }
 }
 
+// Gradient caching's backward: the slices of a batch, each after its forward_slice, the first
+// writing the parameter gradients and the rest adding to them, give the whole batch's gradients.
+BOOST_AUTO_TEST_CASE(accumulating_backward_sums_the_slices) {
+  fm::fusion_adapter<fm::dynamic_shape, dbackend> a(fm::adapter_shape{.in_dim = 5, .out_dim = 3, .depth = 2},
+                                                    {.dropout = 0.25, .seed = 9});
+  a.set_training(true);
+  const dmatrix x = fm::test::random_matrix(7, 5, 10), r = fm::test::random_matrix(7, 3, 11);
+  a.set_dropout_draws(3);
+  a.forward(x);
+  a.backward(r);
+  const std::vector<double> whole(a.gradients().begin(), a.gradients().end());
+  auto in_slices = [&](bool accumulate) {
+    const dmatrix x1 = x.topRows(4), x2 = x.bottomRows(3), r1 = r.topRows(4), r2 = r.bottomRows(3);
+    a.forward_slice(x1, 3, 0);
+    a.backward(r1);
+    a.forward_slice(x2, 3, 4);
+    a.backward(r2, accumulate);
+    return std::vector<double>(a.gradients().begin(), a.gradients().end());
+  };
+  const double summed = fm::test::relative_error(in_slices(true), whole);
+  const double last_only = fm::test::relative_error(in_slices(false), whole);
+  BOOST_TEST_MESSAGE("slices accumulated vs the whole batch: " << summed << " (the last slice alone: " << last_only << ")");
+  BOOST_TEST(summed < 1e-12);
+  BOOST_TEST(last_only > 1e-2);
+}
+
 BOOST_AUTO_TEST_CASE(identity_adapter_passes_through) {
   fm::identity_adapter<> id(4);
   const fm::cpu::backend<float>::matrix_type x = fm::test::random_matrix(3, 4, 1).cast<float>();

@@ -38,16 +38,16 @@ class layer_norm_ops {
     });
   }
   /// Gradients of LayerNorm: `dx`, and `dgamma`, `dbeta` summed over rows (in row order, each
-  /// column on its own, so the same bits at every thread count).
+  /// column on its own, so the same bits at every thread count); with `accumulate`, added to
+  /// what `dgamma` and `dbeta` hold.
   template <class Dy, class X, class G, class Dx, class Dg, class Db>
   void layer_norm_backward(const Dy& dy, const X& x, const G& gamma, const column_vector<T>& mean,
-                           const column_vector<T>& rstd, Dx& dx, Dg& dgamma, Db& dbeta) const {
+                           const column_vector<T>& rstd, Dx& dx, Dg& dgamma, Db& dbeta, bool accumulate = false) const {
     const Eigen::Index n = x.rows(), d = x.cols();
     for_each_column_run(n, d, [&](Eigen::Index c, Eigen::Index len) {
       auto dg = dgamma.segment(c, len).transpose().array();
       auto db = dbeta.segment(c, len).transpose().array();
-      dg.setZero();
-      db.setZero();
+      if (!accumulate) dg.setZero(), db.setZero();
       for (Eigen::Index i = 0; i < n; ++i) {
         const auto dyi = dy.row(i).segment(c, len).array();
         dg += dyi * ((x.row(i).segment(c, len).array() - mean[i]) * rstd[i]);

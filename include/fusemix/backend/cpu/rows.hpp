@@ -71,12 +71,13 @@ class row_ops {
   void add_row_vector(Y& y, const V& b) const {
     for_each_row(y.rows(), y.cols(), [&](Eigen::Index i) { y.row(i) += b.transpose(); });
   }
-  /// `out = Σ_rows dy` (the gradient of a bias), each column summed in row order.
+  /// `out = Σ_rows dy` (the gradient of a bias), each column summed in row order; with
+  /// `accumulate`, `out += Σ_rows dy` (the rows added to what `out` holds, in order).
   template <class M, class V>
-  void column_sums(const M& dy, V& out) const {
+  void column_sums(const M& dy, V& out, bool accumulate = false) const {
     for_each_column_run(dy.rows(), dy.cols(), [&](Eigen::Index c, Eigen::Index len) {
       auto o = out.segment(c, len).transpose();
-      o.setZero();
+      if (!accumulate) o.setZero();
       for (Eigen::Index i = 0; i < dy.rows(); ++i) o += dy.row(i).segment(c, len);
     });
   }

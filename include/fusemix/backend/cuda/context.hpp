@@ -80,7 +80,7 @@ class context : public detail::context_state<S> {
 
   /// Named scratch slots; each caller owns one, so two live scratch areas never alias.
   enum slot : unsigned {
-    index_a, index_b, ones, row_stats, col_partials, col_stats, reduce, operand_a, operand_b, mask, slot_count
+    index_a, index_b, ones, row_stats, col_partials, reduce, operand_a, operand_b, mask, slot_count
   };
 
   /// Creates the stream and cuBLAS handle (on a GPU).

@@ -78,19 +78,21 @@ struct gemm_ops<device_system> {
     }
   }
 
-  /// `out = Σ_rows a` for a `rows × cols` row-major `a` (rows > 0): `aᵀ·1`, one GEMV
-  /// (deterministic, no atomics). The row-major `a` is column-major `cols × rows`: a plain (N) GEMV.
+  /// `out = Σ_rows a` (`accumulate`: `out += Σ_rows a`) for a `rows × cols` row-major `a`
+  /// (rows > 0): `aᵀ·1`, one GEMV (deterministic, no atomics). The row-major `a` is column-major
+  /// `cols × rows`: a plain (N) GEMV.
   template <class T>
-  static void column_sums(context<device_system>& ctx, const T* a, std::size_t rows, std::size_t cols, T* out) {
+  static void column_sums(context<device_system>& ctx, const T* a, std::size_t rows, std::size_t cols, T* out,
+                          bool accumulate) {
     T* ones = ctx.scratch<T>(context<device_system>::ones, rows);
     for_n(ctx, rows, fill_elements<T>{ones, T(1)});
-    const T one = 1, zero = 0;
+    const T one = 1, beta = accumulate ? T(1) : T(0);
     if constexpr (std::is_same_v<T, double>)
       FUSEMIX_CUBLAS_CHECK(::cublasDgemv(ctx.cublas(), CUBLAS_OP_N, to_int(cols), to_int(rows), &one, a, to_int(cols),
-                                         ones, 1, &zero, out, 1));
+                                         ones, 1, &beta, out, 1));
     else
       FUSEMIX_CUBLAS_CHECK(::cublasSgemv(ctx.cublas(), CUBLAS_OP_N, to_int(cols), to_int(rows), &one, a, to_int(cols),
-                                         ones, 1, &zero, out, 1));
+                                         ones, 1, &beta, out, 1));
   }
 
  private:

@@ -30,10 +30,11 @@ class layer_norm_ops {
              detail::layer_norm_forward_rows<T>{x.data(), gamma.data(), beta.data(), eps, y.data(), mean.data(),
                                                 rstd.data(), x.cols()});
   }
-  /// The gradients of `layer_norm_forward`: dx, and dγ, dβ (column sums).
+  /// The gradients of `layer_norm_forward`: dx, and dγ, dβ (column sums; with `accumulate`,
+  /// added to what they hold).
   template <class Dy, class X, class G, class Dx, class Dg, class Db>
   void layer_norm_backward(const Dy& dy, const X& x, const G& gamma, const vector<T, S>& mean,
-                           const vector<T, S>& rstd, Dx& dx, Dg& dgamma, Db& dbeta) const {
+                           const vector<T, S>& rstd, Dx& dx, Dg& dgamma, Db& dbeta, bool accumulate = false) const {
     context<S>& c = self().ctx();
     const auto prof = c.profile("layer_norm_backward");
     const std::size_t n = x.rows(), d = x.cols();
@@ -41,8 +42,8 @@ class layer_norm_ops {
     for_rows(c, n,
              detail::layer_norm_backward_rows<T>{dy.data(), x.data(), gamma.data(), mean.data(), rstd.data(),
                                                  dx.data(), prod, d});
-    detail::column_sums(c, prod, n, d, dgamma.data());
-    detail::column_sums(c, dy.data(), n, d, dbeta.data());
+    detail::column_sums(c, prod, n, d, dgamma.data(), accumulate);
+    detail::column_sums(c, dy.data(), n, d, dbeta.data(), accumulate);
   }
 
  private:

@@ -20,10 +20,11 @@
 namespace fusemix::cuda {
 namespace detail {
 
-/// `out = Σ_rows a` for a `rows × cols` row-major `a` in the memory of `ctx`'s system: a GEMV
-/// with a vector of ones on a GPU. (The gradient of a bias, and LayerNorm's dγ and dβ.)
+/// `out = Σ_rows a` (with `accumulate`, `out += Σ_rows a`) for a `rows × cols` row-major `a` in
+/// the memory of `ctx`'s system: a GEMV with a vector of ones on a GPU. (The gradient of a bias,
+/// and LayerNorm's dγ and dβ.)
 template <Scalar T, System S>
-void column_sums(context<S>& ctx, const T* a, std::size_t rows, std::size_t cols, T* out);
+void column_sums(context<S>& ctx, const T* a, std::size_t rows, std::size_t cols, T* out, bool accumulate = false);
 
 }  // namespace detail
 
@@ -47,10 +48,10 @@ class row_ops {
     const auto prof = self().ctx().profile("add_row_vector");
     for_rows(self().ctx(), y.rows(), detail::add_row_vector_rows<T>{y.data(), b.data(), y.cols()});
   }
-  /// `out = Σ_rows dy` (a GEMV with a vector of ones on a GPU).
+  /// `out = Σ_rows dy` (a GEMV with a vector of ones on a GPU); with `accumulate`, `out += Σ_rows dy`.
   template <class M, class V>
-  void column_sums(const M& dy, V& out) const {
-    detail::column_sums(self().ctx(), dy.data(), dy.rows(), dy.cols(), out.data());
+  void column_sums(const M& dy, V& out, bool accumulate = false) const {
+    detail::column_sums(self().ctx(), dy.data(), dy.rows(), dy.cols(), out.data(), accumulate);
   }
   /// Whether `a` holds a NaN or an infinity; if so, where the first one is (row-major order).
   template <class A>
@@ -89,15 +90,16 @@ class row_ops {
 namespace detail {
 
 template <Scalar T, System S>
-void column_sums(context<S>& ctx, const T* a, std::size_t rows, std::size_t cols, T* out) {
+void column_sums(context<S>& ctx, const T* a, std::size_t rows, std::size_t cols, T* out, bool accumulate) {
   if (cols == 0) return;
   const auto prof = ctx.profile("column_sums");
-  if (rows == 0)  // (a GEMV over no rows returns without writing)
-    for_n(ctx, cols, fill_elements<T>{out, T(0)});
-  else if constexpr (std::is_same_v<S, host_system>)
-    for_n(ctx, cols, column_sums_columns<T>{a, out, rows, cols});
-  else
-    gemm_ops<S>::column_sums(ctx, a, rows, cols, out);
+  if (rows == 0) {  // (a GEMV over no rows returns without writing)
+    if (!accumulate) for_n(ctx, cols, fill_elements<T>{out, T(0)});
+  } else if constexpr (std::is_same_v<S, host_system>) {
+    for_n(ctx, cols, column_sums_columns<T>{a, out, rows, cols, accumulate});
+  } else {
+    gemm_ops<S>::column_sums(ctx, a, rows, cols, out, accumulate);
+  }
 }
 
 }  // namespace detail

@@ -67,14 +67,16 @@ struct not_finite {
   FUSEMIX_HOST_DEVICE bool operator()(std::size_t e) const { return !fusemix::detail::isfinite(a[e]); }
 };
 
-/// Column `j` of the column sums, summed down the rows (the host system; a GPU runs a GEMV).
+/// Column `j` of the column sums, summed down the rows (from what `out` holds when
+/// `accumulate`, as the CPU backend; the host system; a GPU runs a GEMV).
 template <class T>
 struct column_sums_columns {
   const T* a;
   T* out;
   std::size_t rows, cols;
+  bool accumulate;
   FUSEMIX_HOST_DEVICE void operator()(std::size_t j) const {
-    T s = 0;
+    T s = accumulate ? out[j] : T(0);
     for (std::size_t i = 0; i < rows; ++i) s += a[i * cols + j];
     out[j] = s;
   }
