@@ -19,13 +19,21 @@ struct embed_options {
 void run_embed(const embed_options& o) {
   const auto side = o.side == "x" ? fusemix::io::side::x : fusemix::io::side::y;
   const std::string_view prefix = fusemix::io::prefix_of(side);
+  constexpr const char* where = "fusemix embed";
   auto adapter = fusemix::io::load_adapter(o.model, side);
-  const auto z = fusemix_cli::read_latents("fusemix embed", "--in", o.in);  // NaN/Inf refused
-  fusemix_cli::require_width("fusemix embed", "--in", o.in, z.cols(), prefix, adapter.in_dim(), o.model);
-  fusemix::io::matrix<float> s = adapter.forward(z);
-  if (o.normalize) s.rowwise().normalize();
-  fusemix::io::write_npy(o.out, s);
-  std::cout << "embedded " << s.rows() << " rows: " << z.cols() << " -> " << s.cols() << " (" << o.out << ")\n";
+  adapter.set_training(false);
+  const fusemix_cli::latent_blocks z(where, "--in", o.in);
+  fusemix_cli::require_width(where, "--in", o.in, static_cast<Eigen::Index>(z.cols()), prefix, adapter.in_dim(), o.model);
+  // A block of rows at a time, in and out: memory is that of one block, however many rows. The
+  // output appears whole on success; on an error (NaN in a later block) nothing is written.
+  fusemix::io::npy_writer<float> out(o.out, z.rows(), adapter.out_dim(), where);
+  z.for_each(fusemix_cli::embed_block_rows, [&](const fusemix::io::matrix<float>& block, std::size_t) {
+    fusemix::io::matrix<float> s = adapter.forward(block);
+    if (o.normalize) s.rowwise().normalize();
+    out.append(s);
+  });
+  out.commit();
+  std::cout << "embedded " << z.rows() << " rows: " << z.cols() << " -> " << adapter.out_dim() << " (" << o.out << ")\n";
 }
 
 void run_info(const std::string& model) {

@@ -4,11 +4,16 @@
 /// (Model files are read by <fusemix/io/model.hpp>.)
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <filesystem>
+#include <numeric>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <fusemix/fusemix.hpp>
@@ -18,13 +23,16 @@ namespace fusemix_cli {
 /// Refuses NaN and Inf in the latents `what` names (an option and its file, say): they would pass
 /// through an adapter or a kernel into garbage without an error.
 /// @throws fusemix::numeric_error naming `what`, the value, its row and column.
-inline void require_finite(std::string_view where, std::string_view what, const fusemix::latent_view<float>& z) {
+/// `first_row`: where `z`'s rows begin in the whole (rows are named as in the whole).
+inline void require_finite(std::string_view where, std::string_view what, const fusemix::latent_view<float>& z,
+                           std::size_t first_row = 0) {
   for (std::size_t i = 0; i < z.rows(); ++i) {
     const auto row = z.row(i);
     for (std::size_t j = 0; j < row.size(); ++j)
       if (!std::isfinite(row[j]))
-        fusemix::throw_expected<fusemix::numeric_error>(where, fusemix::concat(what, ": latents must be finite"),
-                                                        "finite values", fusemix::concat(row[j], " at row ", i, ", column ", j));
+        fusemix::throw_expected<fusemix::numeric_error>(
+            where, fusemix::concat(what, ": latents must be finite"), "finite values",
+            fusemix::concat(row[j], " at row ", first_row + i, ", column ", j));
   }
 }
 
@@ -56,6 +64,54 @@ inline fusemix::io::matrix<float> read_latents(std::string_view where, std::stri
   require_finite(where, fusemix::concat(flag, " ", value), z);
   return z;
 }
+
+/// The latents of a latent option read a block of rows at a time, so that no more than a block
+/// of them is in memory: shards or one file memory-mapped (`io::mapped_latents`), except one file
+/// that cannot be mapped (a pipe), which is read whole.
+class latent_blocks {
+ public:
+  /// @throws fusemix::io_error naming the file; fusemix::argument_error for a malformed list.
+  latent_blocks(std::string_view where, std::string_view flag, const std::string& value)
+      : where_(where), what_(fusemix::concat(flag, " ", value)) {
+    std::vector<std::filesystem::path> files = latent_files(where, flag, value);
+    if (files.size() == 1 && !std::filesystem::is_regular_file(files.front()))
+      whole_ = fusemix::io::read_npy<float>(files.front());
+    else
+      mapped_.emplace(std::move(files));
+  }
+  [[nodiscard]] std::size_t rows() const { return mapped_ ? mapped_->rows() : static_cast<std::size_t>(whole_.rows()); }
+  [[nodiscard]] std::size_t cols() const { return mapped_ ? mapped_->cols() : static_cast<std::size_t>(whole_.cols()); }
+  /// `f(block, first_row)` for each block of at most `block_rows` rows, in order, each checked
+  /// finite first (`numeric_error` naming the option, the row in the whole and the column).
+  template <class F>
+  void for_each(std::size_t block_rows, F&& f) const {
+    fusemix::io::matrix<float> block;
+    std::vector<std::size_t> rows;
+    for (std::size_t first = 0, n = this->rows(); first < n; first += block_rows) {
+      const std::size_t count = std::min(block_rows, n - first);
+      if (mapped_) {
+        rows.resize(count);
+        std::iota(rows.begin(), rows.end(), first);
+        block.resize(static_cast<Eigen::Index>(count), static_cast<Eigen::Index>(cols()));
+        mapped_->gather(rows, std::span<float>(block.data(), static_cast<std::size_t>(block.size())));
+      } else {
+        block = whole_.middleRows(static_cast<Eigen::Index>(first), static_cast<Eigen::Index>(count));
+      }
+      require_finite(where_, what_, block, first);
+      f(std::as_const(block), first);
+    }
+  }
+
+ private:
+  std::string where_, what_;
+  std::optional<fusemix::io::mapped_latents> mapped_;
+  fusemix::io::matrix<float> whole_;
+};
+
+/// Rows per block when embedding for `fusemix embed` and `fusemix eval`: the activations of this
+/// many rows are what an adapter holds (4,096 × 6,144 floats, 100 MB, in the widest block of the
+/// paper's image adapter).
+inline constexpr std::size_t embed_block_rows = 4096;
 
 /// Checks that the latents of option `flag` (file `path`) are as wide as the adapter `prefix` of
 /// `model` takes. @throws fusemix::shape_error naming both files.

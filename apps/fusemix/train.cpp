@@ -46,22 +46,25 @@ void run_eval(const eval_options& o) {
                                                "none");
   auto& hx = *m.x;
   auto& hy = m.y;
-  const auto zx = fusemix_cli::read_latents(where, "--x", o.x), zy = fusemix_cli::read_latents(where, "--y", o.y);
-  fusemix_cli::require_width(where, "--x", o.x, zx.cols(), fusemix::io::x_prefix, hx.in_dim(), o.model);
+  // Latents read and embedded a block of rows at a time: the embeddings are held, not the latents
+  // or the activations of every row.
+  const fusemix_cli::latent_blocks zx(where, "--x", o.x), zy(where, "--y", o.y);
+  const auto width = [](const fusemix_cli::latent_blocks& z) { return static_cast<Eigen::Index>(z.cols()); };
+  fusemix_cli::require_width(where, "--x", o.x, width(zx), fusemix::io::x_prefix, hx.in_dim(), o.model);
   std::vector<std::int64_t> owner;
   if (!o.image_of_text.empty()) owner = fusemix::io::read_npy_int64(o.image_of_text);
   fusemix::retrieval_result r;
   if (hy) {
-    fusemix_cli::require_width(where, "--y", o.y, zy.cols(), fusemix::io::y_prefix, hy->in_dim(), o.model);
-    r = fusemix_cli::retrieval_of(hx, *hy, zx, zy, owner);
+    fusemix_cli::require_width(where, "--y", o.y, width(zy), fusemix::io::y_prefix, hy->in_dim(), o.model);
+    r = fusemix::evaluate_retrieval<float>(fusemix_cli::embed_blocks(hx, zx), fusemix_cli::embed_blocks(*hy, zy), owner);
   } else {
-    if (static_cast<std::size_t>(zy.cols()) != hx.out_dim())
+    if (zy.cols() != hx.out_dim())
       fusemix::throw_shape_error(
           where, fusemix::concat("--y ", o.y, ": ", o.model, " has no text_proj. adapter, so the latent width "
                                          "must equal vis_proj.'s output width"),
           hx.out_dim(), zy.cols());
-    fusemix::identity_adapter<> id(static_cast<std::size_t>(zy.cols()));
-    r = fusemix_cli::retrieval_of(hx, id, zx, zy, owner);
+    fusemix::identity_adapter<> id(zy.cols());
+    r = fusemix::evaluate_retrieval<float>(fusemix_cli::embed_blocks(hx, zx), fusemix_cli::embed_blocks(id, zy), owner);
   }
   if (o.json)
     std::cout << fusemix_cli::retrieval_json(r).dump() << '\n';

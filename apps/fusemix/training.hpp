@@ -21,6 +21,8 @@
 
 #include <fusemix/fusemix.hpp>
 
+#include "model_file.hpp"
+
 namespace fusemix_cli {
 
 /// A run that stopped cleanly on SIGINT or SIGTERM after saving its state; the program prints the
@@ -147,6 +149,18 @@ fusemix::matrix<float> embed_on_host(H& h, const M& z) {
     h.backend().download(out.data(), std::span<float>(m.data(), static_cast<std::size_t>(m.size())));
     return m;
   }
+}
+
+/// `h(z)` in evaluation mode for latents read a block of rows at a time (a CPU adapter): the
+/// activations of one block are held, not those of every row.
+template <class H>
+fusemix::matrix<float> embed_blocks(H& h, const latent_blocks& z) {
+  h.set_training(false);
+  fusemix::matrix<float> out(static_cast<Eigen::Index>(z.rows()), static_cast<Eigen::Index>(h.out_dim()));
+  z.for_each(embed_block_rows, [&](const fusemix::matrix<float>& block, std::size_t first) {
+    out.middleRows(static_cast<Eigen::Index>(first), block.rows()) = h.forward(block);
+  });
+  return out;
 }
 
 /// Retrieval of (zx, zy) embedded by (hx, hy) in evaluation mode.

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -201,6 +202,58 @@ BOOST_AUTO_TEST_CASE(train_embed_eval) {
     BOOST_TEST_MESSAGE("PyTorch load check skipped: no torch for /usr/bin/python3");
   else
     BOOST_TEST(py.code == 0, py.out << py.err);
+}
+
+// embed and eval read their latents a block of 4,096 rows at a time: 5,000 rows from two shards
+// give the library's forward of the whole (to rounding: the products run on blocks of rows) and
+// bytewise what one file gives; a NaN in the second block exits 2 naming its row, writing nothing.
+BOOST_AUTO_TEST_CASE(embed_and_eval_stream_blocks_of_rows) {
+  const fs::path d = scratch() / "blocks";
+  fs::create_directories(d);
+  fm::fusion_adapter<> hx(fm::adapter_shape{.in_dim = 24, .out_dim = 32, .depth = 2}, {.dropout = 0, .seed = 1});
+  fm::fusion_adapter<> hy(fm::adapter_shape{.in_dim = 16, .out_dim = 32, .depth = 1}, {.dropout = 0, .seed = 2});
+  const std::string model = (d / "model.safetensors").string();
+  fm::save_weights(model, hx, hy, fm::contrastive_loss<>{});
+  fm::philox_engine rng(11);
+  fm::matrix<float> x(5000, 24), y(5000, 16);
+  for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(fm::sample_normal(rng));
+  for (Eigen::Index i = 0; i < y.size(); ++i) y.data()[i] = static_cast<float>(fm::sample_normal(rng));
+  fm::io::write_npy(d / "x.npy", x), fm::io::write_npy(d / "y.npy", y);
+  fm::io::write_npy(d / "x0.npy", x.topRows(3000)), fm::io::write_npy(d / "x1.npy", x.bottomRows(2000));
+  fm::io::write_npy(d / "y0.npy", y.topRows(3000)), fm::io::write_npy(d / "y1.npy", y.bottomRows(2000));
+  const std::string xs = (d / "x0.npy").string() + "," + (d / "x1.npy").string();
+  const std::string ys = (d / "y0.npy").string() + "," + (d / "y1.npy").string();
+
+  auto embed = [&](const std::string& in, const fs::path& out) {
+    return run(program("embed --model " + model + " --side x --in " + in + " --out " + out.string()));
+  };
+  BOOST_TEST_REQUIRE(embed(xs, d / "emb_shards.npy").code == 0);
+  BOOST_TEST_REQUIRE(embed((d / "x.npy").string(), d / "emb_one.npy").code == 0);
+  BOOST_TEST(bytes_of(d / "emb_shards.npy") == bytes_of(d / "emb_one.npy"));
+  const fm::matrix<float> got = fm::io::read_npy<float>(d / "emb_shards.npy"), want = hx.forward(x);
+  BOOST_TEST_REQUIRE(got.rows() == 5000);
+  const double err = (got - want).cwiseAbs().maxCoeff() / want.cwiseAbs().maxCoeff();
+  BOOST_TEST_MESSAGE("embed in blocks vs the whole forward: " << err);
+  BOOST_TEST(err < 1e-5);
+
+  auto eval = [&](const std::string& xa, const std::string& ya) {
+    return run(program("eval --json --model " + model + " --x " + xa + " --y " + ya));
+  };
+  const auto e_shards = eval(xs, ys), e_one = eval((d / "x.npy").string(), (d / "y.npy").string());
+  BOOST_TEST_REQUIRE(e_shards.code == 0, e_shards.err);
+  BOOST_TEST(e_shards.out == e_one.out);
+  const auto j = nlohmann::json::parse(e_shards.out);
+  const auto direct = fm::evaluate_retrieval<float>(want, hy.forward(y));
+  BOOST_TEST(std::abs(j["image_to_text"]["r10"].get<double>() - direct.image_to_text.r10) <= 100.0 / 5000);
+
+  fm::matrix<float> bad = x.bottomRows(2000);
+  bad(1500, 7) = std::numeric_limits<float>::quiet_NaN();  // row 4500 of the whole: the second block
+  fm::io::write_npy(d / "x1.npy", bad);
+  const auto e = embed(xs, d / "emb_bad.npy");
+  BOOST_TEST(e.code == 2);
+  BOOST_TEST(e.err.find("row 4500, column 7") != std::string::npos, e.err);
+  BOOST_TEST(!fs::exists(d / "emb_bad.npy"));
+  BOOST_TEST(!has_temporary(d));
 }
 
 BOOST_AUTO_TEST_CASE(recipes_likely_to_train_poorly_get_a_warning_and_still_run) {

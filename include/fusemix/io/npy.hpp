@@ -26,6 +26,7 @@
 
 #include <fusemix/core/concepts.hpp>
 #include <fusemix/detail/file.hpp>
+#include <fusemix/io/atomic_file.hpp>
 #include <fusemix/core/error.hpp>
 
 namespace fusemix::io {
@@ -121,6 +122,43 @@ template <class Derived>
   requires std::same_as<typename Derived::Scalar, float> || std::same_as<typename Derived::Scalar, double> ||
            std::same_as<typename Derived::Scalar, std::int64_t>
 void write_npy(const std::filesystem::path& path, const Eigen::MatrixBase<Derived>& m);
+
+/// Writes a rank-2, C-order `.npy` file of `rows × cols` elements (`<f4`, `<f8` or `<i8`) a block
+/// of rows at a time, atomically: the rows go to a temporary file beside the target, which takes
+/// the target's name on `commit()` once every row has been appended. Destroyed without a commit
+/// (an exception on the way), it removes the temporary and leaves the target as it was. For
+/// results too large to hold (`fusemix embed` on millions of rows); `write_npy` is one block.
+///
+/// **Example**
+///
+///     fusemix::io::npy_writer<float> out("emb.npy", n, 512);
+///     for (...) out.append(block);  // rows in order, any number per call
+///     out.commit();                 // emb.npy appears, with all n rows
+template <class S>
+  requires std::same_as<S, float> || std::same_as<S, double> || std::same_as<S, std::int64_t>
+class npy_writer {
+ public:
+  /// Creates the temporary file and writes the header. `where` names the public function in
+  /// error messages.
+  /// @throws io_error if the temporary cannot be created.
+  npy_writer(const std::filesystem::path& path, std::size_t rows, std::size_t cols,
+             std::string_view where = "fusemix::io::npy_writer");
+  /// Appends the rows of `block` (any Eigen expression with `cols` columns).
+  /// @throws shape_error if `block` has another width or would pass the declared rows; io_error on
+  ///         a write error.
+  template <class Derived>
+  void append(const Eigen::MatrixBase<Derived>& block);
+  /// Renames the finished file over the target.
+  /// @throws shape_error if fewer rows than declared were appended; io_error if a step fails.
+  void commit();
+  [[nodiscard]] std::size_t rows_written() const noexcept { return written_; }
+
+ private:
+  std::string where_;
+  std::size_t rows_, cols_, written_ = 0;
+  atomic_file out_;
+  std::vector<unsigned char> swapped_;  // a row in little-endian order, on a big-endian host
+};
 
 /// Writes integers as a rank-1 `<i8` `.npy` file, atomically.
 ///
@@ -572,34 +610,56 @@ inline std::vector<std::int64_t> read_npy_int64(const std::filesystem::path& pat
   return v;
 }
 
+template <class S>
+  requires std::same_as<S, float> || std::same_as<S, double> || std::same_as<S, std::int64_t>
+npy_writer<S>::npy_writer(const std::filesystem::path& path, std::size_t rows, std::size_t cols, std::string_view where)
+    : where_(where), rows_(rows), cols_(cols), out_(where, path) {
+  out_.write(detail::npy_header_bytes(std::is_integral_v<S> ? "<i8" : sizeof(S) == 4 ? "<f4" : "<f8", {rows, cols}));
+}
+
+template <class S>
+  requires std::same_as<S, float> || std::same_as<S, double> || std::same_as<S, std::int64_t>
+template <class Derived>
+void npy_writer<S>::append(const Eigen::MatrixBase<Derived>& block) {
+  static_assert(std::same_as<typename Derived::Scalar, S>, "append rows of the file's element type");
+  // Ref binds row-major storage directly and evaluates anything else (column-major matrices,
+  // expressions) into a row-major temporary, so each row below is contiguous.
+  const Eigen::Ref<const Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> rm(block);
+  const auto rows = static_cast<std::size_t>(rm.rows());
+  if (rows == 0) return;
+  if (static_cast<std::size_t>(rm.cols()) != cols_)
+    throw_shape_error(where_, "the rows must have the file's width", cols_, rm.cols());
+  if (rows > rows_ - written_)
+    throw_shape_error(where_, "more rows than the file was declared with", concat("<= ", rows_ - written_), rows);
+  for (std::size_t i = 0; i < rows; ++i) {
+    const S* row = rm.row(static_cast<Eigen::Index>(i)).data();
+    if constexpr (std::endian::native == std::endian::little) {
+      out_.write(row, cols_ * sizeof(S));
+    } else {
+      using U = std::conditional_t<sizeof(S) == 4, std::uint32_t, std::uint64_t>;
+      swapped_.resize(cols_ * sizeof(S));
+      for (std::size_t j = 0; j < cols_; ++j) detail::store_le(swapped_.data() + j * sizeof(S), std::bit_cast<U>(row[j]));
+      out_.write(swapped_.data(), swapped_.size());
+    }
+  }
+  written_ += rows;
+}
+
+template <class S>
+  requires std::same_as<S, float> || std::same_as<S, double> || std::same_as<S, std::int64_t>
+void npy_writer<S>::commit() {
+  if (written_ != rows_) throw_shape_error(where_, "every declared row must be written before commit", rows_, written_);
+  out_.commit();
+}
+
 template <class Derived>
   requires std::same_as<typename Derived::Scalar, float> || std::same_as<typename Derived::Scalar, double> ||
            std::same_as<typename Derived::Scalar, std::int64_t>
 void write_npy(const std::filesystem::path& path, const Eigen::MatrixBase<Derived>& m) {
-  using S = typename Derived::Scalar;
-  // Ref binds row-major storage directly and evaluates anything else (column-major matrices,
-  // expressions) into a row-major temporary, so each row below is contiguous.
-  const Eigen::Ref<const Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> rm(m);
-  const auto rows = static_cast<std::size_t>(rm.rows());
-  const auto cols = static_cast<std::size_t>(rm.cols());
-  const std::string header =
-      detail::npy_header_bytes(std::is_integral_v<S> ? "<i8" : sizeof(S) == 4 ? "<f4" : "<f8", {rows, cols});
-  io::atomic_write("fusemix::io::write_npy", path, [&](io::atomic_file& out) {
-    out.write(header);
-    const bool swap = std::endian::native != std::endian::little;
-    std::vector<unsigned char> buf(swap ? cols * sizeof(S) : 0);
-    for (std::size_t i = 0; i < rows; ++i) {
-      const S* row = rm.row(static_cast<Eigen::Index>(i)).data();
-      if constexpr (std::endian::native == std::endian::little) {
-        out.write(row, cols * sizeof(S));
-      } else {
-        using U = std::conditional_t<sizeof(S) == 4, std::uint32_t, std::uint64_t>;
-        for (std::size_t j = 0; j < cols; ++j)
-          detail::store_le(buf.data() + j * sizeof(S), std::bit_cast<U>(row[j]));
-        out.write(buf.data(), buf.size());
-      }
-    }
-  });
+  npy_writer<typename Derived::Scalar> out(path, static_cast<std::size_t>(m.rows()), static_cast<std::size_t>(m.cols()),
+                                           "fusemix::io::write_npy");
+  out.append(m);
+  out.commit();
 }
 
 inline void write_npy(const std::filesystem::path& path, std::span<const std::int64_t> values) {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file
 /// Tests of <fusemix/io/npy.hpp> and the atomic writes of <fusemix/detail/file.hpp>.
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -111,6 +112,39 @@ BOOST_AUTO_TEST_CASE(float_round_trip_is_bitwise) {
   const io::matrix<float> back = io::read_npy(dir / "a.npy");
   BOOST_TEST(bitwise_equal(back, m));
   BOOST_TEST(entries(dir.path) == std::vector<std::string>{"a.npy"});
+}
+
+// npy_writer: rows appended in blocks give the bytes of write_npy on the whole; the file appears
+// only on a commit after every declared row, and a writer abandoned (or refused) leaves the
+// target as it was.
+BOOST_AUTO_TEST_CASE(writer_appends_blocks_and_commits_atomically) {
+  temp_dir dir;
+  io::matrix<float> m(7, 3);
+  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<float>(i) * 0.5f - 2.0f;
+  io::write_npy(dir / "whole.npy", m);
+  {
+    io::npy_writer<float> w(dir / "blocks.npy", 7, 3);
+    w.append(m.topRows(3));
+    w.append(m.middleRows(3, 0));  // an empty block changes nothing
+    w.append(m.bottomRows(4));
+    BOOST_TEST(w.rows_written() == 7u);
+    BOOST_TEST(!fs::exists(dir / "blocks.npy"));  // not before the commit
+    w.commit();
+  }
+  BOOST_TEST(fusemix::test::read_bytes(dir / "blocks.npy") == fusemix::test::read_bytes(dir / "whole.npy"));
+  {  // too few rows: refused at commit, the old file kept; too many or too wide: refused at append
+    io::npy_writer<float> w(dir / "whole.npy", 8, 3);
+    w.append(m);
+    BOOST_CHECK_EXCEPTION(w.append(io::matrix<float>(2, 3)), fusemix::shape_error,
+                          message_has({"npy_writer", "more rows than the file was declared with", "<= 1", "2"}));
+    BOOST_CHECK_EXCEPTION(w.append(io::matrix<float>(1, 4)), fusemix::shape_error,
+                          message_has({"npy_writer", "the file's width", "3", "4"}));
+    BOOST_CHECK_EXCEPTION(w.commit(), fusemix::shape_error, message_has({"npy_writer", "every declared row", "8", "7"}));
+  }
+  BOOST_TEST(fusemix::test::read_bytes(dir / "whole.npy") == fusemix::test::read_bytes(dir / "blocks.npy"));
+  auto names = entries(dir.path);
+  std::sort(names.begin(), names.end());
+  BOOST_TEST(names == (std::vector<std::string>{"blocks.npy", "whole.npy"}));  // no temporaries left
 }
 
 BOOST_AUTO_TEST_CASE(double_round_trip_is_bitwise) {
