@@ -49,6 +49,18 @@ template <Scalar T>
 using basic_tensor_map = std::map<std::string, basic_tensor<T>>;
 using tensor_map = basic_tensor_map<float>;
 
+/// A tensor's values where they already lie, as pieces laid end to end in row-major order: what
+/// `write_safetensors` writes without copying them first (a model's parameters in host memory, an
+/// optimiser's moments). The pieces must stay alive and unchanged until the write returns.
+template <Scalar T>
+struct basic_tensor_view {
+  std::vector<std::size_t> shape;
+  std::vector<std::span<const T>> parts;
+};
+/// Tensor views by name, in name order.
+template <Scalar T>
+using basic_tensor_view_map = std::map<std::string, basic_tensor_view<T>>;
+
 /// The contents of a `.safetensors` file.
 template <Scalar T>
 struct basic_safetensors_file {
@@ -102,6 +114,11 @@ template <Scalar T = float>
 ///     fusemix::io::write_safetensors("w.safetensors", t, {{"format", "pt"}});
 template <Scalar T>
 void write_safetensors(const std::filesystem::path& path, const basic_tensor_map<T>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+/// As above, from views of values held elsewhere (written in place: no copy of the tensors is made,
+/// so a checkpoint of a large model costs no memory beyond the file's buffer).
+template <Scalar T>
+void write_safetensors(const std::filesystem::path& path, const basic_tensor_view_map<T>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
 /// Looks up a tensor and checks its shape.
@@ -370,6 +387,14 @@ basic_safetensors_file<T> read_safetensors(const std::filesystem::path& path) {
 template <Scalar T>
 void write_safetensors(const std::filesystem::path& path, const basic_tensor_map<T>& tensors,
                        const std::map<std::string, std::string>& metadata) {
+  basic_tensor_view_map<T> views;
+  for (const auto& [name, t] : tensors) views[name] = {t.shape, {std::span<const T>(t.data)}};
+  write_safetensors(path, views, metadata);
+}
+
+template <Scalar T>
+void write_safetensors(const std::filesystem::path& path, const basic_tensor_view_map<T>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
   static_assert(std::same_as<T, float> || std::same_as<T, double>,
                 "write_safetensors writes float (F32) or double (F64) tensors");
   constexpr std::string_view where = "fusemix::io::write_safetensors";
@@ -391,12 +416,14 @@ void write_safetensors(const std::filesystem::path& path, const basic_tensor_map
         overflow = true;
       count *= d;
     }
-    if (overflow || count != t.data.size())
+    std::size_t size = 0;
+    for (const auto& part : t.parts) size += part.size();
+    if (overflow || count != size)
       throw_shape_error(
           where,
           concat("tensor \"", name, "\": data size does not match shape ",
                          detail::st_shape_string(t.shape)),
-          overflow ? std::string("an addressable size") : std::to_string(count), t.data.size());
+          overflow ? std::string("an addressable size") : std::to_string(count), size);
     const std::uint64_t bytes = count * sizeof(T);
     header[name] = {{"dtype", detail::st_dtype_name<T>()},
                     {"shape", t.shape},
@@ -417,17 +444,18 @@ void write_safetensors(const std::filesystem::path& path, const basic_tensor_map
     out.write(len, sizeof len);
     out.write(text);
     std::vector<unsigned char> buf;
-    for (const auto& [name, t] : tensors) {
-      if constexpr (std::endian::native == std::endian::little) {
-        out.write(t.data.data(), t.data.size() * sizeof(T));
-      } else {
-        using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
-        buf.resize(t.data.size() * sizeof(T));
-        for (std::size_t i = 0; i < t.data.size(); ++i)
-          detail::store_le(buf.data() + i * sizeof(T), std::bit_cast<U>(t.data[i]));
-        out.write(buf.data(), buf.size());
+    for (const auto& [name, t] : tensors)
+      for (const std::span<const T> part : t.parts) {
+        if constexpr (std::endian::native == std::endian::little) {
+          out.write(part.data(), part.size() * sizeof(T));
+        } else {
+          using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+          buf.resize(part.size() * sizeof(T));
+          for (std::size_t i = 0; i < part.size(); ++i)
+            detail::store_le(buf.data() + i * sizeof(T), std::bit_cast<U>(part[i]));
+          out.write(buf.data(), buf.size());
+        }
       }
-    }
   });
 }
 

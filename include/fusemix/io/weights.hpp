@@ -34,6 +34,11 @@ inline constexpr std::string_view y_prefix = "text_proj.";
 ///     fusemix::io::write_safetensors("adapters.safetensors", t);
 template <class Model, Scalar T>
 void store_parameters(const Model& model, std::string_view prefix, basic_tensor_map<T>& out);
+/// As `store_parameters`, without copying: views into the model's parameter buffer, which must
+/// be in host memory (its backend's `host_memory`) and outlive `out`'s use.
+template <class Model, Scalar T>
+  requires std::same_as<std::remove_cvref_t<typename Model::scalar_type>, T>
+void view_parameters(const Model& model, std::string_view prefix, basic_tensor_view_map<T>& out);
 
 /// Sets every parameter of `model` from `tensors[prefix + name]`.
 ///
@@ -134,6 +139,16 @@ void store_parameters(const Model& model, std::string_view prefix, basic_tensor_
                    [](auto v) { return static_cast<T>(v); });
     out[std::string(prefix) + p.name] = std::move(t);
   }
+}
+
+template <class Model, Scalar T>
+  requires std::same_as<std::remove_cvref_t<typename Model::scalar_type>, T>
+void view_parameters(const Model& model, std::string_view prefix, basic_tensor_view_map<T>& out) {
+  static_assert(Model::backend_type::host_memory, "view_parameters needs parameters in host memory");
+  detail::require_prefix("fusemix::io::view_parameters", prefix);
+  const std::span<const T> all = model.parameters();
+  for (const auto& p : model.named_parameters())
+    out[std::string(prefix) + p.name] = {p.shape, {all.subspan(p.offset, p.size)}};
 }
 
 template <class Model, Scalar T>

@@ -20,6 +20,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <type_traits>
 #include <vector>
 
 #include <fusemix/core/error.hpp>
@@ -42,14 +43,38 @@ struct training_position {
 /// The `format` metadata of a checkpoint.
 inline constexpr std::string_view checkpoint_format = "fusemix-checkpoint-1";
 
+namespace detail {
+/// Both adapters' parameters under PyTorch names and the loss's scalars, as views for
+/// `write_safetensors`: in place where they are in host memory, else copied into `copies`.
+template <class HX, class HY, class L, class T = typename L::scalar_type>
+void weight_views(const HX& hx, const HY& hy, const L& loss, io::basic_tensor_map<T>& copies,
+                  io::basic_tensor_view_map<T>& views) {
+  auto add_model = [&](const auto& h, std::string_view prefix) {
+    if constexpr (std::remove_cvref_t<decltype(h)>::backend_type::host_memory)
+      io::view_parameters(h, prefix, views);
+    else
+      io::store_parameters(h, prefix, copies);
+  };
+  add_model(hx, io::x_prefix);
+  add_model(hy, io::y_prefix);
+  io::store_loss_parameters(loss, copies);
+}
+/// Adds views of `copies` to `views`.
+template <class T>
+void view_copies(const io::basic_tensor_map<T>& copies, io::basic_tensor_view_map<T>& views) {
+  for (const auto& [name, c] : copies) views[name] = {c.shape, {std::span<const T>(c.data)}};
+}
+}  // namespace detail
+
 /// Writes both adapters under PyTorch names (`vis_proj.*`, `text_proj.*`) and the loss's scalars
-/// (`temp`, or `logit_scale` and `logit_bias`) to `file`, atomically.
+/// (`temp`, or `logit_scale` and `logit_bias`) to `file`, atomically. Parameters in host memory
+/// are written in place, not copied first.
 template <Adapter HX, Adapter HY, Loss L>
 void save_weights(const std::filesystem::path& file, const HX& hx, const HY& hy, const L& loss) {
-  io::basic_tensor_map<typename L::scalar_type> t;
-  io::store_parameters(hx, io::x_prefix, t);
-  io::store_parameters(hy, io::y_prefix, t);
-  io::store_loss_parameters(loss, t);
+  io::basic_tensor_map<typename L::scalar_type> copies;
+  io::basic_tensor_view_map<typename L::scalar_type> t;
+  detail::weight_views(hx, hy, loss, copies, t);
+  detail::view_copies(copies, t);
   io::write_safetensors(file, t, {{"format", "pt"}, {"producer", "fusemix"}});
 }
 
@@ -61,16 +86,24 @@ void save_checkpoint(const std::filesystem::path& file, const HX& hx, const HY& 
                      const LossOpt& loss_opt, const training_position& at,
                      std::map<std::string, std::string> metadata = {}) {
   using T = typename L::scalar_type;
-  io::basic_tensor_map<T> t;
-  io::store_parameters(hx, io::x_prefix, t);
-  io::store_parameters(hy, io::y_prefix, t);
-  io::store_loss_parameters(loss, t);
+  // Tensors in host memory are written where they lie (views); the rest (a device backend's) are
+  // copied to the host first. A copy of a large model's parameters and moments would otherwise
+  // add 3x its parameters to the run's peak memory at every checkpoint.
+  io::basic_tensor_map<T> copies;
+  io::basic_tensor_view_map<T> t;
+  detail::weight_views(hx, hy, loss, copies, t);
   const std::size_t n = opt.moment_count(), k = loss_opt.moment_count();
-  std::vector<T> m(n + k), v(n + k);
-  opt.get_moments(std::span<T>(m).first(n), std::span<T>(v).first(n));
-  loss_opt.get_moments(std::span<T>(m).last(k), std::span<T>(v).last(k));
-  t["optimizer.exp_avg"] = {{n + k}, std::move(m)};
-  t["optimizer.exp_avg_sq"] = {{n + k}, std::move(v)};
+  if constexpr (requires { opt.first_moments(); opt.second_moments(); }) {  // host moments
+    t["optimizer.exp_avg"] = {{n + k}, {opt.first_moments(), loss_opt.first_moments()}};
+    t["optimizer.exp_avg_sq"] = {{n + k}, {opt.second_moments(), loss_opt.second_moments()}};
+  } else {
+    std::vector<T> m(n + k), v(n + k);
+    opt.get_moments(std::span<T>(m).first(n), std::span<T>(v).first(n));
+    loss_opt.get_moments(std::span<T>(m).last(k), std::span<T>(v).last(k));
+    copies["optimizer.exp_avg"] = {{n + k}, std::move(m)};
+    copies["optimizer.exp_avg_sq"] = {{n + k}, std::move(v)};
+  }
+  detail::view_copies(copies, t);
   metadata["format"] = std::string(checkpoint_format);
   metadata["loss"] = std::string(L::name);
   metadata["epoch"] = std::to_string(at.epoch);

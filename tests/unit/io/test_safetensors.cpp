@@ -12,6 +12,7 @@
 #include <iterator>
 #include <limits>
 #include <map>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -163,6 +164,26 @@ BOOST_AUTO_TEST_CASE(writer_refuses_bad_tensors) {
   BOOST_CHECK_EXCEPTION(io::write_safetensors(missing, t), io_error,
                         message_has({"write_safetensors", missing.string(), "No such file"}));
   BOOST_TEST(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 0);
+}
+
+// Views (pieces laid end to end, written in place) give the bytes of the same tensors owned; a
+// view whose pieces do not fill its shape is refused as an owned tensor is.
+BOOST_AUTO_TEST_CASE(views_write_the_bytes_of_owned_tensors) {
+  temp_dir dir;
+  const std::vector<float> a{1, 2, 3, 4, 5, 6}, b{7, 8}, c{-1.5f};
+  io::tensor_map owned;
+  owned["m"] = {.shape = {2, 4}, .data = {1, 2, 3, 4, 5, 6, 7, 8}};
+  owned["s"] = {.shape = {}, .data = {-1.5f}};
+  io::basic_tensor_view_map<float> views;
+  views["m"] = {{2, 4}, {std::span<const float>(a), std::span<const float>(b)}};
+  views["s"] = {{}, {std::span<const float>(c)}};
+  io::write_safetensors(dir / "owned.safetensors", owned, {{"k", "v"}});
+  io::write_safetensors(dir / "views.safetensors", views, {{"k", "v"}});
+  BOOST_TEST(read_bytes(dir / "views.safetensors") == read_bytes(dir / "owned.safetensors"));
+  views["m"].parts.pop_back();
+  BOOST_CHECK_EXCEPTION(io::write_safetensors(dir / "short.safetensors", views), fusemix::shape_error,
+                        message_has({"fusemix::io::write_safetensors", "tensor \"m\"", "expected 8, got 6"}));
+  BOOST_TEST(!fs::exists(dir / "short.safetensors"));
 }
 
 // ----- reading a file written elsewhere -----------------------------------------------------
