@@ -62,6 +62,18 @@ def _as_latents(a, where, name):
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
+def _latent_files(where, name, v):
+    """The .npy files `v` names (a path, or a list of shards concatenated by rows), as strings; None
+    when `v` is not a path or a list of paths (an array, then)."""
+    if isinstance(v, (str, os.PathLike)):
+        return [os.fspath(v)]
+    if isinstance(v, (list, tuple)) and v and all(isinstance(p, (str, os.PathLike)) for p in v):
+        return [os.fspath(p) for p in v]
+    if isinstance(v, (list, tuple)) and not v:
+        raise ArgumentError(f"{where}: {name}: an empty list of files (expected one .npy path or more)")
+    return None
+
+
 def _count(where, name, value, least):
     """An integer setting, at least `least`."""
     try:
@@ -186,7 +198,8 @@ def load(path):
 def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=None, depth_x=None, depth_y=None,
           shared_dim=None, expansion=4, dropout=0.6, alpha=1.0, mix="permutation", loss="contrastive", seed=0,
           threads=0, x_val=None, y_val=None, out=None, callback=None, identity_y=False, device="cpu",
-          precision="fp32", gemm="auto", checkpoint_every=None, resume=False, quiet=False):
+          precision="fp32", gemm="auto", checkpoint_every=None, resume=False, quiet=False, micro_batch=0,
+          max_steps=0):
     """Trains two fusion adapters on the pairs (x[i], y[i]) as ``fusemix train`` does.
 
     Every keyword is the program's flag of the same name (``--weight-decay`` is
@@ -207,12 +220,25 @@ def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=N
     A recipe likely to train poorly (fewer than about 1,000 optimiser steps in all, or a batch
     over half the pairs) gets a `TrainingWarning` before training; the run goes ahead.
 
+    `x` and `y` are arrays, or `.npy` files read in place a batch at a time (memory-mapped,
+    float16/32/64): a path, or a list of shards concatenated by rows (``["x_000.npy", ...]``),
+    for data larger than memory; both sides the same kind. `micro_batch` is gradient caching
+    (``--micro-batch``), `max_steps` stops after that many optimiser steps (``--max-steps``).
+
     Returns the trained `Model` (its `history` holds the metrics records).
     Raises ShapeError, ArgumentError, NumericError (NaN/Inf in the data, or a loss that stopped
     being finite: the last checkpoint stays, no weights are written), IoError, DeviceError.
     """
     where = "fusemix.train"
-    x, y = _as_latents(x, where, "x"), _as_latents(y, where, "y")
+    x_files, y_files = _latent_files(where, "x", x), _latent_files(where, "y", y)
+    if (x_files is None) != (y_files is None):
+        raise ArgumentError(f"{where}: x and y must both be arrays or both be files "
+                            f"(got {'files' if x_files is not None else 'an array'} for x and "
+                            f"{'files' if y_files is not None else 'an array'} for y)")
+    if x_files is not None:
+        x, y = x_files, y_files
+    else:
+        x, y = _as_latents(x, where, "x"), _as_latents(y, where, "y")
     if (x_val is None) != (y_val is None):
         raise ArgumentError(f"{where}: x_val and y_val go together (got only {'x_val' if y_val is None else 'y_val'})")
     if x_val is not None:
@@ -243,6 +269,8 @@ def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=N
                             _count(where, "checkpoint_every", checkpoint_every, 0),
         "resume": bool(resume),
         "quiet": bool(quiet),
+        "micro_batch": _count(where, "micro_batch", micro_batch, 0),
+        "max_steps": _count(where, "max_steps", max_steps, 0),
     }
     if callback is not None and not callable(callback):
         raise ArgumentError(f"{where}: callback must be callable (expected a function, got {type(callback).__name__})")

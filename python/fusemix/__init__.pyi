@@ -48,8 +48,8 @@ class Model:
 def load(path: _Path) -> Model: ...
 def set_threads(n: int) -> None: ...
 def train(
-    x: _Latents,
-    y: _Latents,
+    x: _Latents | _Path | Sequence[_Path],  # an array, or .npy file(s) read in place
+    y: _Latents | _Path | Sequence[_Path],
     *,
     preset: Literal["image-text", "audio-text", "audio-to-image"] | None = None,
     epochs: int | None = None,
@@ -77,6 +77,8 @@ def train(
     checkpoint_every: int | None = None,
     resume: bool = False,
     quiet: bool = False,
+    micro_batch: int = 0,
+    max_steps: int = 0,
 ) -> Model: ...
 def evaluate(model: Model, x: _Latents, y: _Latents, image_of_text: npt.ArrayLike | None = None) -> _Retrieval: ...
 def select(

@@ -152,7 +152,8 @@ class model {
   mutable std::mutex busy_;
 };
 
-py::dict train_pairs(const f32_array& x, const f32_array& y, const py::object& x_val, const py::object& y_val,
+// `x`, `y`: float32 arrays, or lists of .npy paths (read in place, as the program's --x/--y).
+py::dict train_pairs(const py::object& x, const py::object& y, const py::object& x_val, const py::object& y_val,
                      const py::dict& o, const py::object& callback, const py::object& warn) {
   constexpr std::string_view where = "fusemix.train";
   // Settings absent from `o` keep the program's defaults, as flags not given do.
@@ -176,6 +177,8 @@ py::dict train_pairs(const f32_array& x, const f32_array& y, const py::object& x
   set_if(o, "checkpoint_every", s.checkpoint_every);
   set_if(o, "resume", s.resume);
   set_if(o, "quiet", s.quiet);
+  set_if(o, "micro_batch", s.train.micro_batch);
+  set_if(o, "max_steps", s.train.max_steps);
   std::string preset, mix = "permutation";
   set_if(o, "preset", preset);
   set_if(o, "mix", mix);
@@ -193,8 +196,18 @@ py::dict train_pairs(const f32_array& x, const f32_array& y, const py::object& x
     };
 
   fusemix_cli::data_set d;
-  d.x = matrix_of(view_of(x, where, "x"));
-  d.y = matrix_of(view_of(y, where, "y"));
+  if (py::isinstance<py::list>(x)) {
+    auto files = [](const py::object& v) {
+      std::vector<std::filesystem::path> p;
+      for (const auto& f : v.cast<std::vector<std::string>>()) p.emplace_back(f);
+      return p;
+    };
+    d.x_files.emplace(files(x));
+    d.y_files.emplace(files(y));
+  } else {
+    d.x = matrix_of(view_of(x.cast<f32_array>(), where, "x"));
+    d.y = matrix_of(view_of(y.cast<f32_array>(), where, "y"));
+  }
   if (x_val.is_none() != y_val.is_none())
     throw fusemix::argument_error("fusemix.train: x_val and y_val go together (got only one)");
   if (!x_val.is_none()) {

@@ -27,9 +27,10 @@ def flags(settings):
 
 @pytest.mark.parametrize("extra", [
     {},
+    {"micro_batch": 20, "max_steps": 10},
     {"loss": "sigmoid", "mix": "halves", "weight_decay": 0.5, "dropout": 0.3, "alpha": 0.5},
     {"preset": "audio-to-image", "epochs": 2, "batch": 64, "depth_x": 1, "depth_y": None, "lr": None},
-], ids=["contrastive", "sigmoid-halves", "preset-identity-y"])
+], ids=["contrastive", "micro-batch-max-steps", "sigmoid-halves", "preset-identity-y"])
 def test_train_equals_the_program_bitwise(tmp_path, small, program, extra):
     settings = dict(RECIPE, **extra)
     if settings.get("preset") == "audio-to-image":
@@ -48,6 +49,24 @@ def test_train_equals_the_program_bitwise(tmp_path, small, program, extra):
     # Model.save writes what it read.
     model.save(tmp_path / "saved.safetensors")
     assert (tmp_path / "saved.safetensors").read_bytes() == cli
+
+
+def test_shards_train_as_the_program_reads_them(tmp_path, small, program):
+    """x and y as lists of float16 .npy shards: read in place, as the program's --x a.npy,b.npy."""
+    shards = {side: [save_npy(tmp_path, f"{side}{i}", small[side][first:last])
+                     for i, (first, last) in enumerate([(0, 150), (150, 400)])] for side in ("x", "y")}
+    run_program(program, "train", "--x", ",".join(map(str, shards["x"])), "--y", ",".join(map(str, shards["y"])),
+                "--out", tmp_path / "cli", "--quiet", *flags(RECIPE))
+    fusemix.train(shards["x"], shards["y"], out=tmp_path / "py", quiet=True, **RECIPE)
+    assert (tmp_path / "py" / "adapters.safetensors").read_bytes() == \
+        (tmp_path / "cli" / "adapters.safetensors").read_bytes()
+    # One file as a path too; an array for one side and files for the other is refused.
+    fusemix.train(save_npy(tmp_path, "x_all", small["x"]), str(save_npy(tmp_path, "y_all", small["y"])),
+                  out=tmp_path / "one", quiet=True, **RECIPE)
+    assert (tmp_path / "one" / "adapters.safetensors").read_bytes() == \
+        (tmp_path / "cli" / "adapters.safetensors").read_bytes()
+    with pytest.raises(fusemix.ArgumentError, match="both be arrays or both be files"):
+        fusemix.train(shards["x"], small["y"], quiet=True, **RECIPE)
 
 
 def test_evaluate_and_embed_equal_the_program(tmp_path, small, emoji, program):
