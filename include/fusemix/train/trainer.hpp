@@ -224,7 +224,7 @@ class trainer {
   std::size_t epoch_ = 0, step_in_epoch_ = 0;
   std::uint64_t global_step_ = 0;
   double epoch_loss_sum_ = 0;  // over the current epoch's steps so far
-  matrix_type mx_, my_, piece_;  // piece_: rows gathered from a latent source, to be mixed
+  matrix_type mx_, my_, piece_x_, piece_y_;  // piece_*: rows gathered from a latent source, to be mixed
   matrix_type ex_, ey_, sx_, sy_, gx_, gy_;  // gradient caching: embeddings, a slice, its gradient rows
   std::vector<scalar_type> host_batch_;  // a source's rows on their way to a device backend
   std::vector<std::size_t> order_, rows_a_, rows_b_, piece_rows_, piece_a_, piece_b_;
@@ -233,9 +233,7 @@ class trainer {
   void check_shapes(std::size_t rows_x, std::size_t cols_x, std::size_t rows_y, std::size_t cols_y) const;
   void check_step(std::size_t n, std::span<const std::size_t> rows, const mix_plan& plan) const;
   template <class S>
-  void gather_rows(const S& z, std::span<const std::size_t> rows, matrix_type& out, const char* side);
-  template <class S>
-  void gather_mixed(const S& z, matrix_type& out, double lambda, const char* side);
+  void gather_mixed(const S& z, matrix_type& piece, matrix_type& out, double lambda, const char* side);
   double forward_backward_update(double lr);
   double cached_forward_backward(std::size_t micro);
   // Whether both sides can run a slice of a batch with its masks and add its parameter gradients
@@ -349,27 +347,6 @@ double trainer<HX, HY, L>::step(const matrix_type& zx, const matrix_type& zy, st
 template <Adapter HX, Adapter HY, Loss L>
   requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
            std::same_as<typename HX::backend_type, typename L::backend_type>
-template <class S>
-void trainer<HX, HY, L>::gather_rows(const S& z, std::span<const std::size_t> rows, matrix_type& out, const char* side) {
-  const std::size_t n = rows.size(), d = static_cast<std::size_t>(z.cols());
-  be_.resize(out, n, d);
-  if constexpr (backend_type::host_memory) {
-    z.gather(rows, std::span<scalar_type>(out.data(), n * d));
-  } else {
-    host_batch_.resize(n * d);
-    z.gather(rows, std::span<scalar_type>(host_batch_));
-    be_.upload(std::span<const scalar_type>(host_batch_), out.data());
-  }
-  std::size_t r = 0, c = 0;
-  if (be_.find_non_finite(out, r, c))
-    throw_expected<numeric_error>("fusemix::trainer::step",
-                                  concat(side, " contains NaN or Inf at row ", rows[r], ", column ", c),
-                                  "finite latents", "a non-finite value");
-}
-
-template <Adapter HX, Adapter HY, Loss L>
-  requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
-           std::same_as<typename HX::backend_type, typename L::backend_type>
 template <class SX, class SY>
   requires LatentSource<SX, typename HX::backend_type::scalar_type> &&
            LatentSource<SY, typename HX::backend_type::scalar_type>
@@ -380,8 +357,8 @@ double trainer<HX, HY, L>::step(const SX& zx, const SY& zy, std::span<const std:
   check_step(zx.rows(), rows, plan);
   loss_.prepare();
   mixed_dataset_rows(rows, plan, rows_a_, rows_b_);
-  gather_mixed(zx, mx_, plan.lambda, "X");
-  gather_mixed(zy, my_, plan.lambda, "Y");
+  gather_mixed(zx, piece_x_, mx_, plan.lambda, "X");
+  gather_mixed(zy, piece_y_, my_, plan.lambda, "Y");
   return forward_backward_update(lr);
 }
 
@@ -389,23 +366,39 @@ template <Adapter HX, Adapter HY, Loss L>
   requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
            std::same_as<typename HX::backend_type, typename L::backend_type>
 template <class S>
-void trainer<HX, HY, L>::gather_mixed(const S& z, matrix_type& out, double lambda, const char* side) {
+void trainer<HX, HY, L>::gather_mixed(const S& z, matrix_type& piece, matrix_type& out, double lambda,
+                                      const char* side) {
   // The mixed rows a piece at a time: each piece's two parts (dataset rows rows_a_, rows_b_)
-  // gathered into one buffer and mixed from there, so the batch's rows are never all held
-  // unmixed (a mixed row is the same float expression of the same values as from a matrix).
-  constexpr std::size_t piece = 2048;
+  // gathered into `piece` (sized once for the largest piece) and mixed from there, so the batch's
+  // rows are never all held unmixed (a mixed row is the same float expression of the same values
+  // as from a matrix).
+  constexpr std::size_t rows_per_piece = 2048;
   const std::size_t n = rows_a_.size(), d = static_cast<std::size_t>(z.cols());
   be_.resize(out, n, d);
-  for (std::size_t first = 0; first < n; first += piece) {
-    const std::size_t count = std::min(piece, n - first);
+  be_.resize(piece, 2 * std::min(rows_per_piece, n), d);
+  for (std::size_t first = 0; first < n; first += rows_per_piece) {
+    const std::size_t count = std::min(rows_per_piece, n - first);
     piece_rows_.assign(rows_a_.begin() + first, rows_a_.begin() + first + count);
     piece_rows_.insert(piece_rows_.end(), rows_b_.begin() + first, rows_b_.begin() + first + count);
-    gather_rows(z, std::span<const std::size_t>(piece_rows_), piece_, side);
+    const std::size_t values = 2 * count * d;
+    if constexpr (backend_type::host_memory) {
+      z.gather(std::span<const std::size_t>(piece_rows_), std::span<scalar_type>(piece.data(), values));
+    } else {
+      host_batch_.resize(values);
+      z.gather(std::span<const std::size_t>(piece_rows_), std::span<scalar_type>(host_batch_));
+      be_.upload(std::span<const scalar_type>(host_batch_), piece.data());
+    }
+    const auto parts = be_.map(std::as_const(piece).data(), 2 * count, d);
+    std::size_t r = 0, c = 0;
+    if (be_.find_non_finite(parts, r, c))
+      throw_expected<numeric_error>("fusemix::trainer::step",
+                                    concat(side, " contains NaN or Inf at row ", piece_rows_[r], ", column ", c),
+                                    "finite latents", "a non-finite value");
     piece_a_.resize(count), piece_b_.resize(count);
     std::iota(piece_a_.begin(), piece_a_.end(), std::size_t{0});
     std::iota(piece_b_.begin(), piece_b_.end(), count);
     auto rows_out = be_.map(out.data() + first * d, count, d);
-    be_.gather_mix(piece_, std::span<const std::size_t>(piece_a_), std::span<const std::size_t>(piece_b_),
+    be_.gather_mix(parts, std::span<const std::size_t>(piece_a_), std::span<const std::size_t>(piece_b_),
                    static_cast<scalar_type>(lambda), rows_out);
   }
 }
