@@ -26,6 +26,8 @@
 #include <fusemix/optim/adamw.hpp>
 #include <fusemix/optim/schedule.hpp>
 #include <fusemix/train/mixup.hpp>
+#include <fusemix/train/recipe.hpp>
+#include <fusemix/train/split.hpp>
 #include <fusemix/train/checkpoint.hpp>
 #include <fusemix/train/trainer.hpp>
 #include <fusemix/eval/retrieval.hpp>

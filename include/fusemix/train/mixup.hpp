@@ -3,7 +3,9 @@
 /// FuseMix: mixup in latent space, one λ per batch and the same pairing for both modalities.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
+#include <numbers>
 #include <numeric>
 #include <span>
 #include <string_view>
@@ -32,11 +34,46 @@ enum class mix_mode {
   return m == mix_mode::halves ? "halves" : "permutation";
 }
 
-/// FuseMix settings: λ ~ Beta(alpha, alpha) and the pairing mode. alpha = 1 makes λ uniform.
+/// How α moves from `mixup_options::alpha` (first epoch) towards `final_alpha` (reached after the
+/// last), per epoch, as the authors' LAVIS schedulers do.
+enum class alpha_schedule {
+  constant,     ///< α throughout (the paper)
+  cosine,       ///< α_e = (α − α_end)·½(1 + cos(π·e/E)) + α_end
+  exponential,  ///< α_e = α·(α/α_end)^(−e/E), geometric from α to α_end
+};
+
+/// Parses "constant", "cosine" or "exponential". @throws argument_error otherwise.
+[[nodiscard]] inline alpha_schedule parse_alpha_schedule(std::string_view s) {
+  if (s == "constant") return alpha_schedule::constant;
+  if (s == "cosine") return alpha_schedule::cosine;
+  if (s == "exponential") return alpha_schedule::exponential;
+  throw_expected<argument_error>("fusemix::parse_alpha_schedule", "unknown alpha schedule",
+                                 "constant, cosine or exponential", s);
+}
+[[nodiscard]] constexpr const char* to_string(alpha_schedule a) noexcept {
+  return a == alpha_schedule::cosine ? "cosine" : a == alpha_schedule::exponential ? "exponential" : "constant";
+}
+
+/// FuseMix settings: λ ~ Beta(α, α) and the pairing mode. α = 1 makes λ uniform; a `schedule`
+/// other than constant moves α from `alpha` to `final_alpha` over the epochs.
 struct mixup_options {
   double alpha = 1.0;
   mix_mode mode = mix_mode::permutation;
+  alpha_schedule schedule = alpha_schedule::constant;
+  double final_alpha = 1.0;  ///< α after the last epoch (unused when constant)
 };
+
+/// α for epoch `epoch` (0-based) of `epochs`: the authors' `cosine_mixup_alpha_schedule` and
+/// `exp_mixup_alpha_schedule` (called once per epoch with the epoch's index), or `o.alpha`.
+[[nodiscard]] inline double mixup_alpha(const mixup_options& o, std::size_t epoch, std::size_t epochs) noexcept {
+  const double t = epochs == 0 ? 0.0 : static_cast<double>(epoch) / static_cast<double>(epochs);
+  switch (o.schedule) {
+    case alpha_schedule::cosine: return (o.alpha - o.final_alpha) * 0.5 * (1 + std::cos(std::numbers::pi * t)) + o.final_alpha;
+    case alpha_schedule::exponential: return o.alpha * std::pow(o.alpha / o.final_alpha, -t);
+    case alpha_schedule::constant: break;
+  }
+  return o.alpha;
+}
 
 /// One batch's mixing: mixed row i is `lambda · row first[i] + (1 − lambda) · row second[i]`,
 /// positions within the batch. Shared by both modalities.

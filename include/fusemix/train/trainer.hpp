@@ -274,6 +274,8 @@ trainer<HX, HY, L>::trainer(HX& hx, HY& hy, L loss, train_options o, backend_typ
     throw_expected<argument_error>(where, "weight decay must not be negative", ">= 0", o.weight_decay);
   (void)mixed_rows(o.batch, o.mixup.mode);  // throws for an empty batch, or an odd one in halves mode
   if (!(o.mixup.alpha > 0)) throw_expected<argument_error>(where, "alpha must be positive", "> 0", o.mixup.alpha);
+  if (o.mixup.schedule != alpha_schedule::constant && !(o.mixup.final_alpha > 0))
+    throw_expected<argument_error>(where, "the final alpha of a schedule must be positive", "> 0", o.mixup.final_alpha);
   if (o.micro_batch != 0 && !slices)
     throw_expected<argument_error>(where, "micro_batch needs adapters with forward_slice and an accumulating backward",
                                    "0", o.micro_batch);
@@ -564,6 +566,8 @@ epoch_record trainer<HX, HY, L>::run_epoch(std::size_t n, const StepFn& step_fn,
   for (std::size_t i = n; i > 1; --i) std::swap(order_[i - 1], order_[shuffle.below(i)]);
   const lr_schedule sched = schedule();
   epoch_record rec{epoch_, steps, 0, 0, {}, 0, true};
+  mixup_options mix = o_.mixup;
+  mix.alpha = mixup_alpha(o_.mixup, epoch_, o_.epochs);
   for (; step_in_epoch_ < steps; ++step_in_epoch_) {
     if ((stop != nullptr && stop->load(std::memory_order_relaxed)) ||
         (o_.max_steps != 0 && global_step_ >= o_.max_steps)) {
@@ -573,7 +577,7 @@ epoch_record trainer<HX, HY, L>::run_epoch(std::size_t n, const StepFn& step_fn,
     const std::size_t s = step_in_epoch_;
     // λ and the pairing of step k come from stream 2^40 + k, disjoint from the shuffles' streams.
     philox_engine rng(o_.seed, (std::uint64_t{1} << 40) + global_step_);
-    draw_mix(rng, o_.batch, o_.mixup, plan_);
+    draw_mix(rng, o_.batch, mix, plan_);
     rec.lr = sched.at(epoch_, s, steps);
     const std::span<const std::size_t> order(order_);
     if (s + 1 < steps) prefetch_fn(order.subspan((s + 1) * o_.batch, o_.batch));  // read while this step computes

@@ -14,6 +14,7 @@
 #include <fusemix/eval/retrieval.hpp>
 #include <fusemix/nn/identity_adapter.hpp>
 #include <fusemix/loss/sigmoid.hpp>
+#include <fusemix/train/split.hpp>
 #include <fusemix/train/trainer.hpp>
 
 #include <fusemix/io/mapped_latents.hpp>
@@ -358,11 +359,10 @@ std::pair<fm::fusion_adapter<>, fm::fusion_adapter<>> source_adapters(std::size_
 
 /// The adapters' weights after `epochs` epochs of training from `zx`, `zy` (matrices or sources).
 template <class ZX, class ZY>
-std::vector<float> trained_weights(const ZX& zx, const ZY& zy, std::size_t dx, std::size_t dy, fm::mix_mode mode,
+std::vector<float> trained_weights(const ZX& zx, const ZY& zy, std::size_t dx, std::size_t dy, fm::mixup_options mixup,
                                    std::vector<double>* losses = nullptr) {
   auto [hx, hy] = source_adapters(dx, dy);
-  fm::trainer tr(hx, hy, {.epochs = 3, .batch = 16, .lr = 3e-3, .weight_decay = 0.1,
-                          .mixup = {.alpha = 1.0, .mode = mode}, .seed = 7});
+  fm::trainer tr(hx, hy, {.epochs = 3, .batch = 16, .lr = 3e-3, .weight_decay = 0.1, .mixup = mixup, .seed = 7});
   for (int e = 0; e < 3; ++e) {
     const auto rec = tr.train_epoch(zx, zy);
     if (losses != nullptr) losses->push_back(rec.loss);
@@ -370,6 +370,12 @@ std::vector<float> trained_weights(const ZX& zx, const ZY& zy, std::size_t dx, s
   std::vector<float> w(hx.parameters().begin(), hx.parameters().end());
   w.insert(w.end(), hy.parameters().begin(), hy.parameters().end());
   return w;
+}
+
+template <class ZX, class ZY>
+std::vector<float> trained_weights(const ZX& zx, const ZY& zy, std::size_t dx, std::size_t dy, fm::mix_mode mode,
+                                   std::vector<double>* losses = nullptr) {
+  return trained_weights(zx, zy, dx, dy, fm::mixup_options{.alpha = 1.0, .mode = mode}, losses);
 }
 
 }  // namespace
@@ -411,6 +417,46 @@ BOOST_AUTO_TEST_CASE(files_shards_and_float16_train_bitwise_like_the_matrices_in
   other(3, 3) += 1.0f;
   BOOST_TEST(trained_weights(other, zy, dx, dy, fm::mix_mode::halves) !=
              trained_weights(zx, zy, dx, dy, fm::mix_mode::halves));
+}
+
+BOOST_AUTO_TEST_CASE(a_row_subset_trains_bitwise_like_its_rows_gathered) {
+  // What `fusemix train` trains on when it holds pairs out: the other rows, read in place.
+  const std::size_t n = 90, dx = 7, dy = 5;
+  const auto [zx, zy] = toy_pairs(n, dx, dy, 83);
+  const fm::row_split split = fm::split_rows(n, 20, 4);
+  fmatrix gx(70, dx), gy(70, dy);
+  for (std::size_t i = 0; i < split.train.size(); ++i) {
+    gx.row(long(i)) = zx.row(long(split.train[i]));
+    gy.row(long(i)) = zy.row(long(split.train[i]));
+  }
+  const fm::latent_view<float> vx(zx), vy(zy);
+  const fm::row_subset sx(vx, split.train), sy(vy, split.train);
+  for (const auto mode : {fm::mix_mode::permutation, fm::mix_mode::halves}) {
+    std::vector<double> gathered_losses, subset_losses;
+    const auto gathered = trained_weights(gx, gy, dx, dy, mode, &gathered_losses);
+    BOOST_TEST(trained_weights(sx, sy, dx, dy, mode, &subset_losses) == gathered, fm::to_string(mode));
+    BOOST_TEST(subset_losses == gathered_losses);
+    // Not vacuous: the first 70 rows are other pairs.
+    BOOST_TEST(trained_weights(fmatrix(zx.topRows(70)), fmatrix(zy.topRows(70)), dx, dy, mode) != gathered);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(an_alpha_schedule_moves_alpha_per_epoch) {
+  const auto [zx, zy] = toy_pairs(64, 6, 5, 67);
+  const fm::mixup_options constant{.alpha = 0.4};
+  const auto reference = trained_weights(zx, zy, 6, 5, constant);
+  // A schedule that stays at alpha is the constant one, bit for bit.
+  for (const auto schedule : {fm::alpha_schedule::cosine, fm::alpha_schedule::exponential})
+    BOOST_TEST(trained_weights(zx, zy, 6, 5, {.alpha = 0.4, .schedule = schedule, .final_alpha = 0.4}) == reference);
+  // Towards another alpha: the first epoch draws with 0.4 still, the later ones with other values.
+  for (const auto schedule : {fm::alpha_schedule::cosine, fm::alpha_schedule::exponential}) {
+    const auto moved = trained_weights(zx, zy, 6, 5, {.alpha = 0.4, .schedule = schedule, .final_alpha = 4.0});
+    BOOST_TEST(moved != reference, fm::to_string(schedule));
+  }
+  auto [hx, hy] = source_adapters(6, 5);
+  BOOST_CHECK_EXCEPTION(
+      (fm::trainer(hx, hy, {.mixup = {.schedule = fm::alpha_schedule::cosine, .final_alpha = 0}})), fm::argument_error,
+      fm::test::message_has({"final alpha"}));
 }
 
 BOOST_AUTO_TEST_CASE(max_steps_stops_training_where_it_says) {
