@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
-"""Draws the training curves of a `fusemix train` run: loss, and validation Recall@1 per epoch.
+"""Draws the training curves of a `fusemix train` run: loss, and validation recall per epoch with
+the best epoch marked.
 
     /usr/bin/python3 tools/plot_metrics.py RUN/metrics.jsonl RUN/training.png
 
@@ -29,6 +30,11 @@ def main(metrics_path, png_path):
             ax[1].plot(epochs, [r["val"][key]["r1"] for r in rows], label=label + " R@1", color=colour)
             ax[1].plot(epochs, [r["val"][key]["r10"] for r in rows], label=label + " R@10", color=colour,
                        linestyle="--")
+        ax[1].plot(epochs, [r["val"]["mean"] for r in rows], label="mean of the six", color="black")
+        best = rows[-1].get("best_epoch")
+        if best:
+            # The epoch whose weights adapters.safetensors holds (unless the run used --keep-last).
+            ax[1].axvline(best, color="grey", linestyle=":", label=f"best epoch ({best})")
         ax[1].set_ylabel("validation recall (%)")
         ax[1].legend()
     ax[1].set_xlabel("epoch")

@@ -21,8 +21,9 @@ train_result train_cuda(const train_settings& s, const data_set& d) {
   be.ctx().set_precision(fusemix::cuda::parse_gemm_precision(s.precision));
   // The pairs stay on the device for the whole run; an epoch moves only each step's indices.
   // (Pairs read from files are read whole first: streaming them a batch at a time is for later.)
-  const B::matrix_type zx = d.x_files ? be.upload(fusemix::io::to_matrix<float>(*d.x_files)) : be.upload(d.x);
-  const B::matrix_type zy = d.y_files ? be.upload(fusemix::io::to_matrix<float>(*d.y_files)) : be.upload(d.y);
+  const bool whole_arrays = d.train_rows.empty() && !d.x_files;  // (uploaded without a host copy)
+  const B::matrix_type zx = whole_arrays ? be.upload(d.x) : be.upload(training_matrix(d, true));
+  const B::matrix_type zy = whole_arrays ? be.upload(d.y) : be.upload(training_matrix(d, false));
   std::optional<B::matrix_type> x_val, y_val;
   if (d.x_val.size() > 0) x_val.emplace(be.upload(d.x_val)), y_val.emplace(be.upload(d.y_val));
   auto validate = [&](auto& hx, auto& hy) -> std::optional<fusemix::retrieval_result> {

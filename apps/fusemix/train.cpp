@@ -78,12 +78,14 @@ void register_train(CLI::App& app) {
   auto s = std::make_shared<fusemix_cli::train_settings>();
   auto preset_name = std::make_shared<std::string>();
   auto mix = std::make_shared<std::string>("permutation");
+  auto alpha_schedule = std::make_shared<std::string>("constant");
   auto* cmd = app.add_subcommand("train", "Train two fusion adapters with FuseMix on paired latents");
   cmd->add_option("--x", s->x, "X latents (e.g. image), N x D_x .npy (or shards: a.npy,b.npy,...)")->required();
   cmd->add_option("--y", s->y, "Y latents (e.g. text), N x D_y .npy, rows paired with X (or shards: a.npy,b.npy,...)")->required();
   cmd->add_option("--out", s->out, "output directory: adapters.safetensors, checkpoint.safetensors, metrics.jsonl")
       ->required();
-  cmd->add_option("--preset", *preset_name, "image-text, audio-text or audio-to-image (SPEC settings; flags override)");
+  cmd->add_option("--preset", *preset_name, "image-text, audio-text or audio-to-image (SPEC settings; flags override); "
+                                            "without one, settings not given are chosen from the data (docs/training.md)");
   auto* epochs = cmd->add_option("--epochs", s->train.epochs, "epochs")->check(CLI::PositiveNumber);
   auto* batch = cmd->add_option("--batch", s->train.batch, "rows per step")->check(CLI::PositiveNumber);
   auto* lr = cmd->add_option("--lr", s->train.lr, "peak learning rate")->check(CLI::PositiveNumber);
@@ -96,6 +98,12 @@ void register_train(CLI::App& app) {
   cmd->add_option("--expansion", s->expansion, "block widening factor")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--dropout", s->dropout, "dropout probability in the blocks")->check(CLI::Range(0.0, 1.0))->capture_default_str();
   cmd->add_option("--alpha", s->train.mixup.alpha, "mixup: lambda ~ Beta(alpha, alpha)")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--alpha-schedule", *alpha_schedule,
+                  "mixup alpha per epoch from --alpha to --final-alpha: constant (the paper), cosine or exponential "
+                  "(the authors' code)")
+      ->check(CLI::IsMember({"constant", "cosine", "exponential"}))->capture_default_str();
+  cmd->add_option("--final-alpha", s->train.mixup.final_alpha, "alpha after the last epoch (with --alpha-schedule)")
+      ->capture_default_str();
   cmd->add_option("--mix", *mix, "mixup pairing: permutation (paper) or halves (authors' code)")
       ->check(CLI::IsMember({"permutation", "halves"}))->capture_default_str();
   cmd->add_option("--loss", s->loss, "contrastive (the paper's symmetric InfoNCE, learnable temperature) or sigmoid "
@@ -113,6 +121,14 @@ void register_train(CLI::App& app) {
       ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))->capture_default_str();
   cmd->add_option("--x-val", s->x_val, "validation X latents (recall after every epoch) (or shards: a.npy,b.npy,...)");
   cmd->add_option("--y-val", s->y_val, "validation Y latents (or shards: a.npy,b.npy,...)");
+  cmd->add_option("--val-fraction", s->val_fraction,
+                  "hold out this fraction of the pairs (seeded) for validation after every epoch; default: a tenth, "
+                  "at most 5,000 pairs, when there are 1,000 or more and no --x-val");
+  cmd->add_flag("--no-val", s->no_val, "no validation pairs held out: train on every pair, write the last epoch's weights");
+  cmd->add_flag("--keep-last", s->keep_last,
+                "write the last epoch's weights (default with validation: the best epoch's by mean recall)");
+  cmd->add_option("--patience", s->patience, "stop after N epochs without a better validation recall (0: never)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--checkpoint-every", s->checkpoint_every, "write a checkpoint every N epochs (and at the end)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--micro-batch", s->train.micro_batch,
@@ -131,7 +147,9 @@ void register_train(CLI::App& app) {
                               {.epochs = epochs->count() > 0, .batch = batch->count() > 0, .lr = lr->count() > 0,
                                .weight_decay = wd->count() > 0, .depth_x = depth_x->count() > 0,
                                .depth_y = depth_y->count() > 0});
-    const auto d = fusemix_cli::load_data(*s);
+    s->train.mixup.schedule = fusemix::parse_alpha_schedule(*alpha_schedule);
+    auto d = fusemix_cli::load_data(*s);
+    fusemix_cli::prepare_run(*s, d);
     fusemix_cli::train(*s, d);
     if (!s->quiet) std::cout << "wrote " << (s->out / "adapters.safetensors").string() << '\n';
   });

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -99,6 +100,21 @@ class progress_bar {
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), last_{};
 };
 
+/// The validation figures of epoch `epoch` (1-based) from the run's metrics lines.
+inline std::optional<fusemix::retrieval_result> best_retrieval(const std::vector<std::string>& lines, std::size_t epoch) {
+  if (epoch == 0 || epoch > lines.size()) return std::nullopt;
+  const auto j = nlohmann::json::parse(lines[epoch - 1], nullptr, false);
+  if (j.is_discarded() || !j.contains("val")) return std::nullopt;
+  auto rec = [](const nlohmann::json& r) {
+    return fusemix::recall{r.at("r1").get<double>(), r.at("r5").get<double>(), r.at("r10").get<double>()};
+  };
+  fusemix::retrieval_result r;
+  r.image_to_text = rec(j["val"]["image_to_text"]);
+  r.text_to_image = rec(j["val"]["text_to_image"]);
+  r.mean = j["val"]["mean"].get<double>();
+  return r;
+}
+
 /// Trains as `fusemix train` does, on any backend: `zx`, `zy` are the pairs in the adapters'
 /// memory, `dim_x`, `dim_y` their widths (for the run signature), `validate_epoch(hx, hy)` the
 /// retrieval of the validation pairs (an empty optional without them).
@@ -116,8 +132,16 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
   for (const auto& f : {ckpt, metrics, weights}) static_cast<void>(fusemix::io::remove_stale_temporaries(f));
   const std::string signature = run_signature(s, dim_x, dim_y);
   std::vector<std::string> metric_lines;
+  // The best validation epoch so far (1-based; 0: none yet) and its mean recall: adapters.safetensors
+  // holds its weights (written when it was reached), the checkpoint carries both for --resume.
+  std::size_t best_epoch = 0;
+  double best_score = 0;
   if (s.resume && fs::exists(ckpt)) {
     const auto meta = tr.load_checkpoint(ckpt);
+    if (const auto b = meta.find("best_epoch"); b != meta.end()) {
+      best_epoch = std::stoull(b->second);
+      best_score = std::stod(meta.at("best_score"));
+    }
     const auto it = meta.find("run");
     if (it == meta.end() || it->second != signature)
       throw fusemix::argument_error("fusemix train: --resume: " + ckpt.string() +
@@ -131,6 +155,8 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
   } else if (s.resume && !s.quiet) {
     std::cout << "no checkpoint in " << s.out.string() << ", starting afresh\n";
   }
+  if (!s.quiet)
+    for (const std::string& note : s.notes) std::cout << note << '\n';
   for (const std::string& w : recipe_warnings(s, static_cast<std::size_t>(zx.rows()))) {
     if (s.on_warning) {
       s.on_warning(w);
@@ -153,7 +179,14 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
     return std::to_string(tr.epoch()) + " epochs and " + std::to_string(tr.step_in_epoch()) + " steps";
   };
   auto save = [&] {
-    tr.save_checkpoint(ckpt, {{"run", signature}});
+    std::map<std::string, std::string> meta{{"run", signature}};
+    if (best_epoch > 0) {
+      char score[32];
+      std::snprintf(score, sizeof score, "%.17g", best_score);
+      meta["best_epoch"] = std::to_string(best_epoch);
+      meta["best_score"] = score;
+    }
+    tr.save_checkpoint(ckpt, std::move(meta));
     saved = ckpt.string() + " (after " + done() + ")";
   };
   auto stop_here = [&] {
@@ -167,6 +200,12 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
   const stop_on_signals on_signals;
   train_result result;
   while (tr.epoch() < s.train.epochs) {
+    // (Checked before an epoch as well as after one, so that a resumed run that had already
+    // stopped early stays stopped.)
+    if (s.patience > 0 && best_epoch > 0 && tr.epoch() - best_epoch >= s.patience) {
+      result.stopped_early = true;
+      break;
+    }
     const std::size_t e = tr.epoch();
     fusemix::epoch_record rec;
     try {
@@ -201,29 +240,50 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
       }
     j["steps"] = rec.steps;
     j["seconds"] = rec.seconds;
+    bool improved = false;
     if (const std::optional<fusemix::retrieval_result> r = validate_epoch(hx, hy)) {
       j["val"] = retrieval_json(*r);
       result.val = r;
+      if (best_epoch == 0 || r->mean > best_score) {
+        improved = true;
+        best_epoch = rec.epoch + 1, best_score = r->mean;
+        // Written now, before the checkpoint that records it: an interrupted run never leaves a
+        // checkpoint naming a best epoch whose weights were not written.
+        if (!s.keep_last) tr.save_weights(weights);
+      }
+      j["best_epoch"] = best_epoch;
     }
     result.last_loss = rec.loss;
     metric_lines.push_back(j.dump());
     write_metrics();
     if (s.on_epoch) s.on_epoch(j);
-    const bool last = tr.epoch() == s.train.epochs;
+    const bool early = s.patience > 0 && best_epoch > 0 && tr.epoch() - best_epoch >= s.patience;
+    const bool last = tr.epoch() == s.train.epochs || early;
     if (last || (s.checkpoint_every > 0 && tr.epoch() % s.checkpoint_every == 0)) save();
     if (!s.quiet && (last || tr.epoch() % s.print_every == 0)) {
       bar.end_line();
       std::printf("epoch %zu/%zu  loss %.4f  lr %.2e%s  %.1fs", rec.epoch + 1, s.train.epochs, rec.loss, rec.lr,
                   loss_parameters.c_str(), rec.seconds);
       if (j.contains("val"))
-        std::printf("  val R@1 i->t %.1f t->i %.1f", j["val"]["image_to_text"]["r1"].get<double>(),
-                    j["val"]["text_to_image"]["r1"].get<double>());
+        std::printf("  val R@1 i->t %.1f t->i %.1f mean %.1f%s", j["val"]["image_to_text"]["r1"].get<double>(),
+                    j["val"]["text_to_image"]["r1"].get<double>(), j["val"]["mean"].get<double>(), improved ? " *" : "");
       std::printf("\n");
       std::fflush(stdout);
     }
     if (stop_requested.load() && !last) stop_here();
   }
-  tr.save_weights(weights);
+  if (result.stopped_early && !s.quiet)
+    std::printf("stopped early after epoch %zu: no better validation recall in %zu epochs (--patience)\n", tr.epoch(),
+                s.patience);
+  result.epochs_trained = tr.epoch();
+  result.best_epoch = best_epoch;
+  if (best_epoch > 0) result.best = best_retrieval(metric_lines, best_epoch);
+  if (best_epoch == 0 || s.keep_last || !fs::exists(weights)) {
+    tr.save_weights(weights);
+  } else if (!s.quiet) {
+    std::printf("%s: the weights of epoch %zu, the best by validation mean recall (%.2f%%; --keep-last for the last)\n",
+                weights.string().c_str(), best_epoch, best_score);
+  }
   return result;
 }
 

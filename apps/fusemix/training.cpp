@@ -3,6 +3,7 @@
 // Python module (libfusemix_training): presets, data, the run's signature, the CPU run.
 #include <chrono>
 #include <cmath>
+#include <span>
 #include <cstdio>
 #include <sstream>
 #include <string>
@@ -33,6 +34,9 @@ std::string run_signature(const train_settings& s, std::size_t dx, std::size_t d
      << " dropout=" << s.dropout << " epochs=" << s.train.epochs << " batch=" << s.train.batch << " lr=" << s.train.lr
      << " wd=" << s.train.weight_decay << " alpha=" << s.train.mixup.alpha << " mix=" << fusemix::to_string(s.train.mixup.mode)
      << " seed=" << s.train.seed;
+  if (s.held_out > 0) os << " held_out=" << s.held_out;
+  if (s.train.mixup.schedule != fusemix::alpha_schedule::constant)
+    os << " alpha_schedule=" << fusemix::to_string(s.train.mixup.schedule) << " final_alpha=" << s.train.mixup.final_alpha;
   // (Runs of the default loss keep the signature they had before the loss was a choice.)
   if (s.loss != fusemix::contrastive_loss<>::name) os << " loss=" << s.loss;
   return os.str();
@@ -97,6 +101,8 @@ std::vector<std::string> recipe_warnings(const train_settings& s, std::size_t pa
 
 void apply_recipe(train_settings& s, const std::string& name, const std::string& mix, const given_settings& given) {
   s.train.mixup.mode = fusemix::parse_mix_mode(mix);
+  s.given = given;
+  s.preset = !name.empty();
   if (name.empty()) return;
   const preset p = preset_named(name);
   if (!given.depth_x) s.depth_x = p.depth_x;
@@ -107,6 +113,91 @@ void apply_recipe(train_settings& s, const std::string& name, const std::string&
   if (!given.batch) s.train.batch = s.train.mixup.mode == fusemix::mix_mode::halves ? 2 * p.batch : p.batch;
   if (!given.lr) s.train.lr = p.lr;
   if (!given.weight_decay) s.train.weight_decay = p.weight_decay;
+}
+
+namespace {
+
+template <class S>
+fusemix::matrix<float> gather_rows(const S& z, std::span<const std::size_t> rows) {
+  fusemix::matrix<float> m(static_cast<Eigen::Index>(rows.size()), static_cast<Eigen::Index>(z.cols()));
+  z.gather(rows, std::span<float>(m.data(), static_cast<std::size_t>(m.size())));
+  return m;
+}
+
+// Holds `count` pairs of `d` out for validation (seeded by the run's seed).
+void hold_out(train_settings& s, data_set& d, std::size_t count) {
+  const std::size_t n = d.x_files ? d.x_files->rows() : static_cast<std::size_t>(d.x.rows());
+  fusemix::row_split split = fusemix::split_rows(n, count, s.train.seed);
+  if (d.x_files) {
+    d.x_val = gather_rows(*d.x_files, split.validation);
+    d.y_val = gather_rows(*d.y_files, split.validation);
+  } else {
+    d.x_val = gather_rows(fusemix::latent_view<float>(d.x), split.validation);
+    d.y_val = gather_rows(fusemix::latent_view<float>(d.y), split.validation);
+  }
+  // The trainer checks the rows it trains on; these would only give NaN recalls.
+  require_finite("fusemix train", "--x (held-out validation pairs)", fusemix::latent_view<float>(d.x_val));
+  require_finite("fusemix train", "--y (held-out validation pairs)", fusemix::latent_view<float>(d.y_val));
+  d.train_rows = std::move(split.train);
+  s.held_out = count;
+  s.notes.push_back(fusemix::concat("validation: ", count, " of the ", n, " pairs held out (seed ", s.train.seed,
+                                    "); recall on them after every epoch, ", s.keep_last ? "the last epoch's" : "the best epoch's",
+                                    " weights written"));
+}
+
+}  // namespace
+
+fusemix::matrix<float> training_matrix(const data_set& d, bool x_side) {
+  const auto& files = x_side ? d.x_files : d.y_files;
+  const auto& m = x_side ? d.x : d.y;
+  if (d.train_rows.empty()) return files ? fusemix::io::to_matrix<float>(*files) : m;
+  return files ? gather_rows(*files, d.train_rows) : gather_rows(fusemix::latent_view<float>(m), d.train_rows);
+}
+
+void prepare_run(train_settings& s, data_set& d) {
+  constexpr std::string_view where = "fusemix train";
+  const std::size_t n = d.x_files ? d.x_files->rows() : static_cast<std::size_t>(d.x.rows());
+  const bool given_val = d.x_val.size() > 0;
+  if (s.val_fraction) {
+    const double f = *s.val_fraction;
+    if (!(f > 0 && f < 1))
+      fusemix::throw_expected<fusemix::argument_error>(where, "--val-fraction is the fraction of pairs held out",
+                                                       "a number between 0 and 1, both excluded", f);
+    if (given_val)
+      throw fusemix::argument_error("fusemix train: --val-fraction holds out training pairs; --x-val/--y-val give "
+                                    "validation pairs: use one or the other");
+    if (s.no_val) throw fusemix::argument_error("fusemix train: --val-fraction and --no-val contradict each other");
+    const auto count = static_cast<std::size_t>(std::llround(f * static_cast<double>(n)));
+    if (count == 0 || count >= n)
+      fusemix::throw_expected<fusemix::argument_error>(
+          where, fusemix::concat("--val-fraction ", f, " of ", n, " pairs must hold out at least one pair and leave one"),
+          fusemix::concat("between 1 and ", n - 1, " pairs"), count);
+    hold_out(s, d, count);
+  } else if (!given_val && !s.no_val && n >= auto_validation_min_pairs) {
+    hold_out(s, d, std::min(n / 10, auto_validation_max_pairs));
+  }
+  if (s.patience > 0 && d.x_val.size() == 0)
+    throw fusemix::argument_error(fusemix::concat(
+        "fusemix train: --patience ", s.patience, " needs validation pairs (--val-fraction, --x-val/--y-val, or at least ",
+        auto_validation_min_pairs, " pairs for the default hold-out; got none", s.no_val ? ": --no-val" : "", ")"));
+  if (s.preset) return;
+  const auto& g = s.given;
+  if (g.epochs && g.batch && g.lr && g.weight_decay && g.depth_x && g.depth_y) return;
+  const fusemix::recipe r = fusemix::recipe_for(d.pairs(), d.cols_x(), d.cols_y());
+  s.notes.push_back(fusemix::concat("settings from the data (", d.pairs(), " training pairs, widths ", d.cols_x(), " and ",
+                                    d.cols_y(), "), flags given kept:"));
+  if (!g.batch) s.train.batch = r.batch, s.notes.push_back("  " + r.reasons[0]);
+  if (!g.epochs) {
+    s.train.epochs = fusemix::epochs_for(d.pairs(), s.train.batch);
+    s.notes.push_back(g.batch ? fusemix::concat("  epochs ", s.train.epochs, ": ", s.train.epochs * (d.pairs() / s.train.batch),
+                                                " optimiser steps at --batch ", s.train.batch)
+                              : "  " + r.reasons[1]);
+  }
+  if (!g.depth_x) s.depth_x = r.depth;
+  if (!g.depth_y) s.depth_y = r.depth;
+  if (!g.lr) s.train.lr = r.lr;
+  if (!g.weight_decay) s.train.weight_decay = r.weight_decay;
+  if (!g.depth_x || !g.depth_y || !g.lr || !g.weight_decay) s.notes.push_back("  " + r.reasons[2]);
 }
 
 void choose_gemm_library(const std::string& name) {
@@ -120,6 +211,15 @@ train_result train(const train_settings& s, const data_set& d) {
   choose_gemm_library(s.gemm);
   const fusemix::cpu::backend<float> be;
   // Files are read a batch at a time; both forms give the same bits on the same values.
+  if (!d.train_rows.empty()) {
+    // Pairs held out for validation: the trainer reads the other rows in place.
+    auto train_on = [&](const auto& zx, const auto& zy) {
+      const fusemix::row_subset tx(zx, d.train_rows), ty(zy, d.train_rows);
+      return train_adapters(s, tx, ty, d.cols_x(), d.cols_y(), be, validate_on(d));
+    };
+    if (d.x_files) return train_on(*d.x_files, *d.y_files);
+    return train_on(fusemix::latent_view<float>(d.x), fusemix::latent_view<float>(d.y));
+  }
   if (d.x_files) return train_adapters(s, *d.x_files, *d.y_files, d.cols_x(), d.cols_y(), be, validate_on(d));
   return train_adapters(s, d.x, d.y, d.cols_x(), d.cols_y(), be, validate_on(d));
 }

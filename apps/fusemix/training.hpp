@@ -57,6 +57,16 @@ preset preset_named(const std::string& name);
 /// force one. @throws argument_error for openblas in a build without it.
 void choose_gemm_library(const std::string& name);
 
+/// Which recipe settings were given explicitly (a preset or the data-aware rule fills in the others).
+struct given_settings {
+  bool epochs = false, batch = false, lr = false, weight_decay = false, depth_x = false, depth_y = false;
+};
+
+/// Validation pairs held out of the training pairs by default: a tenth of them, at most this many
+/// (retrieval over V pairs costs V² per epoch), when there are at least `auto_validation_min_pairs`.
+inline constexpr std::size_t auto_validation_max_pairs = 5000;
+inline constexpr std::size_t auto_validation_min_pairs = 1000;
+
 struct train_settings {
   std::string x, y, x_val, y_val, gemm = "auto";
   std::string device = "cpu", precision = "fp32";  ///< --device cpu|cuda; --precision of the GPU's GEMMs
@@ -66,6 +76,20 @@ struct train_settings {
   std::size_t print_every = 1;  ///< a summary line every this many epochs (and the last)
   bool identity_y = false, resume = false, quiet = false;
   double dropout = 0.6;
+  /// --val-fraction: hold out this fraction of the training pairs for validation (unset: the default,
+  /// a tenth up to auto_validation_max_pairs when there are enough pairs and no --x-val);
+  /// --no-val: none. The weights of the best validation epoch are what adapters.safetensors holds
+  /// unless `keep_last`; `patience` > 0 stops after that many epochs without a better one.
+  std::optional<double> val_fraction;
+  bool no_val = false, keep_last = false;
+  std::size_t patience = 0;
+  std::size_t held_out = 0;  ///< pairs `prepare_run` held out (part of the run's signature)
+  /// Set by `apply_recipe`: what was given, and whether a preset filled in the rest (otherwise
+  /// `prepare_run` applies fusemix::recipe_for).
+  given_settings given{};
+  bool preset = false;
+  /// What `prepare_run` chose and why (printed before training unless quiet).
+  std::vector<std::string> notes;
   fusemix::train_options train{};
   /// Called with each epoch's metrics record (the line metrics.jsonl gets) once it is written.
   std::function<void(const nlohmann::json&)> on_epoch;
@@ -87,18 +111,25 @@ struct data_set {
   /// Python module's arrays).
   std::optional<fusemix::io::mapped_latents> x_files, y_files;
   fusemix::matrix<float> x, y, x_val, y_val;
+  /// The rows of x, y (or the files) that train when pairs are held out for validation; empty:
+  /// every row.
+  std::vector<std::size_t> train_rows;
+  /// The number of training pairs (after any hold-out).
+  [[nodiscard]] std::size_t pairs() const noexcept {
+    if (!train_rows.empty()) return train_rows.size();
+    return x_files ? x_files->rows() : static_cast<std::size_t>(x.rows());
+  }
   [[nodiscard]] std::size_t cols_x() const noexcept { return x_files ? x_files->cols() : static_cast<std::size_t>(x.cols()); }
   [[nodiscard]] std::size_t cols_y() const noexcept { return y_files ? y_files->cols() : static_cast<std::size_t>(y.cols()); }
 };
 
 struct train_result {
   double last_loss = 0;
-  std::optional<fusemix::retrieval_result> val;
-};
-
-/// Which recipe settings were given explicitly (a preset fills in the others).
-struct given_settings {
-  bool epochs = false, batch = false, lr = false, weight_decay = false, depth_x = false, depth_y = false;
+  std::optional<fusemix::retrieval_result> val;   ///< the last epoch's validation
+  std::optional<fusemix::retrieval_result> best;  ///< the best epoch's (what adapters.safetensors holds)
+  std::size_t best_epoch = 0;                      ///< 1-based; 0 without validation
+  std::size_t epochs_trained = 0;
+  bool stopped_early = false;                      ///< by --patience
 };
 /// Applies the preset `name` (none if empty) to `s` for the settings not `given`, and the mixing
 /// mode `mix`: as `fusemix train --preset` does (halves mode doubles the preset's batch: the SPEC's
@@ -106,9 +137,17 @@ struct given_settings {
 void apply_recipe(train_settings& s, const std::string& name, const std::string& mix, const given_settings& given);
 
 data_set load_data(const train_settings& s);
+/// What `fusemix train` does once the data are loaded, before training (the program and the Python
+/// module alike): holds out validation pairs (--val-fraction, or the default), then chooses the
+/// settings not given by fusemix::recipe_for on the training pairs unless a preset did, noting the
+/// choices in `s.notes`. @throws argument_error for contradictory settings.
+void prepare_run(train_settings& s, data_set& d);
 /// Checks the validation pairs of `d` (if any) against each other and the training pairs;
 /// `names` are what messages call x, y, x_val and y_val. @throws shape_error.
 void check_validation_pairs(std::string_view where, const data_set& d, const std::array<std::string_view, 4>& names);
+/// The training pairs of one side (X if `x_side`, else Y) in host memory, the held-out rows left
+/// out: what a backend that keeps the pairs in its own memory uploads.
+fusemix::matrix<float> training_matrix(const data_set& d, bool x_side);
 /// Trains as `fusemix train` does, writing OUT/{adapters,checkpoint}.safetensors and metrics.jsonl.
 train_result train(const train_settings& s, const data_set& d);
 /// The settings a checkpoint must have been written with to be resumed.

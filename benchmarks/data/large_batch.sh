@@ -32,7 +32,7 @@ run() {
   rm -rf "$dir/run"
   local t0; t0=$(date +%s.%N)
   OPENBLAS_CORETYPE="${CORETYPE:-SkylakeX}" "$fusemix" train --x "$x" --y "$y" --out "$dir/run" \
-    --depth-x 4 --depth-y 4 --batch 40960 --mix halves --epochs 1 --max-steps 1 --threads "${THREADS:-2}" \
+    --depth-x 4 --depth-y 4 --batch 40960 --mix halves --epochs 1 --max-steps 1 --no-val --threads "${THREADS:-2}" \
     "$@" > "$dir/log.txt" 2>&1 &
   local pid=$! peak=0 file=0 a f
   while kill -0 "$pid" 2> /dev/null; do

@@ -199,12 +199,15 @@ def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=N
           shared_dim=None, expansion=4, dropout=0.6, alpha=1.0, mix="permutation", loss="contrastive", seed=0,
           threads=0, x_val=None, y_val=None, out=None, callback=None, identity_y=False, device="cpu",
           precision="fp32", gemm="auto", checkpoint_every=None, resume=False, quiet=False, micro_batch=0,
-          max_steps=0):
+          max_steps=0, val_fraction=None, no_val=False, keep_last=False, patience=0, alpha_schedule="constant",
+          final_alpha=1.0):
     """Trains two fusion adapters on the pairs (x[i], y[i]) as ``fusemix train`` does.
 
     Every keyword is the program's flag of the same name (``--weight-decay`` is
-    ``weight_decay``); None leaves the program's default, or the preset's value when `preset`
-    ("image-text", "audio-text", "audio-to-image") names one. With `out`, the run writes
+    ``weight_decay``). Without a `preset` ("image-text", "audio-text", "audio-to-image"), the
+    recipe settings left None (epochs, batch, lr, weight_decay, depth_x, depth_y) are chosen
+    from the data as the program chooses them (`docs/training.md`); with one, they are the
+    preset's. With `out`, the run writes
     OUT/adapters.safetensors, OUT/checkpoint.safetensors and OUT/metrics.jsonl, exactly as the
     program does; without it, a temporary directory that is removed afterwards (and no
     checkpoints but the last unless `checkpoint_every` asks: they would be thrown away).
@@ -216,6 +219,13 @@ def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=N
     The GIL is released while training. Ctrl-C (SIGINT) or SIGTERM ends the run after the
     current step with a checkpoint in `out`, then raises KeyboardInterrupt; ``resume=True`` with
     the same settings continues it bit for bit.
+
+    Validation: `x_val`/`y_val`, or `val_fraction` of the pairs held out (seeded); by default a
+    tenth, at most 5,000, when there are 1,000 pairs or more and no `x_val` (`no_val=True`: none).
+    With validation the model returned, like OUT/adapters.safetensors, holds the weights of the
+    best epoch by mean recall (`keep_last=True`: the last); each record's "best_epoch" says
+    which; `patience` stops after that many epochs without a better one. `alpha_schedule`
+    ("constant", "cosine", "exponential") moves mixup's alpha to `final_alpha` over the epochs.
 
     A recipe likely to train poorly (fewer than about 1,000 optimiser steps in all, or a batch
     over half the pairs) gets a `TrainingWarning` before training; the run goes ahead.
@@ -271,6 +281,12 @@ def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=N
         "quiet": bool(quiet),
         "micro_batch": _count(where, "micro_batch", micro_batch, 0),
         "max_steps": _count(where, "max_steps", max_steps, 0),
+        "val_fraction": None if val_fraction is None else _real(where, "val_fraction", val_fraction, 0, 1),
+        "no_val": bool(no_val),
+        "keep_last": bool(keep_last),
+        "patience": _count(where, "patience", patience, 0),
+        "alpha_schedule": _choice(where, "alpha_schedule", alpha_schedule, ("constant", "cosine", "exponential")),
+        "final_alpha": _real(where, "final_alpha", final_alpha, 0, low_open=True),
     }
     if callback is not None and not callable(callback):
         raise ArgumentError(f"{where}: callback must be callable (expected a function, got {type(callback).__name__})")

@@ -79,6 +79,12 @@ def train(
     quiet: bool = False,
     micro_batch: int = 0,
     max_steps: int = 0,
+    val_fraction: float | None = None,
+    no_val: bool = False,
+    keep_last: bool = False,
+    patience: int = 0,
+    alpha_schedule: Literal["constant", "cosine", "exponential"] = "constant",
+    final_alpha: float = 1.0,
 ) -> Model: ...
 def evaluate(model: Model, x: _Latents, y: _Latents, image_of_text: npt.ArrayLike | None = None) -> _Retrieval: ...
 def select(

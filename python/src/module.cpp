@@ -179,6 +179,14 @@ py::dict train_pairs(const py::object& x, const py::object& y, const py::object&
   set_if(o, "quiet", s.quiet);
   set_if(o, "micro_batch", s.train.micro_batch);
   set_if(o, "max_steps", s.train.max_steps);
+  set_if(o, "final_alpha", s.train.mixup.final_alpha);
+  set_if(o, "no_val", s.no_val);
+  set_if(o, "keep_last", s.keep_last);
+  set_if(o, "patience", s.patience);
+  if (o.contains("val_fraction") && !o["val_fraction"].is_none()) s.val_fraction = o["val_fraction"].cast<double>();
+  std::string alpha_schedule = "constant";
+  set_if(o, "alpha_schedule", alpha_schedule);
+  s.train.mixup.schedule = fusemix::parse_alpha_schedule(alpha_schedule);
   std::string preset, mix = "permutation";
   set_if(o, "preset", preset);
   set_if(o, "mix", mix);
@@ -218,6 +226,7 @@ py::dict train_pairs(const py::object& x, const py::object& y, const py::object&
     d.y_val = matrix_of(yv);
     fusemix_cli::check_validation_pairs(where, d, {"x", "y", "x_val", "y_val"});
   }
+  fusemix_cli::prepare_run(s, d);
   fusemix_cli::train_result r;
   {
     py::gil_scoped_release no_gil;
@@ -226,8 +235,17 @@ py::dict train_pairs(const py::object& x, const py::object& y, const py::object&
   py::dict out;
   out["last_loss"] = r.last_loss;
   out["val"] = r.val ? py::object(json_to_python(fusemix_cli::retrieval_json(*r.val))) : py::object(py::none());
+  out["best"] = r.best ? py::object(json_to_python(fusemix_cli::retrieval_json(*r.best))) : py::object(py::none());
+  out["best_epoch"] = r.best_epoch;
+  out["epochs_trained"] = r.epochs_trained;
+  out["stopped_early"] = r.stopped_early;
   out["epochs"] = s.train.epochs;
   out["batch"] = s.train.batch;
+  out["depth_x"] = s.depth_x;
+  out["depth_y"] = s.depth_y;
+  out["lr"] = s.train.lr;
+  out["weight_decay"] = s.train.weight_decay;
+  out["held_out"] = s.held_out;
   return out;
 }
 

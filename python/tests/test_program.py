@@ -51,6 +51,25 @@ def test_train_equals_the_program_bitwise(tmp_path, small, program, extra):
     assert (tmp_path / "saved.safetensors").read_bytes() == cli
 
 
+def test_held_out_validation_and_settings_from_the_data_equal_the_program(tmp_path, emoji, program):
+    """1,243 pairs: the default hold-out (124 pairs), settings from the data but the epochs, the
+    best epoch's weights, and an alpha schedule, in both front ends."""
+    x, y = emoji["x_train"], emoji["y_train"]
+    settings = dict(epochs=4, threads=1, seed=3, alpha_schedule="cosine", final_alpha=0.4, max_steps=20)
+    run_program(program, "train", "--x", save_npy(tmp_path, "x", x), "--y", save_npy(tmp_path, "y", y),
+                "--out", tmp_path / "cli", "--quiet", *flags(settings))
+    model = fusemix.train(x, y, out=tmp_path / "py", quiet=True, **settings)
+    for name in ("adapters.safetensors", "checkpoint.safetensors"):
+        assert (tmp_path / "py" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
+    records = metrics_without_time(tmp_path / "cli" / "metrics.jsonl")
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in model.history] == records
+    assert all("val" in r and 1 <= r["best_epoch"] <= r["epoch"] for r in records)
+    with pytest.raises(fusemix.ArgumentError, match="--val-fraction"):
+        fusemix.train(x, y, quiet=True, val_fraction=1.0, **settings)
+    with pytest.raises(fusemix.ArgumentError, match="needs validation pairs"):
+        fusemix.train(x, y, quiet=True, no_val=True, patience=2, **settings)
+
+
 def test_shards_train_as_the_program_reads_them(tmp_path, small, program):
     """x and y as lists of float16 .npy shards: read in place, as the program's --x a.npy,b.npy."""
     shards = {side: [save_npy(tmp_path, f"{side}{i}", small[side][first:last])

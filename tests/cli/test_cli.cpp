@@ -24,6 +24,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include <fusemix/fusemix.hpp>
 
 namespace fs = std::filesystem;
@@ -257,12 +259,12 @@ BOOST_AUTO_TEST_CASE(embed_and_eval_stream_blocks_of_rows) {
 }
 
 BOOST_AUTO_TEST_CASE(recipes_likely_to_train_poorly_get_a_warning_and_still_run) {
-  // 1,536 pairs: 12 epochs of 24 steps of 64 rows is 288 steps in all.
+  // 1,536 pairs, 153 held out for validation: 12 epochs of 21 steps of 64 rows is 252 steps in all.
   const auto few = run(program(train_args(scratch() / "few_steps")));
   BOOST_TEST_REQUIRE(few.code == 0, few.err);
   BOOST_TEST(few.err.empty(), few.err);
-  BOOST_TEST(few.out.find("fusemix train: warning: this run makes only 288 optimiser steps (12 epochs x 24 steps of 64 "
-                          "rows, from 1536 pairs)") != std::string::npos, few.out);
+  BOOST_TEST(few.out.find("fusemix train: warning: this run makes only 252 optimiser steps (12 epochs x 21 steps of 64 "
+                          "rows, from 1383 pairs)") != std::string::npos, few.out);
   BOOST_TEST(few.out.find("over half") == std::string::npos, few.out);
   BOOST_TEST(fs::exists(scratch() / "few_steps" / "adapters.safetensors"));
   // train_args with other --epochs and --batch (CLI11 refuses an option given twice).
@@ -275,12 +277,89 @@ BOOST_AUTO_TEST_CASE(recipes_likely_to_train_poorly_get_a_warning_and_still_run)
   const auto big = run(program(recipe(scratch() / "big_batch", "--epochs 1 --batch 1000")));
   BOOST_TEST_REQUIRE(big.code == 0, big.err);
   BOOST_TEST(big.out.find("only 1 optimiser steps") != std::string::npos, big.out);
-  BOOST_TEST(big.out.find("--batch 1000 is over half of the 1536 training pairs, so each epoch is 1 step and leaves "
-                          "536 pairs unseen") != std::string::npos, big.out);
-  // 42 epochs of 24 steps: 1,008 steps, nothing to say.
-  const auto enough = run(program(recipe(scratch() / "enough", "--epochs 42 --batch 64")));
+  BOOST_TEST(big.out.find("--batch 1000 is over half of the 1383 training pairs, so each epoch is 1 step and leaves "
+                          "383 pairs unseen") != std::string::npos, big.out);
+  // 48 epochs of 21 steps: 1,008 steps, nothing to say.
+  const auto enough = run(program(recipe(scratch() / "enough", "--epochs 48 --batch 64")));
   BOOST_TEST_REQUIRE(enough.code == 0, enough.err);
   BOOST_TEST(enough.out.find("warning") == std::string::npos, enough.out);
+}
+
+BOOST_AUTO_TEST_CASE(settings_not_given_come_from_the_data_and_are_printed) {
+  // No recipe flag: 1,383 training pairs of widths 24 and 16 give batch 128 (10 steps an epoch),
+  // 100 epochs, depth 2. Run for 3 steps only: what is checked is what was chosen.
+  const auto d = scratch();
+  const fs::path out = d / "defaults";
+  const auto r = run(program("train --x " + (d / "data_x.npy").string() + " --y " + (d / "data_y.npy").string() +
+                             " --out " + out.string() + " --threads 1 --max-steps 3"));
+  BOOST_TEST_REQUIRE(r.code == 0, r.err);
+  for (const char* expected : {"validation: 153 of the 1536 pairs held out (seed 0)",
+                               "settings from the data (1383 training pairs, widths 24 and 16)", "batch 128: ",
+                               "epochs 100: 1000 optimiser steps", "depth 2, lr 1e-4, weight decay 0.5"})
+    BOOST_TEST(r.out.find(expected) != std::string::npos, expected << " in " << r.out);
+  BOOST_TEST(r.out.find("warning") == std::string::npos, r.out);
+  const auto f = fm::io::read_safetensors(out / "checkpoint.safetensors");
+  BOOST_TEST(f.metadata.at("run").find("depth_x=2 depth_y=2") != std::string::npos, f.metadata.at("run"));
+  BOOST_TEST(f.metadata.at("run").find("epochs=100 batch=128 lr=0.0001 wd=0.5") != std::string::npos, f.metadata.at("run"));
+  BOOST_TEST(f.metadata.at("run").find("held_out=153") != std::string::npos, f.metadata.at("run"));
+  // A flag given is kept, and the epochs follow it.
+  const auto kept = run(program("train --x " + (d / "data_x.npy").string() + " --y " + (d / "data_y.npy").string() +
+                                " --out " + (d / "defaults_kept").string() + " --threads 1 --max-steps 1 --batch 64 --no-val"));
+  BOOST_TEST_REQUIRE(kept.code == 0, kept.err);
+  BOOST_TEST(kept.out.find("epochs 42: 1008 optimiser steps at --batch 64") != std::string::npos, kept.out);
+  BOOST_TEST(kept.out.find("validation") == std::string::npos, kept.out);
+}
+
+// The epochs' records of a run's metrics.jsonl.
+std::vector<nlohmann::json> metric_records(const fs::path& out) {
+  std::vector<nlohmann::json> records;
+  std::ifstream in(out / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) records.push_back(nlohmann::json::parse(line));
+  return records;
+}
+
+BOOST_AUTO_TEST_CASE(the_best_validation_epoch_is_what_adapters_hold) {
+  // A high learning rate on a small model: validation recall peaks before the last epoch.
+  const auto d = scratch();
+  const std::string loud = "train --x " + (d / "data_x.npy").string() + " --y " + (d / "data_y.npy").string() +
+                           " --epochs 12 --batch 64 --depth-x 1 --depth-y 1 --shared-dim 16 --lr 3e-2 --weight-decay 0"
+                           " --dropout 0.3 --val-fraction 0.25 --seed 5 --threads 1 --checkpoint-every 1",
+                    args = loud + " --quiet";
+  const fs::path best = d / "best_run";
+  BOOST_TEST_REQUIRE(run(program(args + " --out " + best.string())).code == 0);
+  const auto records = metric_records(best);
+  BOOST_TEST_REQUIRE(records.size() == 12u);
+  std::size_t argmax = 0;
+  for (std::size_t e = 0; e < records.size(); ++e) {
+    if (records[e]["val"]["mean"].get<double>() > records[argmax]["val"]["mean"].get<double>()) argmax = e;
+    BOOST_TEST(records[e]["best_epoch"].get<std::size_t>() == argmax + 1, "epoch " << e + 1);
+  }
+  const std::size_t b = argmax + 1;
+  BOOST_TEST_REQUIRE(b < 12u, "the test needs a best epoch before the last");
+  // The same run stopped after epoch b, keeping its last weights: the same bytes.
+  const std::size_t steps = (1536 - 384) / 64;
+  const fs::path upto = d / "best_upto";
+  BOOST_TEST_REQUIRE(run(program(args + " --out " + upto.string() + " --keep-last --max-steps " +
+                                 std::to_string(b * steps))).code == 0);
+  BOOST_TEST(bytes_of(best / "adapters.safetensors") == bytes_of(upto / "adapters.safetensors"));
+  // --keep-last writes the last epoch's, which differ.
+  const fs::path last = d / "best_last";
+  BOOST_TEST_REQUIRE(run(program(args + " --out " + last.string() + " --keep-last")).code == 0);
+  BOOST_TEST(bytes_of(best / "adapters.safetensors") != bytes_of(last / "adapters.safetensors"));
+  // Early stopping: patience 2 ends the run 2 epochs after its best, keeping that epoch.
+  const fs::path early = d / "best_early";
+  const auto r = run(program(loud + " --out " + early.string() + " --patience 2"));
+  BOOST_TEST_REQUIRE(r.code == 0, r.err);
+  const auto early_records = metric_records(early);
+  const std::size_t early_best = early_records.back()["best_epoch"].get<std::size_t>();
+  BOOST_TEST(early_records.size() == early_best + 2);
+  BOOST_TEST(early_best <= b);
+  BOOST_TEST(r.out.find("stopped early after epoch " + std::to_string(early_best + 2)) != std::string::npos, r.out);
+  BOOST_TEST(r.out.find("the weights of epoch " + std::to_string(early_best)) != std::string::npos, r.out);
+  // Resumed, a run that stopped early stays stopped.
+  const auto again = run(program(args + " --out " + early.string() + " --patience 2 --resume"));
+  BOOST_TEST_REQUIRE(again.code == 0, again.err);
+  BOOST_TEST(metric_records(early).size() == early_records.size());
 }
 
 BOOST_AUTO_TEST_CASE(the_sigmoid_loss_through_the_program) {
@@ -343,7 +422,8 @@ BOOST_AUTO_TEST_CASE(float16_shards_train_like_one_float32_file_and_max_steps_re
   }
   auto args = [&](const std::string& x, const std::string& y, const fs::path& out) {
     return "train --x " + x + " --y " + y + " --out " + out.string() +
-           " --epochs 2 --batch 256 --depth-x 2 --depth-y 1 --shared-dim 32 --lr 2e-3 --dropout 0.3 --seed 3 --threads 1";
+           " --epochs 2 --batch 256 --depth-x 2 --depth-y 1 --shared-dim 32 --lr 2e-3 --dropout 0.3 --seed 3 --threads 1"
+           " --no-val";
   };
   const fs::path one = d / "rounded_run", sharded = d / "half_run", stopped = d / "max_steps_run";
   BOOST_TEST_REQUIRE(run(program(args((d / "rounded_x.npy").string(), (d / "rounded_y.npy").string(), one) + " --quiet")).code == 0);
@@ -488,8 +568,10 @@ BOOST_AUTO_TEST_CASE(sigint_and_sigterm_save_and_exit_then_resume_is_bitwise_equ
     BOOST_TEST(err.find(std::string("stopped by ") + name) != std::string::npos, err);
     BOOST_TEST(err.find("--resume") != std::string::npos, err);
     BOOST_TEST(std::count(err.begin(), err.end(), '\n') == 1, err);
-    BOOST_TEST(!fs::exists(out / "adapters.safetensors"));
+    // adapters.safetensors holds the best validation epoch so far, written before the checkpoint
+    // that names it: present exactly when the checkpoint names one.
     const auto ckpt = fm::io::read_safetensors(out / "checkpoint.safetensors");
+    BOOST_TEST(fs::exists(out / "adapters.safetensors") == ckpt.metadata.contains("best_epoch"));
     BOOST_TEST_MESSAGE(name << " stopped after epoch " << ckpt.metadata.at("epoch") << " and step "
                             << ckpt.metadata.at("step_in_epoch"));
     const auto r = run(program(train_args(out) + " --resume"));
@@ -550,6 +632,22 @@ BOOST_AUTO_TEST_CASE(bad_input_is_one_line_and_exit_2) {
        "even"},
       {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --preset nonsense",
        "unknown preset"},
+      {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --val-fraction 0",
+       "--val-fraction is the fraction of pairs held out (expected a number between 0 and 1, both excluded, got 0)"},
+      {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --val-fraction 1",
+       "both excluded, got 1)"},
+      {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --val-fraction 0.001",
+       "must hold out at least one pair"},
+      {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --val-fraction 0.2 --x-val " +
+           (d / "small_x.npy").string() + " --y-val " + (d / "small_y.npy").string(),
+       "use one or the other"},
+      {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --patience 3",
+       "--patience 3 needs validation pairs"},
+      {base + " --x " + (d / "data_x.npy").string() + " --y " + (d / "data_y.npy").string() + " --patience 3 --no-val",
+       "got none: --no-val"},
+      {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --alpha-schedule cosine "
+           "--final-alpha 0",
+       "the final alpha of a schedule must be positive"},
       {"eval --model " + (d / "small_x.npy").string() + " --x " + (d / "small_x.npy").string() + " --y " +
            (d / "small_y.npy").string(),
        "small_x.npy"},
