@@ -36,7 +36,7 @@ def main(metrics_path, png_path):
             # The epoch whose weights adapters.safetensors holds (unless the run used --keep-last).
             ax[1].axvline(best, color="grey", linestyle=":", label=f"best epoch ({best})")
         ax[1].set_ylabel("validation recall (%)")
-        ax[1].legend()
+        ax[1].legend(loc="lower right", fontsize="small")
     ax[1].set_xlabel("epoch")
     ax[1].set_title("retrieval")
     fig.tight_layout()
