@@ -104,7 +104,7 @@ void run_demo(demo_options o) {
   {
     // What the run wrote: the best validation epoch's weights.
     auto m = fusemix::io::load_model(s.out / "adapters.safetensors");
-    rows.emplace_back(fusemix::concat("FuseMix (epoch ", result.best_epoch, ")"),
+    rows.emplace_back(result.best_epoch > 0 ? fusemix::concat("FuseMix (epoch ", result.best_epoch, ")") : "FuseMix",
                       fusemix_cli::retrieval_of(*m.x, *m.y, xte, yte, {}));
   }
   std::printf("\nretrieval on the %td-pair test split (percent; chance R@1 = %.1f%%; ridge lambda %g):\n",

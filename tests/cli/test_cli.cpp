@@ -362,6 +362,28 @@ BOOST_AUTO_TEST_CASE(the_best_validation_epoch_is_what_adapters_hold) {
   BOOST_TEST(metric_records(early).size() == early_records.size());
 }
 
+BOOST_AUTO_TEST_CASE(the_demo_validates_on_training_pairs_and_reports_the_test_split) {
+  // Two short epochs of the smallest adapters on the bundled data: what is checked is where each
+  // split goes, not the figures.
+  const fs::path out = scratch() / "demo";
+  const auto r = run(program("demo --epochs 2 --depth 0 --threads 1 --no-plot --out " + out.string()));
+  BOOST_TEST_REQUIRE(r.code == 0, r.err);
+  for (const char* expected : {"validation: 124 of the 1243 pairs held out", "settings from the data (1119 training pairs",
+                               "retrieval on the 300-pair test split", "ridge regression", "FuseMix (epoch "})
+    BOOST_TEST(r.out.find(expected) != std::string::npos, expected << " in " << r.out);
+  const auto records = metric_records(out);
+  BOOST_TEST_REQUIRE(records.size() == 2u);
+  // Validation ran on 124 pairs (every recall a whole number of 124ths), not on the 300 test pairs.
+  double sum = 0;
+  for (const char* direction : {"image_to_text", "text_to_image"})
+    for (const char* k : {"r1", "r5", "r10"}) {
+      const double v = records.back()["val"][direction][k].get<double>(), hits = v * 124 / 100;
+      BOOST_TEST(std::abs(hits - std::round(hits)) < 1e-9, direction << " " << k << " = " << v);
+      sum += v;
+    }
+  BOOST_TEST(sum > 0);
+}
+
 BOOST_AUTO_TEST_CASE(the_sigmoid_loss_through_the_program) {
   const fs::path out = scratch() / "run_sigmoid";
   const auto r = run(program(train_args(out) + " --loss sigmoid --mix halves"));
