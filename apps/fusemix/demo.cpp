@@ -80,6 +80,7 @@ void run_demo(demo_options o) {
   std::printf("bundled data %s: %td train pairs; X %td-d (MobileNetV2 images), Y %td-d (GloVe names)\n",
               dir.string().c_str(), d.x.rows(), d.x.cols(), d.y.cols());
   fusemix_cli::prepare_run(s, d);
+  if (s.auto_search) fusemix_cli::search_settings(s, d);
   // The test split, read once every setting is chosen, by the training pairs alone.
   const fusemix::matrix<float> xte = fusemix_cli::read_latents("fusemix demo", "x_test", x_test);
   const fusemix::matrix<float> yte = fusemix_cli::read_latents("fusemix demo", "y_test", y_test);
@@ -104,7 +105,8 @@ void run_demo(demo_options o) {
   {
     // What the run wrote: the best validation epoch's weights.
     auto m = fusemix::io::load_model(s.out / "adapters.safetensors");
-    rows.emplace_back(result.best_epoch > 0 ? fusemix::concat("FuseMix (epoch ", result.best_epoch, ")") : "FuseMix",
+    const std::string name = s.auto_search ? "FuseMix --auto" : "FuseMix";
+    rows.emplace_back(result.best_epoch > 0 ? fusemix::concat(name, " (epoch ", result.best_epoch, ")") : name,
                       fusemix_cli::retrieval_of(*m.x, *m.y, xte, yte, {}));
   }
   std::printf("\nretrieval on the %td-pair test split (percent; chance R@1 = %.1f%%; ridge lambda %g):\n",
@@ -145,8 +147,10 @@ void register_demo(CLI::App& app) {
   auto* depth = cmd->add_option("--depth", s.depth_x, "blocks per adapter (default: from the data)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--patience", s.patience, "stop after N epochs without a better validation recall (0: never)")
       ->capture_default_str();
-  cmd->add_option("--shared-dim", s.shared_dim, "shared width")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--dropout", s.dropout, "dropout")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  auto* shared = cmd->add_option("--shared-dim", s.shared_dim, "shared width")->check(CLI::PositiveNumber)->capture_default_str();
+  auto* dropout = cmd->add_option("--dropout", s.dropout, "dropout")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  cmd->add_flag("--auto", s.auto_search, "search the settings as `fusemix train --auto` does (on the training split)");
+  cmd->add_option("--budget-minutes", s.budget_minutes, "--auto: the search's time (default 15)");
   cmd->add_option("--seed", s.train.seed, "seed")->capture_default_str();
   cmd->add_option("--loss", s.loss, "contrastive or sigmoid")
       ->check(CLI::IsMember({"contrastive", "sigmoid"}))->capture_default_str();
@@ -157,7 +161,8 @@ void register_demo(CLI::App& app) {
   cmd->callback([=] {
     o->train.depth_y = o->train.depth_x;
     o->train.given = {.epochs = epochs->count() > 0, .batch = batch->count() > 0, .lr = lr->count() > 0,
-                      .weight_decay = wd->count() > 0, .depth_x = depth->count() > 0, .depth_y = depth->count() > 0};
+                      .weight_decay = wd->count() > 0, .depth_x = depth->count() > 0, .depth_y = depth->count() > 0,
+                      .shared_dim = shared->count() > 0, .dropout = dropout->count() > 0};
     run_demo(*o);
   });
 }

@@ -93,18 +93,18 @@ void register_train(CLI::App& app) {
   auto* depth_x = cmd->add_option("--depth-x", s->depth_x, "blocks of the X adapter")->check(CLI::NonNegativeNumber);
   auto* depth_y = cmd->add_option("--depth-y", s->depth_y, "blocks of the Y adapter")->check(CLI::NonNegativeNumber);
   cmd->add_flag("--identity-y", s->identity_y, "no Y adapter: align X into Y's space (audio-to-image)");
-  cmd->add_option("--shared-dim", s->shared_dim, "shared space width (default 512; Y's width with --identity-y)")
+  auto* shared_dim = cmd->add_option("--shared-dim", s->shared_dim, "shared space width (default 512; Y's width with --identity-y)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--expansion", s->expansion, "block widening factor")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--dropout", s->dropout, "dropout probability in the blocks")->check(CLI::Range(0.0, 1.0))->capture_default_str();
-  cmd->add_option("--alpha", s->train.mixup.alpha, "mixup: lambda ~ Beta(alpha, alpha)")->check(CLI::PositiveNumber)->capture_default_str();
+  auto* dropout = cmd->add_option("--dropout", s->dropout, "dropout probability in the blocks")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  auto* alpha = cmd->add_option("--alpha", s->train.mixup.alpha, "mixup: lambda ~ Beta(alpha, alpha)")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--alpha-schedule", *alpha_schedule,
                   "mixup alpha per epoch from --alpha to --final-alpha: constant (the paper), cosine or exponential "
                   "(the authors' code)")
       ->check(CLI::IsMember({"constant", "cosine", "exponential"}))->capture_default_str();
   cmd->add_option("--final-alpha", s->train.mixup.final_alpha, "alpha after the last epoch (with --alpha-schedule)")
       ->capture_default_str();
-  cmd->add_option("--mix", *mix, "mixup pairing: permutation (paper) or halves (authors' code)")
+  auto* mix_option = cmd->add_option("--mix", *mix, "mixup pairing: permutation (paper) or halves (authors' code)")
       ->check(CLI::IsMember({"permutation", "halves"}))->capture_default_str();
   cmd->add_option("--loss", s->loss, "contrastive (the paper's symmetric InfoNCE, learnable temperature) or sigmoid "
                                      "(SigLIP: pairwise, learnable logit_scale and logit_bias)")
@@ -129,6 +129,10 @@ void register_train(CLI::App& app) {
                 "write the last epoch's weights (default with validation: the best epoch's by mean recall)");
   cmd->add_option("--patience", s->patience, "stop after N epochs without a better validation recall (0: never)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_flag("--auto", s->auto_search,
+                "search depth, shared width, lr, weight decay, mixup alpha and mode, dropout and epochs (those not "
+                "given) by successive halving on validation pairs, then train the winner (docs/training.md)");
+  cmd->add_option("--budget-minutes", s->budget_minutes, "--auto: the search's time, final run included (default 15)");
   cmd->add_option("--checkpoint-every", s->checkpoint_every, "write a checkpoint every N epochs (and at the end)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--micro-batch", s->train.micro_batch,
@@ -146,10 +150,13 @@ void register_train(CLI::App& app) {
     fusemix_cli::apply_recipe(*s, *preset_name, *mix,
                               {.epochs = epochs->count() > 0, .batch = batch->count() > 0, .lr = lr->count() > 0,
                                .weight_decay = wd->count() > 0, .depth_x = depth_x->count() > 0,
-                               .depth_y = depth_y->count() > 0});
+                               .depth_y = depth_y->count() > 0, .shared_dim = shared_dim->count() > 0,
+                               .dropout = dropout->count() > 0, .alpha = alpha->count() > 0,
+                               .mix = mix_option->count() > 0});
     s->train.mixup.schedule = fusemix::parse_alpha_schedule(*alpha_schedule);
     auto d = fusemix_cli::load_data(*s);
     fusemix_cli::prepare_run(*s, d);
+    if (s->auto_search) fusemix_cli::search_settings(*s, d);
     fusemix_cli::train(*s, d);
     if (!s->quiet) std::cout << "wrote " << (s->out / "adapters.safetensors").string() << '\n';
   });

@@ -4,7 +4,10 @@
 #include <chrono>
 #include <cmath>
 #include <span>
+#include <csignal>
 #include <cstdio>
+#include <filesystem>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -158,6 +161,18 @@ void prepare_run(train_settings& s, data_set& d) {
   constexpr std::string_view where = "fusemix train";
   const std::size_t n = d.x_files ? d.x_files->rows() : static_cast<std::size_t>(d.x.rows());
   const bool given_val = d.x_val.size() > 0;
+  if (s.budget_minutes && !s.auto_search)
+    throw fusemix::argument_error("fusemix train: --budget-minutes is the time of an --auto search; without --auto there is none");
+  if (s.budget_minutes && !(*s.budget_minutes > 0))
+    fusemix::throw_expected<fusemix::argument_error>(where, "--budget-minutes is the search's time", "minutes > 0",
+                                                     *s.budget_minutes);
+  if (s.auto_search && s.resume)
+    throw fusemix::argument_error("fusemix train: --auto does not resume (it searches afresh); drop --resume, or resume a "
+                                  "run with the settings it chose");
+  if (s.auto_search && s.train.max_steps > 0)
+    throw fusemix::argument_error("fusemix train: --auto chooses when its runs stop; drop --max-steps");
+  if (s.auto_search && s.no_val)
+    throw fusemix::argument_error("fusemix train: --auto judges settings on validation pairs; --no-val leaves none");
   if (s.val_fraction) {
     const double f = *s.val_fraction;
     if (!(f > 0 && f < 1))
@@ -176,6 +191,10 @@ void prepare_run(train_settings& s, data_set& d) {
   } else if (!given_val && !s.no_val && n >= auto_validation_min_pairs) {
     hold_out(s, d, std::min(n / 10, auto_validation_max_pairs));
   }
+  if (s.auto_search && d.x_val.size() == 0)
+    throw fusemix::argument_error(fusemix::concat(
+        "fusemix train: --auto judges settings on validation pairs: give --val-fraction or --x-val/--y-val (the default "
+        "hold-out needs at least ", auto_validation_min_pairs, " pairs; got ", n, ")"));
   if (s.patience > 0 && d.x_val.size() == 0)
     throw fusemix::argument_error(fusemix::concat(
         "fusemix train: --patience ", s.patience, " needs validation pairs (--val-fraction, --x-val/--y-val, or at least ",
@@ -198,6 +217,143 @@ void prepare_run(train_settings& s, data_set& d) {
   if (!g.lr) s.train.lr = r.lr;
   if (!g.weight_decay) s.train.weight_decay = r.weight_decay;
   if (!g.depth_x || !g.depth_y || !g.lr || !g.weight_decay) s.notes.push_back("  " + r.reasons[2]);
+}
+
+namespace {
+
+// The search's space: the defaults, each setting given on the command line fixed.
+fusemix::search_space space_for(const train_settings& s) {
+  fusemix::search_space space;
+  const auto& g = s.given;
+  if (g.depth_x || g.depth_y) space.depth = {g.depth_x ? s.depth_x : s.depth_y};
+  if (g.shared_dim || s.identity_y) space.shared_dim = {s.shared_dim};
+  if (g.lr) space.lr = {s.train.lr};
+  if (g.weight_decay) space.weight_decay = {s.train.weight_decay};
+  if (g.alpha) space.alpha = {s.train.mixup.alpha};
+  if (g.mix || s.train.batch % 2 != 0) space.mix = {s.train.mixup.mode};  // (halves needs an even batch)
+  if (g.dropout) space.dropout = {s.dropout};
+  return space;
+}
+
+void apply_candidate(train_settings& s, const fusemix::hyperparameters& h) {
+  s.depth_x = h.depth;
+  s.depth_y = s.identity_y ? 0 : h.depth;
+  s.shared_dim = h.shared_dim;
+  s.train.lr = h.lr;
+  s.train.weight_decay = h.weight_decay;
+  s.train.mixup.alpha = h.alpha;
+  s.train.mixup.mode = h.mix;
+  s.dropout = h.dropout;
+}
+
+std::string describe(const fusemix::hyperparameters& h) {
+  return fusemix::concat("depth ", h.depth, ", shared ", h.shared_dim, ", lr ", h.lr, ", weight decay ", h.weight_decay,
+                         ", alpha ", h.alpha, ", mix ", fusemix::to_string(h.mix), ", dropout ", h.dropout);
+}
+
+}  // namespace
+
+fusemix::search_report search_settings(train_settings& s, data_set& d) {
+  const std::size_t dy = d.cols_y();
+  const std::size_t shared = s.identity_y ? dy : (s.shared_dim == 0 ? 512 : s.shared_dim);
+  s.shared_dim = shared;
+  const fusemix::hyperparameters rule{s.depth_x,          shared, s.train.lr, s.train.weight_decay, s.train.mixup.alpha,
+                                      s.train.mixup.mode, s.dropout};
+  const std::vector<fusemix::hyperparameters> candidates =
+      fusemix::sample_candidates(space_for(s), s.search_candidates, s.train.seed, {rule});
+  const std::vector<fusemix::rung> plan = fusemix::halving_plan(candidates.size(), 3, s.train.epochs);
+  const double budget = 60 * s.budget_minutes.value_or(15.0);
+  const std::size_t all_pairs = d.pairs() + (d.train_rows.empty() ? 0 : s.held_out);
+  const fs::path dir = s.out / "search", table = s.out / "search.jsonl";
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw fusemix::io_error("fusemix train: " + dir.string() + ": cannot create the search directory: " + ec.message());
+  if (!s.quiet) {
+    std::string rounds;
+    for (const auto& r : plan) rounds += fusemix::concat(rounds.empty() ? "" : ", ", r.candidates, " x ", r.epochs, " epochs");
+    for (const std::string& note : s.notes) std::printf("%s\n", note.c_str());
+    std::printf("search: %zu candidates (0: the settings above), successive halving: %s; judged on %td validation pairs; "
+                "budget %.4g min\n",
+                candidates.size(), rounds.c_str(), d.x_val.rows(), budget / 60);
+    std::printf("%5s %5s %6s %5s %6s %8s %6s %5s %-11s %7s %8s %5s %8s\n", "cand", "round", "epochs", "depth", "shared",
+                "lr", "wd", "alpha", "mix", "dropout", "val mean", "best", "seconds");
+    std::fflush(stdout);
+  }
+  std::string lines;
+  auto evaluate = [&](const fusemix::trial& tr) {
+    const std::size_t c = tr.candidate, round = tr.rung, epochs = tr.epochs;
+    train_settings t = s;
+    apply_candidate(t, candidates[c]);
+    t.train.epochs = epochs;
+    t.out = dir / fusemix::concat("candidate-", c, "-round-", round);
+    // (keep_last: a trial's weights are written once, at the end, not at every better epoch; its
+    // best epoch and score are tracked all the same.)
+    t.quiet = true, t.resume = false, t.keep_last = true, t.patience = 0, t.checkpoint_every = 0;
+    t.notes.clear();
+    t.on_warning = [](const std::string&) {};  // (short rounds are meant to be short)
+    t.on_epoch = nullptr;
+    const auto start = std::chrono::steady_clock::now();
+    fusemix::trial_outcome out;
+    try {
+      const train_result r = train(t, d);
+      out.score = r.best ? r.best->mean : 0;
+      out.best_epoch = r.best_epoch;
+    } catch (const diverged&) {
+      out.score = -std::numeric_limits<double>::infinity();
+    } catch (const interrupted& e) {
+      fs::remove_all(dir, ec);
+      throw interrupted(e.signal(), fusemix::concat("fusemix train --auto: stopped by ", e.signal() == SIGTERM ? "SIGTERM" : "SIGINT",
+                                                    " while training candidate ", c, "; the trials so far are in ",
+                                                    table.string(), "; a search does not resume: run it again"));
+    }
+    out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    fs::remove_all(t.out, ec);
+    const auto& h = candidates[c];
+    nlohmann::json j{{"candidate", c},        {"round", round},          {"epochs", epochs},
+                     {"depth", h.depth},      {"shared_dim", h.shared_dim}, {"lr", h.lr},
+                     {"weight_decay", h.weight_decay}, {"alpha", h.alpha}, {"mix", fusemix::to_string(h.mix)},
+                     {"dropout", h.dropout},  {"best_epoch", out.best_epoch}, {"seconds", out.seconds}};
+    j["val_mean"] = std::isfinite(out.score) ? nlohmann::json(out.score) : nlohmann::json(nullptr);
+    lines += j.dump() + '\n';
+    fusemix::io::atomic_write("fusemix train", table, [&](fusemix::io::atomic_file& f) { f.write(lines.data(), lines.size()); });
+    if (!s.quiet) {
+      std::printf("%5zu %5zu %6zu %5zu %6zu %8.1e %6.3g %5.3g %-11s %7.2g %8.2f %5zu %8.1f\n", c, round, epochs, h.depth,
+                  h.shared_dim, h.lr, h.weight_decay, h.alpha, fusemix::to_string(h.mix), h.dropout, out.score,
+                  out.best_epoch, out.seconds);
+      std::fflush(stdout);
+    }
+    return out;
+  };
+  // (No cost model per candidate: the adapters' weights predicted the measured epoch times badly on
+  // the bundled data, where row passes and validation weigh as much as the GEMMs.)
+  const double grow = static_cast<double>(all_pairs) / static_cast<double>(d.pairs());
+  fusemix::search_report report = fusemix::successive_halving(
+      plan, evaluate,
+      {.keep_first = true, .budget_seconds = budget, .reserve_epochs = static_cast<double>(s.train.epochs) * grow});
+  fs::remove_all(dir, ec);
+
+  const fusemix::hyperparameters& w = candidates[report.winner];
+  apply_candidate(s, w);
+  s.train.epochs = report.winner_epochs;
+  s.notes.clear();
+  s.notes.push_back(fusemix::concat("search: candidate ", report.winner, " won (", describe(w), "): validation mean ",
+                                    report.best.score, " at epoch ", report.best.best_epoch, " of ", report.winner_epochs,
+                                    "; ", report.trials.size(), " trials in ", std::llround(report.seconds), " s",
+                                    report.budget_cut ? " (some skipped: they would not have fitted the budget)" : ""));
+  if (!d.train_rows.empty()) {
+    // The held-out pairs rejoin: the final run trains on every pair and stops where the winner was
+    // best (its schedule still spans the round's epochs).
+    d.train_rows.clear();
+    d.x_val = {}, d.y_val = {};
+    s.held_out = 0;
+    const std::size_t best = std::max<std::size_t>(report.best.best_epoch, 1);
+    s.train.max_steps = best * (d.pairs() / s.train.batch);
+    s.notes.push_back(fusemix::concat("final run: the winner on all ", d.pairs(), " pairs, stopped after epoch ", best,
+                                      " of ", s.train.epochs, " (", s.train.max_steps, " optimiser steps)"));
+  } else {
+    s.notes.push_back(fusemix::concat("final run: the winner on all ", d.pairs(), " training pairs, validated as before"));
+  }
+  return report;
 }
 
 void choose_gemm_library(const std::string& name) {

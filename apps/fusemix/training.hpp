@@ -60,6 +60,8 @@ void choose_gemm_library(const std::string& name);
 /// Which recipe settings were given explicitly (a preset or the data-aware rule fills in the others).
 struct given_settings {
   bool epochs = false, batch = false, lr = false, weight_decay = false, depth_x = false, depth_y = false;
+  /// (Only `--auto` reads these: a setting given is not searched.)
+  bool shared_dim = false, dropout = false, alpha = false, mix = false;
 };
 
 /// Validation pairs held out of the training pairs by default: a tenth of them, at most this many
@@ -84,6 +86,11 @@ struct train_settings {
   bool no_val = false, keep_last = false;
   std::size_t patience = 0;
   std::size_t held_out = 0;  ///< pairs `prepare_run` held out (part of the run's signature)
+  /// --auto: search the settings not given (`search_settings`) within `budget_minutes`, from
+  /// `search_candidates` candidates, the rule's settings first.
+  bool auto_search = false;
+  std::optional<double> budget_minutes;
+  std::size_t search_candidates = 9;
   /// Set by `apply_recipe`: what was given, and whether a preset filled in the rest (otherwise
   /// `prepare_run` applies fusemix::recipe_for).
   given_settings given{};
@@ -142,6 +149,14 @@ data_set load_data(const train_settings& s);
 /// settings not given by fusemix::recipe_for on the training pairs unless a preset did, noting the
 /// choices in `s.notes`. @throws argument_error for contradictory settings.
 void prepare_run(train_settings& s, data_set& d);
+/// `fusemix train --auto`, after `prepare_run`: successive halving over the settings not given
+/// (fusemix::successive_halving; candidate 0 is what `prepare_run` chose), each trial trained as
+/// `train` trains under OUT/search/ and judged by its best validation mean recall, a table row
+/// printed per trial and OUT/search.jsonl written. Leaves `s` and `d` set for the final run: the
+/// winner on every training pair (held-out pairs rejoin and the run stops after the winner's best
+/// epoch, the schedule of its last round kept) or, with --x-val/--y-val, validated as before.
+/// @throws argument_error without validation pairs or with --resume/--max-steps; interrupted.
+fusemix::search_report search_settings(train_settings& s, data_set& d);
 /// Checks the validation pairs of `d` (if any) against each other and the training pairs;
 /// `names` are what messages call x, y, x_val and y_val. @throws shape_error.
 void check_validation_pairs(std::string_view where, const data_set& d, const std::array<std::string_view, 4>& names);

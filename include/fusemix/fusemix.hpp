@@ -28,6 +28,7 @@
 #include <fusemix/train/mixup.hpp>
 #include <fusemix/train/recipe.hpp>
 #include <fusemix/train/split.hpp>
+#include <fusemix/train/tune.hpp>
 #include <fusemix/train/checkpoint.hpp>
 #include <fusemix/train/trainer.hpp>
 #include <fusemix/eval/retrieval.hpp>

@@ -196,11 +196,11 @@ def load(path):
 
 
 def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=None, depth_x=None, depth_y=None,
-          shared_dim=None, expansion=4, dropout=0.6, alpha=1.0, mix="permutation", loss="contrastive", seed=0,
+          shared_dim=None, expansion=4, dropout=None, alpha=None, mix=None, loss="contrastive", seed=0,
           threads=0, x_val=None, y_val=None, out=None, callback=None, identity_y=False, device="cpu",
           precision="fp32", gemm="auto", checkpoint_every=None, resume=False, quiet=False, micro_batch=0,
           max_steps=0, val_fraction=None, no_val=False, keep_last=False, patience=0, alpha_schedule="constant",
-          final_alpha=1.0):
+          final_alpha=1.0, auto=False, budget_minutes=None):
     """Trains two fusion adapters on the pairs (x[i], y[i]) as ``fusemix train`` does.
 
     Every keyword is the program's flag of the same name (``--weight-decay`` is
@@ -226,6 +226,12 @@ def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=N
     best epoch by mean recall (`keep_last=True`: the last); each record's "best_epoch" says
     which; `patience` stops after that many epochs without a better one. `alpha_schedule`
     ("constant", "cosine", "exponential") moves mixup's alpha to `final_alpha` over the epochs.
+
+    `dropout`, `alpha` and `mix` left None are 0.6, 1.0 and "permutation" (the program's
+    defaults). ``auto=True`` is ``--auto``: a budgeted search (`budget_minutes`, default 15) of
+    depth, shared width, lr, weight decay, alpha, mix, dropout and epochs, those left None, judged
+    on the validation pairs, then the winner trained on every training pair (`docs/training.md`;
+    with `out`, OUT/search.jsonl lists the trials).
 
     A recipe likely to train poorly (fewer than about 1,000 optimiser steps in all, or a batch
     over half the pairs) gets a `TrainingWarning` before training; the run goes ahead.
@@ -265,9 +271,9 @@ def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=N
         "depth_y": None if depth_y is None else _count(where, "depth_y", depth_y, 0),
         "shared_dim": None if shared_dim is None else _count(where, "shared_dim", shared_dim, 1),
         "expansion": _count(where, "expansion", expansion, 1),
-        "dropout": _real(where, "dropout", dropout, 0, 1),
-        "alpha": _real(where, "alpha", alpha, 0, low_open=True),
-        "mix": _choice(where, "mix", mix, ("permutation", "halves")),
+        "dropout": None if dropout is None else _real(where, "dropout", dropout, 0, 1),
+        "alpha": None if alpha is None else _real(where, "alpha", alpha, 0, low_open=True),
+        "mix": None if mix is None else _choice(where, "mix", mix, ("permutation", "halves")),
         "loss": _choice(where, "loss", loss, ("contrastive", "sigmoid")),
         "seed": _count(where, "seed", seed, 0),
         "threads": _count(where, "threads", threads, 0),
@@ -287,6 +293,9 @@ def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=N
         "patience": _count(where, "patience", patience, 0),
         "alpha_schedule": _choice(where, "alpha_schedule", alpha_schedule, ("constant", "cosine", "exponential")),
         "final_alpha": _real(where, "final_alpha", final_alpha, 0, low_open=True),
+        "auto": bool(auto),
+        "budget_minutes": None if budget_minutes is None else
+                          _real(where, "budget_minutes", budget_minutes, 0, low_open=True),
     }
     if callback is not None and not callable(callback):
         raise ArgumentError(f"{where}: callback must be callable (expected a function, got {type(callback).__name__})")

@@ -60,9 +60,9 @@ def train(
     depth_y: int | None = None,
     shared_dim: int | None = None,
     expansion: int = 4,
-    dropout: float = 0.6,
-    alpha: float = 1.0,
-    mix: Literal["permutation", "halves"] = "permutation",
+    dropout: float | None = None,
+    alpha: float | None = None,
+    mix: Literal["permutation", "halves"] | None = None,
     loss: Literal["contrastive", "sigmoid"] = "contrastive",
     seed: int = 0,
     threads: int = 0,
@@ -85,6 +85,8 @@ def train(
     patience: int = 0,
     alpha_schedule: Literal["constant", "cosine", "exponential"] = "constant",
     final_alpha: float = 1.0,
+    auto: bool = False,
+    budget_minutes: float | None = None,
 ) -> Model: ...
 def evaluate(model: Model, x: _Latents, y: _Latents, image_of_text: npt.ArrayLike | None = None) -> _Retrieval: ...
 def select(

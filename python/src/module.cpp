@@ -162,12 +162,13 @@ py::dict train_pairs(const py::object& x, const py::object& y, const py::object&
   const fusemix_cli::given_settings given{
       .epochs = set_if(o, "epochs", s.train.epochs), .batch = set_if(o, "batch", s.train.batch),
       .lr = set_if(o, "lr", s.train.lr), .weight_decay = set_if(o, "weight_decay", s.train.weight_decay),
-      .depth_x = set_if(o, "depth_x", s.depth_x), .depth_y = set_if(o, "depth_y", s.depth_y)};
+      .depth_x = set_if(o, "depth_x", s.depth_x), .depth_y = set_if(o, "depth_y", s.depth_y),
+      .shared_dim = set_if(o, "shared_dim", s.shared_dim), .dropout = set_if(o, "dropout", s.dropout),
+      .alpha = set_if(o, "alpha", s.train.mixup.alpha), .mix = o.contains("mix") && !o["mix"].is_none()};
   set_if(o, "identity_y", s.identity_y);
-  set_if(o, "shared_dim", s.shared_dim);
   set_if(o, "expansion", s.expansion);
-  set_if(o, "dropout", s.dropout);
-  set_if(o, "alpha", s.train.mixup.alpha);
+  set_if(o, "auto", s.auto_search);
+  if (o.contains("budget_minutes") && !o["budget_minutes"].is_none()) s.budget_minutes = o["budget_minutes"].cast<double>();
   set_if(o, "seed", s.train.seed);
   set_if(o, "loss", s.loss);
   set_if(o, "threads", s.threads);
@@ -230,6 +231,7 @@ py::dict train_pairs(const py::object& x, const py::object& y, const py::object&
   fusemix_cli::train_result r;
   {
     py::gil_scoped_release no_gil;
+    if (s.auto_search) fusemix_cli::search_settings(s, d);
     r = fusemix_cli::train(s, d);
   }
   py::dict out;
@@ -246,6 +248,10 @@ py::dict train_pairs(const py::object& x, const py::object& y, const py::object&
   out["lr"] = s.train.lr;
   out["weight_decay"] = s.train.weight_decay;
   out["held_out"] = s.held_out;
+  out["shared_dim"] = s.shared_dim;
+  out["dropout"] = s.dropout;
+  out["alpha"] = s.train.mixup.alpha;
+  out["mix"] = fusemix::to_string(s.train.mixup.mode);
   return out;
 }
 

@@ -70,6 +70,27 @@ def test_held_out_validation_and_settings_from_the_data_equal_the_program(tmp_pa
         fusemix.train(x, y, quiet=True, no_val=True, patience=2, **settings)
 
 
+def test_auto_search_equals_the_program(tmp_path, emoji, program):
+    """``auto=True`` is ``--auto``: the same trials, the same winner, the same final weights."""
+    x, y = emoji["x_train"], emoji["y_train"]
+    settings = dict(auto=True, epochs=3, batch=256, shared_dim=64, threads=1, seed=2)
+    run_program(program, "train", "--x", save_npy(tmp_path, "x", x), "--y", save_npy(tmp_path, "y", y),
+                "--out", tmp_path / "cli", "--quiet", *flags(settings))
+    fusemix.train(x, y, out=tmp_path / "py", quiet=True, **settings)
+    assert (tmp_path / "py" / "adapters.safetensors").read_bytes() == \
+        (tmp_path / "cli" / "adapters.safetensors").read_bytes()
+    trials = [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+              for line in (tmp_path / "cli" / "search.jsonl").read_text().splitlines()]
+    assert [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+            for line in (tmp_path / "py" / "search.jsonl").read_text().splitlines()] == trials
+    # 9 x 1 epoch; round 1 (also 1 epoch) reuses those; round 2: its best and candidate 0 for 3.
+    assert [t["epochs"] for t in trials[:9]] == [1] * 9 and all(t["shared_dim"] == 64 for t in trials)
+    assert 10 <= len(trials) <= 11 and all(t["epochs"] == 3 for t in trials[9:])
+    assert 0 in [t["candidate"] for t in trials[9:]]
+    with pytest.raises(fusemix.ArgumentError, match="budget_minutes"):
+        fusemix.train(x, y, quiet=True, budget_minutes=0, **settings)
+
+
 def test_shards_train_as_the_program_reads_them(tmp_path, small, program):
     """x and y as lists of float16 .npy shards: read in place, as the program's --x a.npy,b.npy."""
     shards = {side: [save_npy(tmp_path, f"{side}{i}", small[side][first:last])

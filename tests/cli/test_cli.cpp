@@ -362,6 +362,77 @@ BOOST_AUTO_TEST_CASE(the_best_validation_epoch_is_what_adapters_hold) {
   BOOST_TEST(metric_records(early).size() == early_records.size());
 }
 
+BOOST_AUTO_TEST_CASE(auto_searches_by_successive_halving_then_trains_the_winner_on_every_pair) {
+  // 9 candidates (0: the rule's), rounds of 1, 3 and 9 epochs; a small shared width keeps it quick
+  // and, given, is not searched.
+  const auto d = scratch();
+  const std::string args = "train --x " + (d / "data_x.npy").string() + " --y " + (d / "data_y.npy").string() +
+                           " --auto --epochs 9 --batch 128 --shared-dim 32 --seed 4 --threads 1";
+  const fs::path out = d / "auto";
+  const auto r = run(program(args + " --out " + out.string()));
+  BOOST_TEST_REQUIRE(r.code == 0, r.err);
+  BOOST_TEST(r.out.find("search: 9 candidates (0: the settings above), successive halving: 9 x 1 epochs, 3 x 3 epochs, "
+                        "1 x 9 epochs; judged on 153 validation pairs") != std::string::npos, r.out);
+  BOOST_TEST(!fs::exists(out / "search"));  // the trials' files are gone
+  std::vector<nlohmann::json> rows;
+  {
+    std::ifstream in(out / "search.jsonl");
+    for (std::string line; std::getline(in, line);) rows.push_back(nlohmann::json::parse(line));
+  }
+  BOOST_TEST(rows[0]["lr"].get<double>() == 1e-4);  // candidate 0: the rule's settings
+  BOOST_TEST(rows[0]["depth"].get<std::size_t>() == 2u);
+  // Each round holds the previous round's best (three, then one; ties to the lower candidate)
+  // and candidate 0 whatever its score.
+  auto kept_from = [&](std::size_t first, std::size_t count, std::size_t keep) {
+    std::vector<std::pair<double, std::size_t>> ranked;
+    for (std::size_t i = first; i < first + count; ++i)
+      ranked.emplace_back(rows[i]["val_mean"].get<double>(), rows[i]["candidate"].get<std::size_t>());
+    std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    std::vector<std::size_t> kept;
+    for (std::size_t k = 0; k < keep; ++k) kept.push_back(ranked[k].second);
+    if (std::find(kept.begin(), kept.end(), 0u) == kept.end()) kept.push_back(0);
+    std::sort(kept.begin(), kept.end());
+    return kept;
+  };
+  BOOST_TEST_REQUIRE(rows.size() > 9u);
+  const auto round1 = kept_from(0, 9, 3);
+  BOOST_TEST_REQUIRE(rows.size() > 9 + round1.size());
+  const auto round2 = kept_from(9, round1.size(), 1);
+  BOOST_TEST_REQUIRE(rows.size() == 9 + round1.size() + round2.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const std::size_t round = i < 9 ? 0 : i < 9 + round1.size() ? 1 : 2;
+    BOOST_TEST(rows[i]["shared_dim"].get<std::size_t>() == 32u);
+    BOOST_TEST(rows[i]["round"].get<std::size_t>() == round);
+    BOOST_TEST(rows[i]["epochs"].get<std::size_t>() == (round == 0 ? 1u : round == 1 ? 3u : 9u));
+    if (round == 1) BOOST_TEST(rows[i]["candidate"].get<std::size_t>() == round1[i - 9]);
+    if (round == 2) BOOST_TEST(rows[i]["candidate"].get<std::size_t>() == round2[i - 9 - round1.size()]);
+  }
+  // The winner: the best of the last round.
+  std::size_t last = 9 + round1.size();
+  for (std::size_t i = last + 1; i < rows.size(); ++i)
+    if (rows[i]["val_mean"].get<double>() > rows[last]["val_mean"].get<double>()) last = i;
+  const std::size_t winner = rows[last]["candidate"].get<std::size_t>();
+  const std::size_t best_epoch = rows[last]["best_epoch"].get<std::size_t>();
+  BOOST_TEST(r.out.find("search: candidate " + std::to_string(winner) + " won") != std::string::npos, r.out);
+  BOOST_TEST(r.out.find("final run: the winner on all 1536 pairs, stopped after epoch " + std::to_string(best_epoch) +
+                        " of 9 (" + std::to_string(best_epoch * 12) + " optimiser steps)") != std::string::npos, r.out);
+  // The final run has the winner's settings, no held-out pairs, and trains that many steps.
+  const auto f = fm::io::read_safetensors(out / "checkpoint.safetensors");
+  const std::string run_sig = f.metadata.at("run");
+  std::ostringstream expected;
+  expected << "depth_x=" << rows[last]["depth"].get<std::size_t>() << " depth_y=" << rows[last]["depth"].get<std::size_t>();
+  BOOST_TEST(run_sig.find(expected.str()) != std::string::npos, run_sig);
+  expected.str("");
+  expected << "epochs=9 batch=128 lr=" << rows[last]["lr"].get<double>() << " wd=" << rows[last]["weight_decay"].get<double>();
+  BOOST_TEST(run_sig.find(expected.str()) != std::string::npos, run_sig << " lacks " << expected.str());
+  BOOST_TEST(run_sig.find("held_out") == std::string::npos, run_sig);
+  BOOST_TEST(metric_records(out).size() == best_epoch);
+  // Deterministic per seed: the same search, the same weights.
+  const fs::path again = d / "auto_again";
+  BOOST_TEST_REQUIRE(run(program(args + " --quiet --out " + again.string())).code == 0);
+  BOOST_TEST(bytes_of(out / "adapters.safetensors") == bytes_of(again / "adapters.safetensors"));
+}
+
 BOOST_AUTO_TEST_CASE(the_demo_validates_on_training_pairs_and_reports_the_test_split) {
   // Two short epochs of the smallest adapters on the bundled data: what is checked is where each
   // split goes, not the figures.
@@ -667,6 +738,16 @@ BOOST_AUTO_TEST_CASE(bad_input_is_one_line_and_exit_2) {
        "--patience 3 needs validation pairs"},
       {base + " --x " + (d / "data_x.npy").string() + " --y " + (d / "data_y.npy").string() + " --patience 3 --no-val",
        "got none: --no-val"},
+      {base + " --x " + (d / "data_x.npy").string() + " --y " + (d / "data_y.npy").string() + " --auto --budget-minutes 0",
+       "--budget-minutes is the search's time (expected minutes > 0, got 0)"},
+      {base + " --x " + (d / "data_x.npy").string() + " --y " + (d / "data_y.npy").string() + " --budget-minutes 5",
+       "without --auto there is none"},
+      {base + " --x " + (d / "data_x.npy").string() + " --y " + (d / "data_y.npy").string() + " --auto --no-val",
+       "--auto judges settings on validation pairs; --no-val leaves none"},
+      {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --auto",
+       "needs at least 1000 pairs; got 100"},
+      {base + " --x " + (d / "data_x.npy").string() + " --y " + (d / "data_y.npy").string() + " --auto --resume",
+       "--auto does not resume"},
       {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --alpha-schedule cosine "
            "--final-alpha 0",
        "the final alpha of a schedule must be positive"},
