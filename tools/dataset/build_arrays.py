@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Step 4 of the emoji dataset: split and write the committed arrays.
+"""Step 4 of the emoji and icons datasets: split and write the arrays.
 
 Reads WORK_DIR/pairs.tsv, image_f32.bin (N x 1280) and text_f32.bin (N x 100),
 drops emoji whose text latent is missing (NaN row: no known token), and
@@ -18,7 +18,12 @@ sha256(SPLIT_SEED + code points as written in the label files); the rest is
 train.  This depends on nothing but the emoji's own code points, so it does
 not change with the numpy version or with the order in which emoji are found.
 
-Usage: build_arrays.py WORK_DIR OUT_DIR
+The icons dataset (render_icons.py) writes pairs.tsv in the same layout, with
+the icon name where the code points are and its words where the name is, and
+passes its own SPLIT_SEED.
+
+Usage: build_arrays.py WORK_DIR OUT_DIR [SPLIT_SEED]
+       (default SPLIT_SEED: fusemix-emoji-split-v1:)
 """
 import hashlib
 import json
@@ -33,14 +38,15 @@ TEST_SIZE = 300
 SPLIT_SEED = "fusemix-emoji-split-v1:"
 
 
-def split_key(hex_cps):
-    return hashlib.sha256((SPLIT_SEED + hex_cps).encode("ascii")).hexdigest()
+def split_key(hex_cps, seed=SPLIT_SEED):
+    return hashlib.sha256((seed + hex_cps).encode("ascii")).hexdigest()
 
 
 def main():
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         raise SystemExit(__doc__)
     work, out = sys.argv[1], sys.argv[2]
+    seed = sys.argv[3] if len(sys.argv) == 4 else SPLIT_SEED
     with open(os.path.join(work, "pairs.tsv"), encoding="utf-8") as f:
         rows = [ln.rstrip("\n").split("\t") for ln in f if ln.strip()]
     n = len(rows)
@@ -54,7 +60,7 @@ def main():
     keep = np.all(np.isfinite(y), axis=1)
     idx = np.flatnonzero(keep)
     hexes = [rows[i][1] for i in idx]
-    order = sorted(range(len(idx)), key=lambda k: split_key(hexes[k]))
+    order = sorted(range(len(idx)), key=lambda k: split_key(hexes[k], seed))
     if len(order) <= TEST_SIZE:
         raise SystemExit("only %d pairs, need more than %d" % (len(order), TEST_SIZE))
     test = np.sort(idx[order[:TEST_SIZE]])
