@@ -137,7 +137,8 @@ void register_demo(CLI::App& app) {
   s.checkpoint_every = 0;
   s.print_every = 20;
   auto* cmd = app.add_subcommand("demo", "Train FuseMix on the bundled emoji data and compare with baselines");
-  cmd->add_option("--data", o->data, "directory with x_train/y_train/x_test/y_test .npy")->capture_default_str();
+  cmd->add_option("--data", o->data, "directory with x_train/y_train/x_test/y_test .npy (data/emoji, data/icons)")
+      ->capture_default_str();
   cmd->add_option("--out", s.out, "output directory")->capture_default_str();
   auto* epochs = cmd->add_option("--epochs", s.train.epochs, "epochs (default: from the data)")->check(CLI::PositiveNumber);
   auto* batch = cmd->add_option("--batch", s.train.batch, "rows per step (default: from the data)")->check(CLI::PositiveNumber);
@@ -145,6 +146,9 @@ void register_demo(CLI::App& app) {
   auto* wd = cmd->add_option("--weight-decay", s.train.weight_decay, "AdamW decay (default: from the data)")
                  ->check(CLI::NonNegativeNumber);
   auto* depth = cmd->add_option("--depth", s.depth_x, "blocks per adapter (default: from the data)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--val-fraction", s.val_fraction,
+                  "hold out this fraction of the training split for validation (default: as fusemix train, a tenth "
+                  "from 1,000 pairs on)");
   cmd->add_option("--patience", s.patience, "stop after N epochs without a better validation recall (0: never)")
       ->capture_default_str();
   auto* shared = cmd->add_option("--shared-dim", s.shared_dim, "shared width")->check(CLI::PositiveNumber)->capture_default_str();
