@@ -38,14 +38,20 @@ extern "C" inline void request_stop(int sig) {
   stop_requested.store(true, std::memory_order_relaxed);
 }
 
+// How many stop_on_signals scopes are open: a search's trials run inside the search's scope, and
+// a signal taken between two trials must not be forgotten when the next one starts.
+inline int signal_scopes = 0;
+
 // Installs request_stop for SIGINT and SIGTERM while a run trains, one-shot (SA_RESETHAND): the
 // first signal finishes the step and saves; a second one ends the program at once, which the
 // atomic writes make safe too. The previous handlers come back on destruction.
 class stop_on_signals {
  public:
   stop_on_signals() {
-    stop_requested.store(false);
-    stop_signal = 0;
+    if (signal_scopes++ == 0) {
+      stop_requested.store(false);
+      stop_signal = 0;
+    }
     struct sigaction sa {};
     sa.sa_handler = request_stop;
     sigemptyset(&sa.sa_mask);
@@ -56,6 +62,7 @@ class stop_on_signals {
   ~stop_on_signals() {
     sigaction(SIGINT, &old_int_, nullptr);
     sigaction(SIGTERM, &old_term_, nullptr);
+    --signal_scopes;
   }
   stop_on_signals(const stop_on_signals&) = delete;
   stop_on_signals& operator=(const stop_on_signals&) = delete;

@@ -280,8 +280,18 @@ fusemix::search_report search_settings(train_settings& s, data_set& d) {
     std::fflush(stdout);
   }
   std::string lines;
+  // SIGINT/SIGTERM between trials are kept for the next check; within one, the trial stops.
+  const stop_on_signals on_signals;
+  auto stopped = [&](int signal, const std::string& when) {
+    fs::remove_all(dir, ec);
+    return interrupted(signal, fusemix::concat("fusemix train --auto: stopped by ", signal == SIGTERM ? "SIGTERM" : "SIGINT",
+                                               " ", when, "; the trials so far are in ", table.string(),
+                                               "; a search does not resume: run it again"));
+  };
+  auto signal_taken = [] { return stop_signal == SIGTERM ? SIGTERM : SIGINT; };
   auto evaluate = [&](const fusemix::trial& tr) {
     const std::size_t c = tr.candidate, round = tr.rung, epochs = tr.epochs;
+    if (stop_requested.load()) throw stopped(signal_taken(), fusemix::concat("before training candidate ", c));
     train_settings t = s;
     apply_candidate(t, candidates[c]);
     t.train.epochs = epochs;
@@ -301,10 +311,7 @@ fusemix::search_report search_settings(train_settings& s, data_set& d) {
     } catch (const diverged&) {
       out.score = -std::numeric_limits<double>::infinity();
     } catch (const interrupted& e) {
-      fs::remove_all(dir, ec);
-      throw interrupted(e.signal(), fusemix::concat("fusemix train --auto: stopped by ", e.signal() == SIGTERM ? "SIGTERM" : "SIGINT",
-                                                    " while training candidate ", c, "; the trials so far are in ",
-                                                    table.string(), "; a search does not resume: run it again"));
+      throw stopped(e.signal(), fusemix::concat("while training candidate ", c));
     }
     out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     fs::remove_all(t.out, ec);
@@ -330,6 +337,7 @@ fusemix::search_report search_settings(train_settings& s, data_set& d) {
   fusemix::search_report report = fusemix::successive_halving(
       plan, evaluate,
       {.keep_first = true, .budget_seconds = budget, .reserve_epochs = static_cast<double>(s.train.epochs) * grow});
+  if (stop_requested.load()) throw stopped(signal_taken(), "after the last trial");
   fs::remove_all(dir, ec);
 
   const fusemix::hyperparameters& w = candidates[report.winner];

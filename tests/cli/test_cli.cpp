@@ -678,6 +678,29 @@ BOOST_AUTO_TEST_CASE(sigint_and_sigterm_save_and_exit_then_resume_is_bitwise_equ
   }
 }
 
+BOOST_AUTO_TEST_CASE(an_interrupted_search_exits_with_one_line_and_leaves_no_trial_files) {
+  const auto d = scratch();
+  const fs::path out = d / "auto_signalled";
+  fs::create_directories(out);
+  const pid_t pid = spawn("train --x " + (d / "data_x.npy").string() + " --y " + (d / "data_y.npy").string() +
+                              " --auto --epochs 90 --batch 128 --shared-dim 32 --threads 1 --quiet --out " + out.string(),
+                          out / "stderr.txt");
+  // Signal once the first trial is recorded: during a later trial, or between two.
+  for (int i = 0; i < 4000 && !fs::exists(out / "search.jsonl"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  kill(pid, SIGINT);
+  const int status = wait_for(pid);
+  const std::string err = bytes_of(out / "stderr.txt");
+  BOOST_TEST_REQUIRE(WIFEXITED(status), "ended by the signal, not by exit");
+  BOOST_TEST(WEXITSTATUS(status) == 128 + SIGINT);
+  BOOST_TEST(err.find("fusemix train --auto: stopped by SIGINT") != std::string::npos, err);
+  BOOST_TEST(err.find("a search does not resume") != std::string::npos, err);
+  BOOST_TEST(std::count(err.begin(), err.end(), '\n') == 1, err);
+  BOOST_TEST(!fs::exists(out / "search"));  // no trial's files left
+  BOOST_TEST(!fs::exists(out / "adapters.safetensors"));
+  BOOST_TEST(!bytes_of(out / "search.jsonl").empty());
+}
+
 BOOST_AUTO_TEST_CASE(divergence_exits_1_and_keeps_the_checkpoint) {
   const fs::path out = scratch() / "diverging";
   BOOST_TEST_REQUIRE(run(program(train_args(out))).code == 0);
