@@ -34,7 +34,7 @@ fusemix::selection select_cuda(const fusemix::latent_view<float>&, std::size_t, 
   no_cuda("fusemix select");
 }
 
-fusemix::search_result<float> search_cuda(const fusemix::latent_view<float>&, const fusemix::latent_view<float>&,
+fusemix::search_result<float> search_cuda(const fusemix::latent_view<float>&, std::size_t, const gallery_blocks&,
                                           std::size_t) {
   no_cuda("fusemix search");
 }

@@ -86,26 +86,29 @@ class latent_blocks {
   template <class F>
   void for_each(std::size_t block_rows, F&& f) const {
     fusemix::io::matrix<float> block;
-    std::vector<std::size_t> rows;
     for (std::size_t first = 0, n = this->rows(); first < n; first += block_rows) {
-      const std::size_t count = std::min(block_rows, n - first);
-      if (mapped_) {
-        rows.resize(count);
-        std::iota(rows.begin(), rows.end(), first);
-        block.resize(static_cast<Eigen::Index>(count), static_cast<Eigen::Index>(cols()));
-        mapped_->gather(rows, std::span<float>(block.data(), static_cast<std::size_t>(block.size())));
-      } else {
-        block = whole_.middleRows(static_cast<Eigen::Index>(first), static_cast<Eigen::Index>(count));
-      }
-      require_finite(where_, what_, block, first);
+      read(first, std::min(block_rows, n - first), block);
       f(std::as_const(block), first);
     }
+  }
+  /// Rows `first … first + count − 1` into `block`, checked finite (as `for_each`).
+  void read(std::size_t first, std::size_t count, fusemix::io::matrix<float>& block) const {
+    if (mapped_) {
+      rows_.resize(count);
+      std::iota(rows_.begin(), rows_.end(), first);
+      block.resize(static_cast<Eigen::Index>(count), static_cast<Eigen::Index>(cols()));
+      mapped_->gather(std::span<const std::size_t>(rows_), std::span<float>(block.data(), static_cast<std::size_t>(block.size())));
+    } else {
+      block = whole_.middleRows(static_cast<Eigen::Index>(first), static_cast<Eigen::Index>(count));
+    }
+    require_finite(where_, what_, block, first);
   }
 
  private:
   std::string where_, what_;
   std::optional<fusemix::io::mapped_latents> mapped_;
   fusemix::io::matrix<float> whole_;
+  mutable std::vector<std::size_t> rows_;  // the indices of a block, reused
 };
 
 /// Rows per block when embedding for `fusemix embed` and `fusemix eval`: the activations of this

@@ -21,16 +21,17 @@ struct search_options {
   std::size_t k = 10;
 };
 
-/// `z` through `h` (the identity when the side has no adapter), in blocks of rows so that a
-/// gallery of millions needs only one block's activations.
-fusemix::matrix<float> embed(std::optional<fusemix::fusion_adapter<>>& h, const fusemix::io::matrix<float>& z) {
-  if (!h) return z;
-  constexpr Eigen::Index block = 8192;
-  fusemix::matrix<float> out(z.rows(), static_cast<Eigen::Index>(h->out_dim()));
-  for (Eigen::Index r = 0; r < z.rows(); r += block) {
-    const Eigen::Index n = std::min(block, z.rows() - r);
-    out.middleRows(r, n) = h->embed(z.middleRows(r, n));
-  }
+/// The rows of `z` through `h` (the identity when the side has no adapter), read and embedded a
+/// block at a time: only the embeddings are held.
+fusemix::matrix<float> embed_all(std::optional<fusemix::fusion_adapter<>>& h, const fusemix_cli::latent_blocks& z) {
+  const std::size_t width = h ? h->out_dim() : z.cols();
+  fusemix::matrix<float> out(static_cast<Eigen::Index>(z.rows()), static_cast<Eigen::Index>(width));
+  z.for_each(fusemix_cli::embed_block_rows, [&](const fusemix::io::matrix<float>& block, std::size_t first) {
+    if (h)
+      out.middleRows(static_cast<Eigen::Index>(first), block.rows()) = h->embed(block);
+    else
+      out.middleRows(static_cast<Eigen::Index>(first), block.rows()) = block;
+  });
   return out;
 }
 
@@ -40,14 +41,13 @@ void run_search(const search_options& o) {
   const bool qx = o.query_side == "x";
   auto& hq = qx ? m.x : m.y;
   auto& hg = qx ? m.y : m.x;
-  const auto zq = fusemix_cli::read_latents(where, "--queries", o.queries);
-  const auto zg = fusemix_cli::read_latents(where, "--gallery", o.gallery);
+  const fusemix_cli::latent_blocks zq(where, "--queries", o.queries), zg(where, "--gallery", o.gallery);
   const auto width = [&](std::optional<fusemix::fusion_adapter<>>& h, std::optional<fusemix::fusion_adapter<>>& other,
-                         std::string_view flag, const std::string& path, Eigen::Index cols, bool x_side) {
+                         std::string_view flag, const std::string& path, std::size_t cols, bool x_side) {
     const std::string_view prefix = x_side ? fusemix::io::x_prefix : fusemix::io::y_prefix;
     if (h)
-      fusemix_cli::require_width(where, flag, path, cols, prefix, h->in_dim(), o.model);
-    else if (static_cast<std::size_t>(cols) != other->out_dim())
+      fusemix_cli::require_width(where, flag, path, static_cast<Eigen::Index>(cols), prefix, h->in_dim(), o.model);
+    else if (cols != other->out_dim())
       fusemix::throw_shape_error(where,
                                  fusemix::concat(flag, " ", path, ": ", o.model, " has no ", prefix,
                                                  " adapter, so the latent width must equal the shared width"),
@@ -55,11 +55,22 @@ void run_search(const search_options& o) {
   };
   width(hq, hg, "--queries", o.queries, zq.cols(), qx);
   width(hg, hq, "--gallery", o.gallery, zg.cols(), !qx);
-  if (o.k > static_cast<std::size_t>(zg.rows()))
+  if (o.k > zg.rows())
     fusemix::throw_shape_error(where, fusemix::concat("--k must not exceed the gallery's rows (", o.gallery, ")"),
                                fusemix::concat("<= ", zg.rows()), o.k);
-  const fusemix::matrix<float> sq = embed(hq, zq), sg = embed(hg, zg);
-  const auto r = o.device == "cuda" ? fusemix_cli::search_cuda(sq, sg, o.k) : fusemix::top_k<float>(sq, sg, o.k);
+  const fusemix::matrix<float> sq = embed_all(hq, zq);
+  // The gallery is read, embedded and searched a block at a time: a gallery of millions of rows
+  // needs one block of latents and embeddings, never the whole.
+  fusemix::io::matrix<float> raw;
+  fusemix::matrix<float> embedded;
+  const fusemix_cli::gallery_blocks gallery = [&](std::size_t first, std::size_t rows) {
+    zg.read(first, rows, raw);
+    if (!hg) return fusemix::latent_view<float>(raw);
+    embedded = hg->embed(raw);
+    return fusemix::latent_view<float>(embedded);
+  };
+  const auto r = o.device == "cuda" ? fusemix_cli::search_cuda(sq, zg.rows(), gallery, o.k)
+                                    : fusemix::top_k_by_blocks(fusemix::cpu::backend<float>{}, sq, zg.rows(), gallery, o.k);
   fs::create_directories(o.out);
   fusemix::io::write_npy(fs::path(o.out) / "indices.npy", r.indices);
   fusemix::io::write_npy(fs::path(o.out) / "scores.npy", r.scores);

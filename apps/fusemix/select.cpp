@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <span>
@@ -15,6 +16,7 @@
 
 #include <fusemix/select/kdpp.hpp>
 #include <fusemix/core/error.hpp>
+#include <fusemix/io/mapped_latents.hpp>
 #include <fusemix/io/npy.hpp>
 
 #include "commands.hpp"
@@ -52,8 +54,7 @@ fusemix::io::matrix<float> selected_rows(const std::string& value, std::string_v
   return out;
 }
 
-void run_with(const select_options& o, const fusemix::io::matrix<float>& z) {
-  const fusemix::latent_view<float> v(z);
+void run_with(const select_options& o, const fusemix::latent_view<float>& v) {
   const auto [sel, log_det, seconds] = fusemix_cli::select(o.s, v);
   const std::vector<std::int64_t> picks(sel.picks.begin(), sel.picks.end());
   // --x and --y are read and checked before anything is written: a refused run leaves no output.
@@ -86,8 +87,20 @@ void run_select(select_options o) {
   if (o.in.empty()) o.in = o.x;
   if (o.in.empty()) throw fusemix::argument_error("fusemix select: --in is required (or --x to select on X)");
 
-  const auto z = fusemix_cli::read_latents(where, "--in", o.in);  // NaN/Inf refused, --uniform included
-  run_with(o, z);
+  // One float32 file is selected on in place (its pages stay the page cache's); anything else
+  // (float16/float64, shards, a pipe) is read into float32 first: the selector visits every row at
+  // every pick. NaN/Inf are refused either way, --uniform included.
+  const std::vector<std::filesystem::path> files = fusemix_cli::latent_files(where, "--in", o.in);
+  if (files.size() == 1 && std::filesystem::is_regular_file(files.front())) {
+    const fusemix::io::mapped_latents m(files.front());
+    if (const auto v = m.float_view()) {
+      fusemix_cli::require_finite(where, fusemix::concat("--in ", o.in), *v);
+      run_with(o, *v);
+      return;
+    }
+  }
+  const auto z = fusemix_cli::read_latents(where, "--in", o.in);
+  run_with(o, fusemix::latent_view<float>(z));
 }
 
 }  // namespace

@@ -119,6 +119,10 @@ void register_train(CLI::App& app) {
       ->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   cmd->add_option("--precision", s->precision, "--device cuda: GEMM operands in fp32, tf32 or bf16 (float accumulation and weights)")
       ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))->capture_default_str();
+  cmd->add_option("--gpu-latents", s->gpu_latents,
+                  "--device cuda, pairs from files: resident (on the GPU in the files' precision), stream (a batch at a "
+                  "time through page-locked host buffers), or auto (resident when they take at most half the free GPU memory)")
+      ->check(CLI::IsMember({"auto", "resident", "stream"}))->capture_default_str();
   cmd->add_option("--x-val", s->x_val, "validation X latents (recall after every epoch) (or shards: a.npy,b.npy,...)");
   cmd->add_option("--y-val", s->y_val, "validation Y latents (or shards: a.npy,b.npy,...)");
   cmd->add_option("--val-fraction", s->val_fraction,

@@ -161,6 +161,9 @@ void prepare_run(train_settings& s, data_set& d) {
   constexpr std::string_view where = "fusemix train";
   const std::size_t n = d.x_files ? d.x_files->rows() : static_cast<std::size_t>(d.x.rows());
   const bool given_val = d.x_val.size() > 0;
+  if (s.gpu_latents != "auto" && s.device != "cuda")
+    throw fusemix::argument_error(fusemix::concat("fusemix train: --gpu-latents ", s.gpu_latents,
+                                                  " chooses how the GPU reads the pairs; it needs --device cuda"));
   if (s.budget_minutes && !s.auto_search)
     throw fusemix::argument_error("fusemix train: --budget-minutes is the time of an --auto search; without --auto there is none");
   if (s.budget_minutes && !(*s.budget_minutes > 0))

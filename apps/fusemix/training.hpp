@@ -72,6 +72,10 @@ inline constexpr std::size_t auto_validation_min_pairs = 1000;
 struct train_settings {
   std::string x, y, x_val, y_val, gemm = "auto";
   std::string device = "cpu", precision = "fp32";  ///< --device cpu|cuda; --precision of the GPU's GEMMs
+  /// --device cuda with pairs from files: "resident" (copied to the GPU in the files' precision),
+  /// "stream" (each batch gathered on the host and copied through page-locked buffers), or
+  /// "auto" (resident when the pairs take at most half the GPU's free memory).
+  std::string gpu_latents = "auto";
   std::string loss = "contrastive";                  ///< --loss contrastive|sigmoid
   std::filesystem::path out;
   std::size_t depth_x = 2, depth_y = 2, shared_dim = 0, expansion = 4, threads = 0, checkpoint_every = 1;
@@ -250,7 +254,9 @@ fusemix::selection select_cuda(const fusemix::latent_view<float>& z, std::size_t
 fusemix::selection select_cuda(const fusemix::latent_view<float>& z, std::size_t k, const fusemix::rbf_kernel& kernel,
                                const fusemix::kdpp_options& o);
 /// `fusemix search --device cuda`: `top_k` on the GPU (the gallery sent a block at a time).
-fusemix::search_result<float> search_cuda(const fusemix::latent_view<float>& queries,
-                                          const fusemix::latent_view<float>& gallery, std::size_t k);
+/// A gallery a block of rows at a time (`fusemix::top_k_by_blocks`'s `gallery(first, rows)`).
+using gallery_blocks = std::function<fusemix::latent_view<float>(std::size_t first, std::size_t rows)>;
+fusemix::search_result<float> search_cuda(const fusemix::latent_view<float>& queries, std::size_t gallery_rows,
+                                          const gallery_blocks& gallery, std::size_t k);
 
 }  // namespace fusemix_cli

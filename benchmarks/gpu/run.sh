@@ -3,8 +3,9 @@
 # The one prepared GPU run: on a fresh machine with nvcc and a Hopper GPU (an H200 here), it
 # builds the CUDA tests and benchmarks with nvcc for sm_90, runs the GPU tests, then the
 # benchmarks against their peers, and prints a summary table last. Sized to end in under 8
-# minutes on an H200 (16 CPU cores); every step has its own time limit, so one hung step costs
-# only its limit.
+# minutes on an H200 (16 CPU cores) without the data step, which adds an estimated 3-5 minutes
+# (writing and loading 25.6 GB of shards; not yet run on a device: STEPS can leave it out); every
+# step has its own time limit, so one hung step costs only its limit.
 #
 #   benchmarks/gpu/run.sh                       # everything
 #   STEPS="tests" benchmarks/gpu/run.sh         # only build + GPU tests
@@ -23,6 +24,11 @@
 #           `fusemix search --device cuda` against `--device cpu` (the same top-10 lists)
 #   dpp     the greedy k-DPP at N = 1,000,000, D = 384, k = 1,000 (cosine) on the GPU, and the
 #           CPU selector on the same data for the first CPU_K picks (the CPU is ~300x slower)
+#   data    training from float16 shards (benchmarks/gpu/bench_data.cu): DATA_ROWS (default 5,000,000)
+#           pairs of 1,536 + 1,024 values written as 20 shards (25.6 GB; DATA_DIR, default /tmp), then
+#           the image-text step (depth 4, batch 20,480) resident on the device against streamed
+#           through page-locked buffers, and gradient caching (40,960 rows in halves mode,
+#           --micro-batch 4,096) against the whole batch, both resident
 #   search  exact top-10 of 10,000 queries in a 1,000,000-row 512-d gallery from host memory:
 #           bench_search_gpu (fp32 and tf32; the CPU's lists for its first 200 queries), and
 #           benchmarks/search/torch_search.py in fp32 and tf32 (host-start and device-resident gallery)
@@ -34,7 +40,7 @@
 #              cli, CLI11 when the machine has none in its default paths; e.g. a carried folder).
 #              Not INCLUDES: nvcc reads that variable itself and hands it to the host compiler)
 #   PYTHON     python with torch 2.x and CUDA (default: python3)
-#   STEPS      which parts to run: any of "tests cli train dpp search" (default: all five)
+#   STEPS      which parts to run: any of "tests cli train dpp search data" (default: all six)
 #   CPU_K      CPU picks in the k-DPP comparison (default: 50)
 #   TORCH_MODES  PyTorch modes of the training step (default: "eager compile")
 #   OUT        directory for results.jsonl, with the logs in OUT/logs (default: <repo>/benchmarks/gpu/out)
@@ -44,7 +50,7 @@ root=$(cd "$here/../.." && pwd)
 nvcc=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 arch=${ARCH:-sm_90}
 python=${PYTHON:-python3}
-steps=${STEPS-tests cli train dpp search}
+steps=${STEPS-tests cli train dpp search data}
 cpu_k=${CPU_K:-50}
 out=${OUT:-$root/benchmarks/gpu/out}
 build=$root/build-gpu
@@ -70,6 +76,7 @@ declare -A sources=(
   [bench_train_gpu]=benchmarks/gpu/bench_train.cu
   [bench_dpp_gpu]=benchmarks/gpu/bench_dpp.cu
   [bench_search_gpu]=benchmarks/gpu/bench_search.cu
+  [bench_data_gpu]=benchmarks/gpu/bench_data.cu
 )
 stamp "building ${!sources[*]}"
 for name in "${!sources[@]}"; do
@@ -219,6 +226,37 @@ if [[ " $steps " == *" search "* ]]; then
   done
 fi
 
+# --- training from float16 shards: resident against streamed -----------------------------------
+if [[ " $steps " == *" data "* ]]; then
+  data_rows=${DATA_ROWS:-5000000}
+  shards=$(mktemp -d "${DATA_DIR:-/tmp}/fusemix_shards.XXXX")
+  stamp "writing $data_rows float16 pairs (1,536 + 1,024) as 20 shards in $shards"
+  # One random block per side, saved under 20 names: what is measured is reading and moving
+  # rows, which does not depend on the values.
+  timeout 300 "$python" - "$shards" "$data_rows" <<'PY' > "$logs/data_write.log" 2>&1
+import sys, numpy as np
+out, n = sys.argv[1], int(sys.argv[2])
+rng = np.random.default_rng(0)
+per = -(-n // 20)
+for side, d in (("x", 1536), ("y", 1024)):
+    block = rng.standard_normal((per, d), dtype=np.float32).astype(np.float16)
+    for i in range(20):
+        rows = max(0, min(per, n - i * per))
+        np.save(f"{out}/{side}_{i:02}.npy", block[:rows])
+PY
+  [ $? = 0 ] || { status=1; stamp "DATA WRITE FAILED"; tail -5 "$logs/data_write.log"; }
+  xs=$(ls "$shards"/x_*.npy | paste -sd,) ys=$(ls "$shards"/y_*.npy | paste -sd,)
+  for args in "--mode resident" "--mode stream" "--mode resident --batch 40960 --mix halves --micro-batch 4096" \
+              "--mode resident --batch 40960 --mix halves"; do
+    stamp "bench_data_gpu $args"
+    # shellcheck disable=SC2086
+    timeout 240 "$build/bench_data_gpu" --x "$xs" --y "$ys" --depth 4 --steps 10 --warmup 2 $args --json \
+      2>> "$logs/data.err" | tee -a "$results"
+  done
+  tail -3 "$logs/data.err"
+  rm -rf "$shards"
+fi
+
 stamp "summary"
 "$python" - "$results" <<'PY'
 import json, sys
@@ -257,6 +295,20 @@ for r in search:
     vs = "".join(f", torch {k[0].split()[1]} / this {v / r['gpu_seconds']:.2f}" for k, v in torch_s.items()
                  if k[1] == r["precision"]) if "impl" not in r else ""
     print(f"\nsearch {r['queries']} x {r['gallery']} x {r['d']}, k {r['k']}: {name} {r['gpu_seconds']:.3f} s{vs}{extra}")
+data = [r for r in rows if r.get("bench") == "data"]
+by = {(r["mode"], r["batch"], r["micro_batch"]): r for r in data}
+for r in data:
+    print(f"\ndata {r['rows']} x ({r['dim_x']} + {r['dim_y']}) {r['dtype']}, {r['mode']}, batch {r['batch']} {r['mix']}, "
+          f"micro-batch {r['micro_batch']}: {r['ms_per_step']:.1f} ms/step, {r['samples_per_s']:.0f} samples/s"
+          + (f", resident {r['resident_gb']:.1f} GB loaded in {r['load_s']:.1f} s" if r["mode"] == "resident" else "")
+          + f", {r['device_mib_after']:.0f} MiB of device memory, host RssAnon {r['host_rss_anon_mib']:.0f} MiB")
+res, st = by.get(("resident", 20480, 0)), by.get(("stream", 20480, 0))
+if res and st:
+    print(f"streamed / resident step time: {st['ms_per_step'] / res['ms_per_step']:.3f} (target <= 1.10)")
+gc, whole = by.get(("resident", 40960, 4096)), by.get(("resident", 40960, 0))
+if gc and whole:
+    print(f"gradient caching / whole batch at 40,960 rows: {gc['ms_per_step'] / whole['ms_per_step']:.3f} step time, "
+          f"device memory {gc['device_mib_after']:.0f} against {whole['device_mib_after']:.0f} MiB")
 sys.exit(1 if any(r.get("rc", 0) not in (0, 77) for r in rows if "test" in r) else 0)
 PY
 [ $? = 0 ] || status=1

@@ -248,6 +248,27 @@ BOOST_AUTO_TEST_CASE(embed_and_eval_stream_blocks_of_rows) {
   const auto direct = fm::evaluate_retrieval<float>(want, hy.forward(y));
   BOOST_TEST(std::abs(j["image_to_text"]["r10"].get<double>() - direct.image_to_text.r10) <= 100.0 / 5000);
 
+  // search reads, embeds and searches the gallery a block at a time: shards give one file's bytes,
+  // and the lists are the library's top_k over the whole embeddings (to rounding).
+  auto search = [&](const std::string& q, const std::string& g, const fs::path& out) {
+    return run(program("search --model " + model + " --queries " + q + " --gallery " + g + " --k 5 --out " + out.string()));
+  };
+  const auto s_shards = search(xs, ys, d / "found_shards"), s_one = search((d / "x.npy").string(), (d / "y.npy").string(), d / "found_one");
+  BOOST_TEST_REQUIRE(s_shards.code == 0, s_shards.err);
+  BOOST_TEST_REQUIRE(s_one.code == 0, s_one.err);
+  for (const char* f : {"indices.npy", "scores.npy"})
+    BOOST_TEST(bytes_of(d / "found_shards" / f) == bytes_of(d / "found_one" / f), f);
+  const auto whole = fm::top_k<float>(want, hy.forward(y), 5);
+  const fm::matrix<float> scores = fm::io::read_npy<float>(d / "found_one" / "scores.npy");
+  BOOST_TEST((scores - whole.scores).cwiseAbs().maxCoeff() < 1e-5);
+  const std::string ib = bytes_of(d / "found_one" / "indices.npy");
+  std::vector<std::int64_t> found(5000 * 5);
+  BOOST_TEST_REQUIRE(ib.size() >= found.size() * 8);
+  std::memcpy(found.data(), ib.data() + ib.size() - found.size() * 8, found.size() * 8);
+  std::size_t same = 0;
+  for (std::size_t i = 0; i < found.size(); ++i) same += found[i] == whole.indices.data()[i];
+  BOOST_TEST(same >= found.size() * 99 / 100, same << " of " << found.size() << " list entries as top_k's");
+
   fm::matrix<float> bad = x.bottomRows(2000);
   bad(1500, 7) = std::numeric_limits<float>::quiet_NaN();  // row 4500 of the whole: the second block
   fm::io::write_npy(d / "x1.npy", bad);
@@ -771,6 +792,8 @@ BOOST_AUTO_TEST_CASE(bad_input_is_one_line_and_exit_2) {
        "needs at least 1000 pairs; got 100"},
       {base + " --x " + (d / "data_x.npy").string() + " --y " + (d / "data_y.npy").string() + " --auto --resume",
        "--auto does not resume"},
+      {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --gpu-latents stream",
+       "--gpu-latents stream chooses how the GPU reads the pairs; it needs --device cuda"},
       {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --alpha-schedule cosine "
            "--final-alpha 0",
        "the final alpha of a schedule must be positive"},

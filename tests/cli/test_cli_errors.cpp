@@ -277,14 +277,14 @@ BOOST_AUTO_TEST_CASE(malformed_npy_files) {
   for (const auto& f : files) {
     write_bytes(scratch() / f.name, f.bytes);
     const std::string p = at(f.name);
-    const std::vector<std::string> msg{"fusemix::io::read_npy: ", f.name, f.problem};
-    // train, eval and embed read their latents in place (memory-mapped), with the same checks
+    // train, eval, embed and select read their latents in place (memory-mapped), with the
+    // checks read_npy makes
     const std::vector<std::string> mapped{"fusemix::io::mapped_latents: ", f.name, f.problem};
     expect_refused(train_with(p, at("y.npy")), mapped);
     expect_refused(train_with(at("x.npy"), p), mapped);
     expect_refused(eval_with(at("model.safetensors"), at("x.npy"), p), mapped);
     expect_refused(embed_with(at("model.safetensors"), p), mapped);
-    expect_refused(select_with(p, " --k 3"), msg);
+    expect_refused(select_with(p, " --k 3"), mapped);
   }
   BOOST_TEST(!fs::exists(scratch() / "picks.npy"));
   // The index file of eval: a float array, and a rank-2 one.

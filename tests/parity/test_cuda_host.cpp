@@ -10,6 +10,7 @@
 #include <fusemix/backend/cuda/kdpp.hpp>
 
 #include "cuda_selector.hpp"
+#include "latent_sources.hpp"
 #include "parity.hpp"
 
 namespace {
@@ -37,6 +38,7 @@ int main() {
     run<float>(r, 1);
     run<double>(r, 101);
     fusemix::test::parity::cuda_selector_entry_points<fusemix::cuda::host_system>(r);
+    fusemix::test::parity::latent_sources<fusemix::cuda::host_system>(r);
     return fusemix::test::parity::finish(r);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "unexpected exception: %s\n", e.what());

@@ -9,6 +9,7 @@
 #include <exception>
 
 #include "cuda_selector.hpp"
+#include "latent_sources.hpp"
 #include "parity.hpp"
 
 int main() {
@@ -42,6 +43,7 @@ int main() {
                                                     .allocations = [] { return fm::cuda::allocations(); }},
                 1);
     parity::cuda_selector_entry_points<S>(r);
+    parity::latent_sources<S>(r);
     return parity::finish(r);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "unexpected exception: %s\n", e.what());

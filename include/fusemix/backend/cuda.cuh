@@ -13,3 +13,4 @@
 #include <fusemix/backend/cuda/device.cuh>
 #include <fusemix/backend/cuda/error.cuh>
 #include <fusemix/backend/cuda/kdpp.hpp>
+#include <fusemix/backend/cuda/resident.hpp>

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -76,6 +77,26 @@ template <Backend B>
                                                            const latent_view<typename B::scalar_type>& gallery,
                                                            std::size_t k, const search_options& options = {});
 
+/// `top_k` over a gallery handed over a block of rows at a time, so that it is never whole in
+/// memory: `gallery(first, rows)` returns a `latent_view<T>` of gallery rows `first …
+/// first + rows − 1` (`rows` at most the backend's gallery block), valid until the next call; the
+/// blocks are asked for once each, in order. `fusemix search` embeds each block of a gallery
+/// read from disk this way. The same results as `top_k` on the whole gallery.
+/// @throws as `top_k`; shape_error if a block does not have the rows asked for or the queries' width.
+///
+/// **Example**
+///
+///     auto r = fusemix::top_k_by_blocks(fusemix::cpu::backend<float>{}, queries, n, [&](std::size_t first, std::size_t rows) {
+///       block = h.embed(z.middleRows(first, rows));   // a block of embeddings
+///       return fusemix::latent_view<float>(block);
+///     }, 10);
+template <Backend B, class GalleryBlocks>
+  requires std::invocable<const GalleryBlocks&, std::size_t, std::size_t>
+[[nodiscard]] search_result<typename B::scalar_type> top_k_by_blocks(const B& backend,
+                                                                     const latent_view<typename B::scalar_type>& queries,
+                                                                     std::size_t gallery_rows, const GalleryBlocks& gallery,
+                                                                     std::size_t k, const search_options& options = {});
+
 /// `top_k` on the CPU backend.
 ///
 /// **Example**
@@ -106,27 +127,39 @@ search_result<typename B::scalar_type> top_k(const B& be, const latent_view<type
                                              const latent_view<typename B::scalar_type>& gallery, std::size_t k,
                                              const search_options& options) {
   using T = typename B::scalar_type;
+  if (queries.rows() != 0 && gallery.rows() != 0 && queries.cols() != gallery.cols())
+    throw_shape_error("fusemix::top_k", "queries and gallery must have the same width", queries.cols(), gallery.cols());
+  return top_k_by_blocks(
+      be, queries, gallery.rows(),
+      [&](std::size_t first, std::size_t rows) { return latent_view<T>(gallery.data() + first * gallery.cols(), rows, gallery.cols()); },
+      k, options);
+}
+
+template <Backend B, class GalleryBlocks>
+  requires std::invocable<const GalleryBlocks&, std::size_t, std::size_t>
+search_result<typename B::scalar_type> top_k_by_blocks(const B& be, const latent_view<typename B::scalar_type>& queries,
+                                                       std::size_t gallery_rows, const GalleryBlocks& gallery,
+                                                       std::size_t k, const search_options& options) {
+  using T = typename B::scalar_type;
   constexpr const char* where = "fusemix::top_k";
-  if (queries.rows() == 0 || gallery.rows() == 0)
-    throw_shape_error(where, "both sides need at least one row", ">= 1", std::min(queries.rows(), gallery.rows()));
-  if (queries.cols() != gallery.cols())
-    throw_shape_error(where, "queries and gallery must have the same width", queries.cols(), gallery.cols());
+  if (queries.rows() == 0 || gallery_rows == 0)
+    throw_shape_error(where, "both sides need at least one row", ">= 1", std::min(queries.rows(), gallery_rows));
   if (k == 0) throw_shape_error(where, "k must be positive", ">= 1", k);
-  if (k > gallery.rows()) throw_shape_error(where, "k must not exceed the gallery's rows", concat("<= ", gallery.rows()), k);
+  if (k > gallery_rows) throw_shape_error(where, "k must not exceed the gallery's rows", concat("<= ", gallery_rows), k);
   if (k > B::max_top_k) throw_shape_error(where, "k must not exceed this backend's limit", concat("<= ", B::max_top_k), k);
 
-  const std::size_t nq = queries.rows(), ng = gallery.rows(), d = gallery.cols();
+  const std::size_t nq = queries.rows(), ng = gallery_rows, d = queries.cols();
   const std::size_t qb = options.query_block != 0 ? options.query_block : B::search_query_block;
   const std::size_t gb = options.gallery_block != 0 ? options.gallery_block : B::search_gallery_block;
   const T eps = std::numeric_limits<T>::min();  // only an all-zero row is clamped: it stays zero
   using matrix_type = typename B::matrix_type;
   matrix_type q, g, staging, sims, best_scores;
   typename B::vector_type norms;
-  // Normalises `rows` host rows from `first` of `z` into `out` (read in place where the backend
-  // reads host memory, else through `staging`); names the first non-finite input value.
-  const auto normalised = [&](const latent_view<T>& z, std::size_t first, std::size_t rows, matrix_type& out,
-                              const char* what) {
-    const T* host = z.data() + first * d;
+  // Normalises the host rows `z` (rows `first …` of their side) into `out` (read in place where
+  // the backend reads host memory, else through `staging`); names the first non-finite input value.
+  const auto normalised = [&](const latent_view<T>& z, std::size_t first, matrix_type& out, const char* what) {
+    const std::size_t rows = z.rows();
+    const T* host = z.data();
     if constexpr (B::host_memory) {
       be.normalize_rows_forward(be.map(host, rows, d), eps, out, norms);
     } else {
@@ -145,20 +178,24 @@ search_result<typename B::scalar_type> top_k(const B& be, const latent_view<type
   };
 
   be.resize(q, nq, d);
-  normalised(queries, 0, nq, q, "queries");
+  normalised(queries, 0, q, "queries");
   be.resize(best_scores, nq, k);
   typename B::template buffer<std::int64_t> best_indices(nq * k);
   be.resize(sims, std::min(qb, nq), std::min(gb, ng));
   std::size_t filled = 0;
   for (std::size_t g0 = 0; g0 < ng; g0 += gb) {
     const std::size_t rows = std::min(gb, ng - g0);
+    const latent_view<T> block = gallery(g0, rows);
+    if (block.rows() != rows || block.cols() != d)
+      throw_shape_error(where, concat("gallery block at row ", g0, " must have the rows asked for and the queries' width"),
+                        concat(rows, " x ", d), concat(block.rows(), " x ", block.cols()));
     be.resize(g, rows, d);
-    normalised(gallery, g0, rows, g, "the gallery");
+    normalised(block, g0, g, "the gallery");
     for (std::size_t q0 = 0; q0 < nq; q0 += qb) {
       const std::size_t n = std::min(qb, nq - q0);
-      auto block = be.map(sims.data(), n, rows);
-      be.gemm(T(1), be.map(static_cast<const T*>(q.data()) + q0 * d, n, d), false, g, true, T(0), block);
-      be.merge_top_k(block, q0, static_cast<std::int64_t>(g0), filled, best_scores, best_indices.data());
+      auto products = be.map(sims.data(), n, rows);
+      be.gemm(T(1), be.map(static_cast<const T*>(q.data()) + q0 * d, n, d), false, g, true, T(0), products);
+      be.merge_top_k(products, q0, static_cast<std::int64_t>(g0), filled, best_scores, best_indices.data());
     }
     filled = std::min(k, filled + rows);
   }

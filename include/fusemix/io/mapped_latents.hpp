@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <numeric>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -87,12 +88,29 @@ class mapped_latents {
   [[nodiscard]] std::string_view dtype() const noexcept;
   /// Bytes of data in all shards (what reading every row once moves).
   [[nodiscard]] std::uint64_t data_bytes() const noexcept { return std::uint64_t{rows_} * cols_ * itemsize(); }
+  /// Bytes per value in the files: 2, 4 or 8.
+  [[nodiscard]] std::size_t itemsize() const noexcept { return itemsize_; }
 
   /// Writes row `rows[i]` to `out[i * cols() ...]`, converted to `T`.
   /// @throws shape_error if `out` does not hold `rows.size() * cols()` values or a row is out of
   ///         range; io_error if a shard changed on disk since it was opened.
   template <Scalar T>
   void gather(std::span<const std::size_t> rows, std::span<T> out) const;
+  /// Copies row `rows[i]`'s bytes as the files hold them (little-endian, `itemsize()` bytes per
+  /// value, no conversion) to `out[i * cols() * itemsize() ...]`: what a store of the values in
+  /// their file precision (e.g. `cuda::resident_latents`) is filled from.
+  /// @throws as `gather`.
+  void gather_bytes(std::span<const std::size_t> rows, std::span<std::byte> out) const;
+  /// The rows in place, as float: when one shard holds them all as float32 (and the host is
+  /// little-endian, as x86 and ARM are). What a reader that visits every row many times (the k-DPP
+  /// selector) uses instead of a copy: the pages stay the page cache's. Empty otherwise. Valid
+  /// while this object lives; `check_unchanged` applies as to `gather`.
+  [[nodiscard]] std::optional<latent_view<float>> float_view() const noexcept {
+    if (shards_.size() != 1 || itemsize_ != 4 || std::endian::native != std::endian::little) return std::nullopt;
+    const shard& s = shards_.front();
+    if ((s.data_offset % alignof(float)) != 0) return std::nullopt;  // numpy aligns the data to 64 bytes
+    return latent_view<float>(reinterpret_cast<const float*>(s.map + s.data_offset), rows_, cols_);
+  }
   /// Tells the kernel that `rows` are read next (`madvise(MADV_WILLNEED)`), so their pages are
   /// read from disk in the background while the current step computes. Indices out of range
   /// are ignored; never throws.
@@ -108,7 +126,6 @@ class mapped_latents {
     std::size_t map_bytes = 0, data_offset = 0, rows = 0, first_row = 0;
     struct stat identity {};
   };
-  [[nodiscard]] std::size_t itemsize() const noexcept { return itemsize_; }
   [[nodiscard]] const shard& shard_of(std::size_t row) const noexcept;
   void unmap() noexcept;
 
@@ -257,6 +274,23 @@ void mapped_latents::gather(std::span<const std::size_t> rows, std::span<T> out)
       detail::npy_decode_floats(itemsize_, p, dst, cols_);  // the decoding read_npy uses
     }
     dst += cols_;
+  }
+}
+
+inline void mapped_latents::gather_bytes(std::span<const std::size_t> rows, std::span<std::byte> out) const {
+  constexpr std::string_view where = "fusemix::io::mapped_latents::gather_bytes";
+  const std::size_t row_bytes = cols_ * itemsize_;
+  if (out.size() != rows.size() * row_bytes)
+    throw_shape_error(where, "the output must hold rows.size() * cols() * itemsize() bytes", rows.size() * row_bytes,
+                      out.size());
+  for (const std::size_t r : rows)
+    if (r >= rows_) throw_shape_error(where, "row index out of range", concat("< ", rows_), r);
+  check_unchanged();
+  std::byte* dst = out.data();
+  for (const std::size_t r : rows) {
+    const shard& s = shard_of(r);
+    std::memcpy(dst, s.map + s.data_offset + (r - s.first_row) * row_bytes, row_bytes);
+    dst += row_bytes;
   }
 }
 

@@ -383,19 +383,35 @@ void trainer<HX, HY, L>::gather_mixed(const S& z, matrix_type& piece, matrix_typ
     piece_rows_.assign(rows_a_.begin() + first, rows_a_.begin() + first + count);
     piece_rows_.insert(piece_rows_.end(), rows_b_.begin() + first, rows_b_.begin() + first + count);
     const std::size_t values = 2 * count * d;
-    if constexpr (backend_type::host_memory) {
-      z.gather(std::span<const std::size_t>(piece_rows_), std::span<scalar_type>(piece.data(), values));
+    const std::span<const std::size_t> wanted(piece_rows_);
+    auto refuse = [&](std::size_t row_in_piece, std::size_t column) {
+      throw_expected<numeric_error>("fusemix::trainer::step",
+                                    concat(side, " contains NaN or Inf at row ", piece_rows_[row_in_piece], ", column ", column),
+                                    "finite latents", "a non-finite value");
+    };
+    const auto parts = be_.map(std::as_const(piece).data(), 2 * count, d);
+    bool checked = false;
+    if constexpr (requires { z.gather_to(wanted, piece.data()); }) {
+      z.gather_to(wanted, piece.data());  // a source in the backend's own memory
+    } else if constexpr (backend_type::host_memory) {
+      z.gather(wanted, std::span<scalar_type>(piece.data(), values));
+    } else if constexpr (requires { be_.staging(values); }) {
+      // Into page-locked memory, checked there, and copied without waiting: nothing in a step's
+      // gathering waits for the device, so the host reads the next pieces (and, after the last,
+      // the next step's) while the device copies and computes.
+      const std::span<scalar_type> stage = be_.staging(values);
+      z.gather(wanted, stage);
+      for (std::size_t i = 0; i < values; ++i)
+        if (!std::isfinite(stage[i])) refuse(i / d, i % d);
+      checked = true;
+      be_.upload_staged(stage, piece.data());
     } else {
       host_batch_.resize(values);
-      z.gather(std::span<const std::size_t>(piece_rows_), std::span<scalar_type>(host_batch_));
+      z.gather(wanted, std::span<scalar_type>(host_batch_));
       be_.upload(std::span<const scalar_type>(host_batch_), piece.data());
     }
-    const auto parts = be_.map(std::as_const(piece).data(), 2 * count, d);
     std::size_t r = 0, c = 0;
-    if (be_.find_non_finite(parts, r, c))
-      throw_expected<numeric_error>("fusemix::trainer::step",
-                                    concat(side, " contains NaN or Inf at row ", piece_rows_[r], ", column ", c),
-                                    "finite latents", "a non-finite value");
+    if (!checked && be_.find_non_finite(parts, r, c)) refuse(r, c);
     piece_a_.resize(count), piece_b_.resize(count);
     std::iota(piece_a_.begin(), piece_a_.end(), std::size_t{0});
     std::iota(piece_b_.begin(), piece_b_.end(), count);

@@ -100,6 +100,35 @@ BOOST_AUTO_TEST_CASE(blocks_left_at_zero_are_the_backends) {
   BOOST_TEST(be::search_gallery_block < 2100u);
 }
 
+BOOST_AUTO_TEST_CASE(a_gallery_by_blocks_is_the_whole_gallery) {
+  // Blocks asked for once each, in order, of the backend's size (the last shorter); the result is
+  // top_k's on the whole gallery, bit for bit.
+  const fmatrix q = normal(300, 8, 12), g = normal(2500, 8, 13);
+  using be = fm::cpu::backend<float>;
+  std::vector<std::pair<std::size_t, std::size_t>> asked;
+  fmatrix copy;
+  const auto blocks = [&](std::size_t first, std::size_t rows) {
+    asked.emplace_back(first, rows);
+    copy = g.middleRows(static_cast<Eigen::Index>(first), static_cast<Eigen::Index>(rows));  // a buffer reused per block
+    return fm::latent_view<float>(copy);
+  };
+  const auto got = fm::top_k_by_blocks(be{}, fm::latent_view<float>(q), 2500, blocks, 7);
+  const auto want = fm::top_k<float>(q, g, 7);
+  BOOST_TEST((got.indices == want.indices && got.scores == want.scores));
+  const std::size_t b = be::search_gallery_block;
+  BOOST_TEST_REQUIRE(asked.size() == (2500 + b - 1) / b);
+  for (std::size_t i = 0; i < asked.size(); ++i)
+    BOOST_TEST((asked[i] == std::pair<std::size_t, std::size_t>{i * b, std::min(b, 2500 - i * b)}));
+  // A block of the wrong shape is refused, naming where it starts.
+  const auto short_blocks = [&](std::size_t first, std::size_t rows) {
+    copy = g.middleRows(static_cast<Eigen::Index>(first), static_cast<Eigen::Index>(rows) - (first > 0 ? 1 : 0));
+    return fm::latent_view<float>(copy);
+  };
+  BOOST_CHECK_EXCEPTION(static_cast<void>(fm::top_k_by_blocks(be{}, fm::latent_view<float>(q), 2500, short_blocks, 7)),
+                        fm::shape_error,
+                        fm::test::message_has({"fusemix::top_k: ", "gallery block at row 1024", "expected 1024 x 8", "got 1023 x 8"}));
+}
+
 BOOST_AUTO_TEST_CASE(ties_go_to_the_lowest_index) {
   // Unit rows with dyadic entries (one-hot ±e_i and the ±1/2 patterns on four coordinates), each
   // three times: every cosine is exact whatever the GEMM's summation order, so equal cosines are

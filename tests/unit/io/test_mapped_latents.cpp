@@ -3,8 +3,10 @@
 /// Tests of <fusemix/io/mapped_latents.hpp>: memory-mapped `.npy` shards read by row index give
 /// the values `read_npy` gives, in every dtype and across shard boundaries, and bad shards are
 /// refused naming the file.
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -111,6 +113,48 @@ BOOST_AUTO_TEST_CASE(shards_concatenate_by_rows) {
   std::vector<float> small(d);
   BOOST_CHECK_EXCEPTION(z.gather(std::span<const std::size_t>(all), std::span<float>(small)), fusemix::shape_error,
                         message_has({"gather", "rows.size() * cols()", "300", "6"}));
+}
+
+BOOST_AUTO_TEST_CASE(gather_bytes_copies_rows_as_the_files_store_them) {
+  temp_dir dir;
+  const std::size_t d = 5;
+  const auto h = random_halves(30, d, 8);
+  // Two float16 shards, 12 + 18 rows; the bytes of row r are bytes [2·d·r, 2·d·(r+1)) of the data.
+  write_f2(dir / "a.npy", std::vector<std::uint16_t>(h.begin(), h.begin() + 12 * d), 12, d);
+  write_f2(dir / "b.npy", std::vector<std::uint16_t>(h.begin() + 12 * d, h.end()), 18, d);
+  const io::mapped_latents z({dir / "a.npy", dir / "b.npy"});
+  BOOST_TEST(z.itemsize() == 2u);
+  const std::vector<std::size_t> rows{29, 0, 11, 12, 12};
+  std::vector<std::byte> got(rows.size() * d * 2);
+  z.gather_bytes(std::span<const std::size_t>(rows), std::span<std::byte>(got));
+  for (std::size_t i = 0; i < rows.size(); ++i)
+    for (std::size_t j = 0; j < d; ++j) {
+      std::uint16_t v = 0;
+      std::memcpy(&v, got.data() + (i * d + j) * 2, 2);
+      BOOST_TEST(v == h[rows[i] * d + j], "row " << rows[i] << " column " << j);
+    }
+  BOOST_TEST(!z.float_view(), "float16 shards have no float view");
+  std::vector<std::byte> small(7);
+  BOOST_CHECK_EXCEPTION(z.gather_bytes(std::span<const std::size_t>(rows), std::span<std::byte>(small)),
+                        fusemix::shape_error, message_has({"gather_bytes", "itemsize()", "50", "7"}));
+  const std::vector<std::size_t> bad{30};
+  std::vector<std::byte> one(d * 2);
+  BOOST_CHECK_EXCEPTION(z.gather_bytes(std::span<const std::size_t>(bad), std::span<std::byte>(one)),
+                        fusemix::shape_error, message_has({"gather_bytes", "row index out of range", "< 30"}));
+}
+
+BOOST_AUTO_TEST_CASE(one_float32_file_is_viewed_in_place) {
+  temp_dir dir;
+  const fmatrix f = random_floats(9, 4, 9);
+  io::write_npy(dir / "f.npy", f);
+  const io::mapped_latents z(dir / "f.npy");
+  const auto v = z.float_view();
+  BOOST_TEST_REQUIRE(v.has_value());
+  BOOST_TEST((v->rows() == 9u && v->cols() == 4u));
+  BOOST_TEST(std::equal(v->data(), v->data() + 36, f.data()));
+  BOOST_TEST(!io::mapped_latents({dir / "f.npy", dir / "f.npy"}).float_view(), "two shards are not contiguous");
+  io::write_npy(dir / "g.npy", Eigen::MatrixXd::Ones(3, 4));
+  BOOST_TEST(!io::mapped_latents(dir / "g.npy").float_view(), "float64 is not float");
 }
 
 BOOST_AUTO_TEST_CASE(refuses_bad_shards_naming_the_file) {

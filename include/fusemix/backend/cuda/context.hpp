@@ -80,7 +80,7 @@ class context : public detail::context_state<S> {
 
   /// Named scratch slots; each caller owns one, so two live scratch areas never alias.
   enum slot : unsigned {
-    index_a, index_b, ones, row_stats, col_partials, reduce, operand_a, operand_b, mask, slot_count
+    index_a, index_b, index_rows, ones, row_stats, col_partials, reduce, operand_a, operand_b, mask, slot_count
   };
 
   /// Creates the stream and cuBLAS handle (on a GPU).
@@ -148,10 +148,29 @@ class context : public detail::context_state<S> {
 
   // Scratch ----------------------------------------------------------------------------------
 
-  /// The host indices `host` in backend memory (slot `s`: `index_a` or `index_b`). Not copied
+  /// The host indices `host` in backend memory (slot `s`: `index_a`, `index_b` or `index_rows`). Not copied
   /// again when the slot already holds these values: both modalities of a step gather the same
   /// rows, so the second gather moves nothing.
   const std::size_t* indices(slot s, std::span<const std::size_t> host);
+
+  // Staging ----------------------------------------------------------------------------------
+
+  /// Host memory for at least `bytes` on their way to backend memory (`upload_staged`):
+  /// page-locked on a GPU, so the copy is asynchronous and runs at the bus's speed. Two buffers
+  /// are handed out in turn, so the host fills one while the other's copy is in flight; this
+  /// waits only for the copy that last read the buffer it returns. Grows to the largest request.
+  std::span<std::byte> staging(std::size_t bytes);
+  /// Queues the copy of the first `bytes` of the buffer `staging` returned last to `dev`, and
+  /// returns without waiting for it (on the host system the copy is done on return).
+  void upload_staged(void* dev, std::size_t bytes);
+
+  ~context() {
+    try {
+      this->synchronize();  // no copy may still read a staging buffer
+    } catch (...) {  // NOLINT(bugprone-empty-catch): a destructor frees what it can
+    }
+    for (auto& b : staging_) this->free_pinned(b.data);
+  }
 
   /// Scratch of at least `n` elements of `U` in slot `s`; its contents are unspecified.
   template <class U>
@@ -183,9 +202,18 @@ class context : public detail::context_state<S> {
     return marks_used_++;
   }
 
+  struct staging_buffer {
+    std::byte* data = nullptr;
+    std::size_t size = 0;
+    mark_type copied{};  // recorded after the copy that last read it
+    bool in_flight = false;
+  };
+
   std::vector<mark_type> marks_;
   std::size_t marks_used_ = 0;
-  index_mirror index_mirror_[2];
+  staging_buffer staging_[2];
+  unsigned staging_next_ = 0;  // the buffer `staging` hands out next
+  index_mirror index_mirror_[3];  // index_a, index_b, index_rows
   std::vector<record> records_;
   bool profiling_ = false;
   gemm_precision precision_ = gemm_precision::fp32;
@@ -236,6 +264,13 @@ class context_state<host_system> {
   static void record_mark(mark_type& m) noexcept { m = std::chrono::steady_clock::now(); }
   static double elapsed_ms(const mark_type& a, const mark_type& b) noexcept {
     return std::chrono::duration<double, std::milli>(b - a).count();
+  }
+  static void wait_mark(const mark_type&) noexcept {}
+  static std::byte* allocate_pinned(std::size_t bytes) {
+    return static_cast<std::byte*>(::operator new(bytes, std::align_val_t{buffer_alignment}));
+  }
+  static void free_pinned(std::byte* p) noexcept {
+    if (p != nullptr) ::operator delete(p, std::align_val_t{buffer_alignment});
   }
 };
 
@@ -342,6 +377,16 @@ class context_state<device_system> {
     FUSEMIX_CUDA_CHECK(::cudaEventElapsedTime(&ms, a.get(), b.get()));
     return ms;
   }
+  static void wait_mark(const mark_type& m) { FUSEMIX_CUDA_CHECK(::cudaEventSynchronize(m.get())); }
+  // Page-locked host memory: a copy from it is a DMA the host need not wait for.
+  static std::byte* allocate_pinned(std::size_t bytes) {
+    void* p = nullptr;
+    FUSEMIX_CUDA_CHECK(::cudaHostAlloc(&p, bytes, cudaHostAllocDefault));
+    return static_cast<std::byte*>(p);
+  }
+  static void free_pinned(std::byte* p) noexcept {
+    if (p != nullptr) static_cast<void>(::cudaFreeHost(p));
+  }
 
  private:
   static std::unique_ptr<stream_handle> open() {
@@ -363,8 +408,40 @@ class context_state<device_system> {
 }  // namespace detail
 
 template <System S>
+std::span<std::byte> context<S>::staging(std::size_t bytes) {
+  staging_buffer& b = staging_[staging_next_];
+  staging_next_ ^= 1u;
+  if (b.in_flight) this->wait_mark(b.copied);  // its last copy must have read it
+  b.in_flight = false;
+  if (b.size < bytes) {
+    this->free_pinned(b.data);
+    b.data = nullptr, b.size = 0;
+    b.data = this->allocate_pinned(bytes);
+    b.size = bytes;
+    detail::allocation_counter().fetch_add(1, std::memory_order_relaxed);
+  }
+  return {b.data, bytes};
+}
+
+template <System S>
+void context<S>::upload_staged(void* dev, std::size_t bytes) {
+  staging_buffer& b = staging_[staging_next_ ^ 1u];  // the one `staging` returned last
+  if (bytes > b.size)
+    throw_expected<argument_error>("fusemix::cuda::context::upload_staged", "more bytes than the staging buffer holds",
+                                   concat("<= ", b.size), bytes);
+  if (bytes == 0) return;
+  this->copy_bytes(dev, b.data, bytes, detail::copy_kind::to_device);
+  if (b.copied == mark_type{}) b.copied = this->new_mark();
+  this->record_mark(b.copied);
+  b.in_flight = true;
+}
+
+template <System S>
 const std::size_t* context<S>::indices(slot s, std::span<const std::size_t> host) {
-  index_mirror& m = index_mirror_[s == index_a ? 0 : 1];
+  if (s > index_rows)
+    throw_expected<argument_error>("fusemix::cuda::context::indices", "not an index slot",
+                                   "index_a, index_b or index_rows", static_cast<unsigned>(s));
+  index_mirror& m = index_mirror_[s];
   std::size_t* d = scratch<std::size_t>(s, host.size());
   if (d != m.at || !std::equal(host.begin(), host.end(), m.values.begin(), m.values.end())) {
     copy_to_device(*this, host.data(), d, host.size());

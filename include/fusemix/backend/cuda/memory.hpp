@@ -120,9 +120,10 @@ class matrix {
   [[nodiscard]] std::size_t rows() const noexcept { return r_; }
   [[nodiscard]] std::size_t cols() const noexcept { return c_; }
   [[nodiscard]] std::size_t size() const noexcept { return r_ * c_; }
-  /// Gives the matrix the shape `r × c`, reallocating only when the element count changes.
+  /// Gives the matrix the shape `r × c`, reallocating only when it needs more elements than it
+  /// has held (so a shorter last slice of a batch, then a full one again, allocates nothing).
   void resize(std::size_t r, std::size_t c) {
-    if (r * c != a_.size()) a_ = array<T, S>(r * c);
+    if (r * c > a_.size()) a_ = array<T, S>(r * c);
     r_ = r, c_ = c;
   }
 
@@ -138,15 +139,18 @@ class vector {
   using value_type = T;
   [[nodiscard]] T* data() noexcept { return a_.data(); }
   [[nodiscard]] const T* data() const noexcept { return a_.data(); }
-  [[nodiscard]] std::size_t size() const noexcept { return a_.size(); }
-  [[nodiscard]] std::size_t rows() const noexcept { return a_.size(); }
+  [[nodiscard]] std::size_t size() const noexcept { return n_; }
+  [[nodiscard]] std::size_t rows() const noexcept { return n_; }
   [[nodiscard]] std::size_t cols() const noexcept { return 1; }
+  /// Gives the vector `n` elements, reallocating only when it needs more than it has held.
   void resize(std::size_t n) {
-    if (n != a_.size()) a_ = array<T, S>(n);
+    if (n > a_.size()) a_ = array<T, S>(n);
+    n_ = n;
   }
 
  private:
   array<T, S> a_;
+  std::size_t n_ = 0;
 };
 
 // ------------------------------------------------------------------------------------------------

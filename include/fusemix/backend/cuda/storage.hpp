@@ -67,6 +67,14 @@ class storage {
   }
   /// Copies host values to backend memory at `dst` and waits.
   void upload(std::span<const T> host, T* dst) const { copy_to_device(*ctx_, host.data(), dst, host.size()); }
+  /// Page-locked host room for `n` values on their way to backend memory (`context::staging`:
+  /// two buffers in turn, so filling one overlaps the other's copy).
+  std::span<T> staging(std::size_t n) const {
+    const std::span<std::byte> b = ctx_->staging(n * sizeof(T));
+    return {reinterpret_cast<T*>(b.data()), n};
+  }
+  /// Queues the copy of `host`, the span `staging` returned last, to `dst`; does not wait.
+  void upload_staged(std::span<const T> host, T* dst) const { ctx_->upload_staged(dst, host.size() * sizeof(T)); }
   /// Copies backend memory at `src` into `host`, after the work queued before (of any trivially
   /// copyable type: scores, indices).
   template <class U>

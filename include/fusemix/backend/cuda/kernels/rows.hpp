@@ -6,8 +6,11 @@
 
 #include <cstddef>
 
+#include <cstdint>
+
 #include <fusemix/backend/common/math.hpp>
 #include <fusemix/core/config.hpp>
+#include <fusemix/detail/file.hpp>
 
 namespace fusemix::cuda::detail {
 
@@ -19,6 +22,31 @@ struct add_row_vector_rows {
   template <class G>
   FUSEMIX_HOST_DEVICE void operator()(const G& g, std::size_t i) const {
     for (std::size_t j = g.rank(); j < w; j += g.size()) y[i * w + j] += b[j];
+  }
+};
+
+/// Row i of `out` is row `rows[i]` of a store of `itemsize`-byte floats (2: binary16, 4, 8),
+/// converted to `T` exactly as the `.npy` readers convert it (`detail::half_to_float`).
+template <class T>
+struct gather_stored_rows {
+  const unsigned char* z;
+  const std::size_t* rows;
+  std::size_t d, itemsize;
+  T* out;
+  template <class G>
+  FUSEMIX_HOST_DEVICE void operator()(const G& g, std::size_t i) const {
+    const unsigned char* src = z + rows[i] * d * itemsize;  // aligned: rows of d items
+    T* o = out + i * d;
+    if (itemsize == 2) {
+      const auto* h = reinterpret_cast<const std::uint16_t*>(src);
+      for (std::size_t j = g.rank(); j < d; j += g.size()) o[j] = static_cast<T>(fusemix::detail::half_to_float(h[j]));
+    } else if (itemsize == 4) {
+      const auto* f = reinterpret_cast<const float*>(src);
+      for (std::size_t j = g.rank(); j < d; j += g.size()) o[j] = static_cast<T>(f[j]);
+    } else {
+      const auto* f = reinterpret_cast<const double*>(src);
+      for (std::size_t j = g.rank(); j < d; j += g.size()) o[j] = static_cast<T>(f[j]);
+    }
   }
 };
 
