@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fusemix/backend/cpu/parallel.hpp>
 #include <fusemix/core/concepts.hpp>
 #include <fusemix/core/error.hpp>
 #include <fusemix/detail/file.hpp>
@@ -264,8 +265,11 @@ void mapped_latents::gather(std::span<const std::size_t> rows, std::span<T> out)
     if (r >= rows_) throw_shape_error(where, "row index out of range", concat("< ", rows_), r);
   check_unchanged();
   const std::size_t row_bytes = cols_ * itemsize_;
-  T* dst = out.data();
-  for (const std::size_t r : rows) {
+  // A row per piece, on the CPU backend's threads: a row's values do not depend on who copies
+  // them, and several threads keep several page faults (disk reads) in flight at once.
+  cpu::for_each_piece(static_cast<Eigen::Index>(rows.size()), static_cast<Eigen::Index>(cols_), [&](Eigen::Index i) {
+    const std::size_t r = rows[static_cast<std::size_t>(i)];
+    T* dst = out.data() + static_cast<std::size_t>(i) * cols_;
     const shard& s = shard_of(r);
     const unsigned char* p = s.map + s.data_offset + (r - s.first_row) * row_bytes;
     if (itemsize_ == sizeof(T) && std::endian::native == std::endian::little) {
@@ -273,8 +277,7 @@ void mapped_latents::gather(std::span<const std::size_t> rows, std::span<T> out)
     } else {
       detail::npy_decode_floats(itemsize_, p, dst, cols_);  // the decoding read_npy uses
     }
-    dst += cols_;
-  }
+  });
 }
 
 inline void mapped_latents::gather_bytes(std::span<const std::size_t> rows, std::span<std::byte> out) const {
