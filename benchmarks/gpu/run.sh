@@ -19,7 +19,8 @@
 #           bench_train_gpu in fp32, tf32 and bf16, and benchmarks/train/torch_step.py
 #           --device cuda in eager fp32 and bf16 autocast, then torch.compile fp32 and bf16
 #   cli     the program (CLI11 needed), then `fusemix train --device cuda` on the bundled data
-#           against `--device cpu` (the same losses and recalls to rounding),
+#           against `--device cpu` (the same losses and recalls to rounding) and with its pairs
+#           streamed (--gpu-latents stream) against resident (the same weights bit for bit),
 #           `fusemix select --device cuda` against `--device cpu` (the same picks), and
 #           `fusemix search --device cuda` against `--device cpu` (the same top-10 lists)
 #   dpp     the greedy k-DPP at N = 1,000,000, D = 384, k = 1,000 (cosine) on the GPU, and the
@@ -148,6 +149,12 @@ if [[ " $steps " == *" cli "* ]] && [ -x "$build/fusemix" ]; then
       --gallery "$data/y_test.npy" --k 10 --device "$dev" --out "$out/found_$dev" > "$logs/cli_search_$dev.log" 2>&1
     echo "{\"test\": \"fusemix search --device $dev\", \"rc\": $?}" >> "$results"
   done
+  # Both placements of pairs from files train to the same bits (auto chose resident above).
+  stamp "fusemix train --device cuda --gpu-latents stream"
+  rm -rf "$out/cli_cuda_stream"
+  timeout 120 "$build/fusemix" train "${run_args[@]}" --device cuda --gpu-latents stream --out "$out/cli_cuda_stream" \
+    > "$logs/cli_train_cuda_stream.log" 2>&1
+  echo "{\"test\": \"fusemix train --device cuda --gpu-latents stream\", \"rc\": $?}" >> "$results"
   "$python" - "$out" "$results" <<'PY'
 import json, sys, numpy as np
 out, results = sys.argv[1], sys.argv[2]
@@ -163,6 +170,12 @@ try:
     ok = len(c) == len(g) == 5 and worst_loss < 1e-3
 except Exception as e:
     print("train comparison failed:", e); ok = False
+try:
+    same = open(f"{out}/cli_cuda/adapters.safetensors", "rb").read() == open(f"{out}/cli_cuda_stream/adapters.safetensors", "rb").read()
+    print(f"train cuda, resident vs streamed pairs: the same weights bit for bit: {same}")
+    ok = ok and same
+except Exception as e:
+    print("placement comparison failed:", e); ok = False
 try:
     same = bool(np.array_equal(np.load(f"{out}/picks_cpu.npy"), np.load(f"{out}/picks_cuda.npy")))
     print(f"select cpu vs cuda: picks identical: {same}")
