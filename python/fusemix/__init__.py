@@ -200,7 +200,7 @@ def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=N
           threads=0, x_val=None, y_val=None, out=None, callback=None, identity_y=False, device="cpu",
           precision="fp32", gemm="auto", checkpoint_every=None, resume=False, quiet=False, micro_batch=0,
           max_steps=0, val_fraction=None, no_val=False, keep_last=False, patience=0, alpha_schedule="constant",
-          final_alpha=1.0, auto=False, budget_minutes=None):
+          final_alpha=1.0, auto=False, budget_minutes=None, gpu_latents="auto"):
     """Trains two fusion adapters on the pairs (x[i], y[i]) as ``fusemix train`` does.
 
     Every keyword is the program's flag of the same name (``--weight-decay`` is
@@ -240,6 +240,8 @@ def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=N
     float16/32/64): a path, or a list of shards concatenated by rows (``["x_000.npy", ...]``),
     for data larger than memory; both sides the same kind. `micro_batch` is gradient caching
     (``--micro-batch``), `max_steps` stops after that many optimiser steps (``--max-steps``).
+    With ``device="cuda"``, files are resident on the GPU in their precision or streamed a batch
+    at a time (`gpu_latents`: "auto", "resident", "stream"; ``--gpu-latents``).
 
     Returns the trained `Model` (its `history` holds the metrics records).
     Raises ShapeError, ArgumentError, NumericError (NaN/Inf in the data, or a loss that stopped
@@ -280,6 +282,7 @@ def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=N
         "identity_y": bool(identity_y),
         "device": _choice(where, "device", device, ("cpu", "cuda")),
         "precision": _choice(where, "precision", precision, ("fp32", "tf32", "bf16")),
+        "gpu_latents": _choice(where, "gpu_latents", gpu_latents, ("auto", "resident", "stream")),
         "gemm": _choice(where, "gemm", gemm, ("auto", "eigen", "openblas")),
         "checkpoint_every": (1 if out is not None else 0) if checkpoint_every is None else
                             _count(where, "checkpoint_every", checkpoint_every, 0),

@@ -115,6 +115,10 @@ def test_files_and_devices(tmp_path, small):
         assert "--device cuda" in str(e) or "CUDA" in str(e)
     else:
         assert model.shared_dim == 32
+    with pytest.raises(fusemix.ArgumentError, match="--gpu-latents stream chooses how the GPU reads the pairs; it needs --device cuda"):
+        fusemix.train(small["x"], small["y"], gpu_latents="stream", **QUICK)
+    with pytest.raises(fusemix.ArgumentError, match="gpu_latents"):
+        fusemix.train(small["x"], small["y"], gpu_latents="somewhere", **QUICK)
     model = fusemix.train(small["x"], small["y"], out=tmp_path / "run", **QUICK)
     with pytest.raises(fusemix.ShapeError, match=r"fusemix.Model.embed_y: latent width must equal .*\(expected 100, got 1280\)"):
         model.embed_y(small["x"])
