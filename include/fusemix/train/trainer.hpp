@@ -396,9 +396,9 @@ void trainer<HX, HY, L>::gather_mixed(const S& z, matrix_type& piece, matrix_typ
     } else if constexpr (backend_type::host_memory) {
       z.gather(wanted, std::span<scalar_type>(piece.data(), values));
     } else if constexpr (requires { be_.staging(values); }) {
-      // Into page-locked memory, checked there, and copied without waiting: nothing in a step's
-      // gathering waits for the device, so the host reads the next pieces (and, after the last,
-      // the next step's) while the device copies and computes.
+      // Into page-locked memory, checked there, and copied without waiting: the gathering waits
+      // for the device only to reuse a buffer, so the host reads a piece while the one before is
+      // copied, and the next step's first pieces while the device finishes this step.
       const std::span<scalar_type> stage = be_.staging(values);
       z.gather(wanted, stage);
       for (std::size_t i = 0; i < values; ++i)
