@@ -26,6 +26,8 @@
 
 #include <fusemix/fusemix.hpp>
 
+#include "arguments.hpp"
+
 namespace {
 
 struct options {
@@ -126,31 +128,20 @@ int run(const options& o) {
 
 int main(int argc, char** argv) {
   options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "bench_data_gpu: %s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    auto size = [&] { return static_cast<std::size_t>(std::stoull(next())); };
-    if (a == "--x") o.x = next();
-    else if (a == "--y") o.y = next();
-    else if (a == "--mode") o.mode = next();
-    else if (a == "--mix") o.mix = next();
-    else if (a == "--depth") o.depth = size();
-    else if (a == "--batch") o.batch = size();
-    else if (a == "--shared-dim") o.shared = size();
-    else if (a == "--micro-batch") o.micro_batch = size();
-    else if (a == "--steps") o.steps = size();
-    else if (a == "--warmup") o.warmup = size();
+  fusemix_bench::arguments args("bench_data_gpu", argc, argv);
+  for (std::string a = args.next(); !a.empty(); a = args.next()) {
+    if (a == "--x") o.x = args.value();
+    else if (a == "--y") o.y = args.value();
+    else if (a == "--mode") o.mode = args.value();
+    else if (a == "--mix") o.mix = args.value();
+    else if (a == "--depth") o.depth = args.size();
+    else if (a == "--batch") o.batch = args.size();
+    else if (a == "--shared-dim") o.shared = args.size();
+    else if (a == "--micro-batch") o.micro_batch = args.size();
+    else if (a == "--steps") o.steps = args.size();
+    else if (a == "--warmup") o.warmup = args.size();
     else if (a == "--json") o.json = true;
-    else {
-      std::fprintf(stderr, "bench_data_gpu: unknown argument %s\n", a.c_str());
-      return 2;
-    }
+    else args.unknown();
   }
   if (o.x.empty() || o.y.empty()) {
     std::fprintf(stderr, "bench_data_gpu: --x and --y are required\n");

@@ -25,6 +25,8 @@
 
 #include <fusemix/fusemix.hpp>
 
+#include "arguments.hpp"
+
 namespace {
 
 struct options {
@@ -189,33 +191,22 @@ int run(const options& o) {
 
 int main(int argc, char** argv) {
   options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "bench_train_gpu: %s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    auto size = [&] { return static_cast<std::size_t>(std::stoull(next())); };
-    if (a == "--dim-x") o.dim_x = size();
-    else if (a == "--dim-y") o.dim_y = size();
-    else if (a == "--depth-x") o.depth_x = size();
-    else if (a == "--depth-y") o.depth_y = size();
-    else if (a == "--batch") o.batch = size();
-    else if (a == "--shared-dim") o.shared = size();
-    else if (a == "--expansion") o.expansion = size();
-    else if (a == "--steps") o.steps = size();
-    else if (a == "--warmup") o.warmup = size();
-    else if (a == "--dropout") o.dropout = std::stod(next());
-    else if (a == "--precision") o.precision = next();
+  fusemix_bench::arguments args("bench_train_gpu", argc, argv);
+  for (std::string a = args.next(); !a.empty(); a = args.next()) {
+    if (a == "--dim-x") o.dim_x = args.size();
+    else if (a == "--dim-y") o.dim_y = args.size();
+    else if (a == "--depth-x") o.depth_x = args.size();
+    else if (a == "--depth-y") o.depth_y = args.size();
+    else if (a == "--batch") o.batch = args.size();
+    else if (a == "--shared-dim") o.shared = args.size();
+    else if (a == "--expansion") o.expansion = args.size();
+    else if (a == "--steps") o.steps = args.size();
+    else if (a == "--warmup") o.warmup = args.size();
+    else if (a == "--dropout") o.dropout = std::stod(args.value());
+    else if (a == "--precision") o.precision = args.value();
     else if (a == "--json") o.json = true;
     else if (a == "--profile") o.profile = true;
-    else {
-      std::fprintf(stderr, "bench_train_gpu: unknown argument %s\n", a.c_str());
-      return 2;
-    }
+    else args.unknown();
   }
   if (o.steps == 0) o.steps = 1;
   try {
