@@ -25,6 +25,8 @@ packages=(
   libbenchmark-dev
   libopenblas-dev
   libopenblas-openmp-dev
+  libopenmpi-dev
+  openmpi-bin
   pybind11-dev
   python3-dev
   python3-numpy

@@ -3,8 +3,10 @@
 // code: 2 for bad usage or bad input, 1 for anything else, 128 + N for a training run that
 // SIGINT or SIGTERM (signal N) stopped after it wrote its checkpoint (docs/reliability.md).
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <iostream>
+#include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -12,8 +14,45 @@
 #include <fusemix/fusemix.hpp>
 
 #include "commands.hpp"
+#include "training.hpp"
+
+#ifdef FUSEMIX_CLI_MPI
+#include <fusemix/dist/mpi.hpp>
+#endif
+
+namespace {
+// Ends every rank of an MPI job with `code` after an error on this one (a rank that failed alone
+// must not leave the others waiting for it); in one process, just returns the code.
+int fail(int code) {
+#ifdef FUSEMIX_CLI_MPI
+  if (fusemix_cli::process_group().distributed()) {
+    std::cerr.flush();
+    MPI_Abort(MPI_COMM_WORLD, code);
+  }
+#endif
+  return code;
+}
+}  // namespace
 
 int main(int argc, char** argv) {
+  // Started by mpirun (or srun): this process is one rank of the job (docs/distributed.md).
+#ifdef FUSEMIX_CLI_MPI
+  std::optional<fusemix::dist::mpi_session> mpi;
+  std::optional<fusemix::dist::mpi_communicator> world;
+  if (fusemix::dist::launched_by_mpi()) {
+    mpi.emplace(&argc, &argv);
+    fusemix::dist::mpi_options o;
+    if (const char* t = std::getenv("FUSEMIX_DIST_TIMEOUT"); t != nullptr && std::atof(t) > 0) o.timeout_seconds = std::atof(t);
+    world.emplace(MPI_COMM_WORLD, o);
+    fusemix_cli::process_group() = *world;
+  }
+#else
+  if (const char* n = std::getenv("OMPI_COMM_WORLD_SIZE"); n != nullptr && std::atoi(n) > 1) {
+    std::cerr << "fusemix: error: started as one of " << n
+              << " MPI ranks, but this fusemix was built without MPI (FUSEMIX_MPI; Debian: libopenmpi-dev)\n";
+    return 2;
+  }
+#endif
   CLI::App app{"fusemix: multimodal fusion adapters (FuseMix) on cached latents"};
   app.set_version_flag("--version", fusemix::version_string);
   app.require_subcommand(1);
@@ -41,10 +80,10 @@ int main(int argc, char** argv) {
     return 128 + e.signal();
   } catch (const fusemix::error& e) {
     std::cerr << "fusemix: error: " << e.what() << '\n';
-    return 2;
+    return fail(2);
   } catch (const std::exception& e) {
     std::cerr << "fusemix: failure: " << e.what() << '\n';
-    return 1;
+    return fail(1);
   }
   return 0;
 }

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <numeric>
 #include <span>
 #include <string>
 #include <vector>
@@ -54,13 +55,17 @@ fusemix::io::matrix<float> selected_rows(const std::string& value, std::string_v
   return out;
 }
 
-void run_with(const select_options& o, const fusemix::latent_view<float>& v) {
-  const auto [sel, log_det, seconds] = fusemix_cli::select(o.s, v);
-  const std::vector<std::int64_t> picks(sel.picks.begin(), sel.picks.end());
-  // --x and --y are read and checked before anything is written: a refused run leaves no output.
+// Writes and prints the result of a selection from `items` items (rank 0 of a job alone).
+void report(const select_options& o, const fusemix_cli::select_result& result, std::size_t items) {
+  const auto& [sel, log_det, seconds] = result;
+  const auto& group = fusemix_cli::process_group();
+  // --x and --y are read and checked on every rank (a refused run fails everywhere alike), and
+  // before anything is written: a refused run leaves no output.
   fusemix::io::matrix<float> x_rows, y_rows;
-  if (!o.out_x.empty()) x_rows = selected_rows(o.x, "--x", v.rows(), sel.picks);
-  if (!o.out_y.empty()) y_rows = selected_rows(o.y, "--y", v.rows(), sel.picks);
+  if (!o.out_x.empty()) x_rows = selected_rows(o.x, "--x", items, sel.picks);
+  if (!o.out_y.empty()) y_rows = selected_rows(o.y, "--y", items, sel.picks);
+  if (group.rank() != 0) return;
+  const std::vector<std::int64_t> picks(sel.picks.begin(), sel.picks.end());
   fusemix::io::write_npy(o.out, std::span<const std::int64_t>(picks));
   if (!o.out_x.empty()) fusemix::io::write_npy(o.out_x, x_rows);
   if (!o.out_y.empty()) fusemix::io::write_npy(o.out_y, y_rows);
@@ -71,12 +76,37 @@ void run_with(const select_options& o, const fusemix::latent_view<float>& v) {
     j["stop"] = std::string(fusemix::to_string(sel.stop));
     j["seconds"] = seconds;
     j["log_det"] = log_det;  // -inf (a singular subset) is written as null
+    j["world_size"] = group.size();
     std::cout << j.dump() << '\n';
   } else {
-    std::cout << (o.s.uniform ? "drew " : "selected ") << sel.picks.size() << " of " << v.rows() << " items ("
+    std::cout << (o.s.uniform ? "drew " : "selected ") << sel.picks.size() << " of " << items << " items ("
               << fusemix::to_string(sel.stop) << ") in " << seconds << " s, log det " << log_det << " -> "
-              << o.out << '\n';
+              << o.out << (group.distributed() ? fusemix::concat(" (", group.size(), " processes)") : std::string())
+              << '\n';
   }
+}
+
+void run_with(const select_options& o, const fusemix::latent_view<float>& v) {
+  report(o, fusemix_cli::select(o.s, v), v.rows());
+}
+
+// Under mpirun: each rank reads its rows of the files only (its shard), and the ranks select
+// together (fusemix::greedy_kdpp with a communicator); rank 0 writes.
+void run_sharded(const select_options& o, const std::vector<std::filesystem::path>& files) {
+  const fusemix::io::mapped_latents m(files);
+  const auto& group = fusemix_cli::process_group();
+  const auto mine = fusemix::dist::rank_rows(m.rows(), group.rank(), group.size());
+  fusemix::io::matrix<float> shard(static_cast<Eigen::Index>(mine.count), static_cast<Eigen::Index>(m.cols()));
+  std::vector<std::size_t> rows(mine.count);
+  std::iota(rows.begin(), rows.end(), mine.first);
+  m.gather(std::span<const std::size_t>(rows), std::span<float>(shard.data(), static_cast<std::size_t>(shard.size())));
+  // (Each rank checks its own rows; the selector then reports a bad row by its global index on every rank.)
+  auto rows_of = [&](const std::vector<std::size_t>& picks) {
+    fusemix::io::matrix<float> out(static_cast<Eigen::Index>(picks.size()), static_cast<Eigen::Index>(m.cols()));
+    m.gather(std::span<const std::size_t>(picks), std::span<float>(out.data(), static_cast<std::size_t>(out.size())));
+    return out;
+  };
+  report(o, fusemix_cli::select_sharded(o.s, fusemix::latent_view<float>(shard), m.rows(), rows_of), m.rows());
 }
 
 void run_select(select_options o) {
@@ -91,6 +121,10 @@ void run_select(select_options o) {
   // (float16/float64, shards, a pipe) is read into float32 first: the selector visits every row at
   // every pick. NaN/Inf are refused either way, --uniform included.
   const std::vector<std::filesystem::path> files = fusemix_cli::latent_files(where, "--in", o.in);
+  if (fusemix_cli::process_group().distributed()) {
+    run_sharded(o, files);
+    return;
+  }
   if (files.size() == 1 && std::filesystem::is_regular_file(files.front())) {
     const fusemix::io::mapped_latents m(files.front());
     if (const auto v = m.float_view()) {

@@ -47,7 +47,9 @@ void run_eval(const eval_options& o) {
   auto& hx = *m.x;
   auto& hy = m.y;
   // Latents read and embedded a block of rows at a time: the embeddings are held, not the latents
-  // or the activations of every row.
+  // or the activations of every row. Under mpirun each rank embeds its share of the blocks, and
+  // every rank then scores the whole (rank 0 prints).
+  const auto& group = fusemix_cli::process_group();
   const fusemix_cli::latent_blocks zx(where, "--x", o.x), zy(where, "--y", o.y);
   const auto width = [](const fusemix_cli::latent_blocks& z) { return static_cast<Eigen::Index>(z.cols()); };
   fusemix_cli::require_width(where, "--x", o.x, width(zx), fusemix::io::x_prefix, hx.in_dim(), o.model);
@@ -56,7 +58,8 @@ void run_eval(const eval_options& o) {
   fusemix::retrieval_result r;
   if (hy) {
     fusemix_cli::require_width(where, "--y", o.y, width(zy), fusemix::io::y_prefix, hy->in_dim(), o.model);
-    r = fusemix::evaluate_retrieval<float>(fusemix_cli::embed_blocks(hx, zx), fusemix_cli::embed_blocks(*hy, zy), owner);
+    r = fusemix::evaluate_retrieval<float>(fusemix_cli::embed_blocks(hx, zx, group),
+                                           fusemix_cli::embed_blocks(*hy, zy, group), owner);
   } else {
     if (zy.cols() != hx.out_dim())
       fusemix::throw_shape_error(
@@ -64,12 +67,17 @@ void run_eval(const eval_options& o) {
                                          "must equal vis_proj.'s output width"),
           hx.out_dim(), zy.cols());
     fusemix::identity_adapter<> id(zy.cols());
-    r = fusemix::evaluate_retrieval<float>(fusemix_cli::embed_blocks(hx, zx), fusemix_cli::embed_blocks(id, zy), owner);
+    r = fusemix::evaluate_retrieval<float>(fusemix_cli::embed_blocks(hx, zx, group),
+                                           fusemix_cli::embed_blocks(id, zy, group), owner);
   }
-  if (o.json)
-    std::cout << fusemix_cli::retrieval_json(r).dump() << '\n';
-  else
+  if (group.rank() != 0) return;
+  if (o.json) {
+    auto j = fusemix_cli::retrieval_json(r);
+    j["world_size"] = group.size();
+    std::cout << j.dump() << '\n';
+  } else {
     fusemix_cli::print_retrieval_table({{fs::path(o.model).filename().string(), r}});
+  }
 }
 
 }  // namespace
@@ -162,7 +170,7 @@ void register_train(CLI::App& app) {
     fusemix_cli::prepare_run(*s, d);
     if (s->auto_search) fusemix_cli::search_settings(*s, d);
     fusemix_cli::train(*s, d);
-    if (!s->quiet) std::cout << "wrote " << (s->out / "adapters.safetensors").string() << '\n';
+    if (!s->quiet && fusemix_cli::process_group().rank() == 0) std::cout << "wrote " << (s->out / "adapters.safetensors").string() << '\n';
   });
 }
 

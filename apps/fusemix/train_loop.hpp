@@ -129,14 +129,20 @@ template <fusemix::Loss L, class HX, class HY, class M, class Validate>
 train_result train_with(const train_settings& s, const M& zx, const M& zy, std::size_t dim_x, std::size_t dim_y, HX& hx,
                         HY& hy, const Validate& validate_epoch) {
   fusemix::trainer<HX, HY, L> tr(hx, hy, s.train, hx.backend());
+  // Under mpirun every rank trains its share of each batch (the same weights everywhere); rank 0
+  // alone writes the files and prints, and every rank reads the checkpoint on --resume.
+  const fusemix::dist::any_communicator group = process_group();
+  tr.set_communicator(group);
+  const bool writer = group.rank() == 0, quiet = s.quiet || !writer;
   tr.validate(zx, zy);  // before anything is written
   std::error_code ec;
-  fs::create_directories(s.out, ec);
+  if (writer) fs::create_directories(s.out, ec);
   if (ec) throw fusemix::io_error("fusemix train: " + s.out.string() + ": cannot create the output directory: " + ec.message());
   const fs::path ckpt = s.out / "checkpoint.safetensors", metrics = s.out / "metrics.jsonl",
                  weights = s.out / "adapters.safetensors";
   // Temporaries of a run killed while writing (kill -9, power loss) are litter, never output.
-  for (const auto& f : {ckpt, metrics, weights}) static_cast<void>(fusemix::io::remove_stale_temporaries(f));
+  if (writer)
+    for (const auto& f : {ckpt, metrics, weights}) static_cast<void>(fusemix::io::remove_stale_temporaries(f));
   const std::string signature = run_signature(s, dim_x, dim_y);
   std::vector<std::string> metric_lines;
   // The best validation epoch so far (1-based; 0: none yet) and its mean recall: adapters.safetensors
@@ -157,14 +163,18 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
     // Keep the metrics of the epochs the checkpoint covers; later ones are redone.
     std::ifstream in(metrics);
     for (std::string line; std::getline(in, line) && metric_lines.size() < tr.epoch();) metric_lines.push_back(line);
-    if (!s.quiet)
+    if (!quiet)
       std::cout << "resuming " << ckpt.string() << " at epoch " << tr.epoch() << ", step " << tr.step_in_epoch() << '\n';
-  } else if (s.resume && !s.quiet) {
+  } else if (s.resume && !quiet) {
     std::cout << "no checkpoint in " << s.out.string() << ", starting afresh\n";
   }
-  if (!s.quiet)
+  if (!quiet)
     for (const std::string& note : s.notes) std::cout << note << '\n';
+  if (!quiet && group.distributed())
+    std::cout << "data-parallel over " << group.size() << " processes: each embeds its share of every batch, "
+              << "the loss is the whole batch's\n";
   for (const std::string& w : recipe_warnings(s, static_cast<std::size_t>(zx.rows()))) {
+    if (!writer) break;
     if (s.on_warning) {
       s.on_warning(w);
     } else {
@@ -172,9 +182,10 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
     }
   }
   std::cout.flush();
-  progress_bar bar(s.quiet);
+  progress_bar bar(quiet);
   bar.set_start(static_cast<double>(tr.epoch()) / static_cast<double>(s.train.epochs));
   auto write_metrics = [&] {
+    if (!writer) return;
     std::string all;
     for (const auto& l : metric_lines) all += l + '\n';
     fusemix::io::atomic_write("fusemix train", metrics,
@@ -193,14 +204,15 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
       meta["best_epoch"] = std::to_string(best_epoch);
       meta["best_score"] = score;
     }
-    tr.save_checkpoint(ckpt, std::move(meta));
+    if (writer) tr.save_checkpoint(ckpt, std::move(meta));
     saved = ckpt.string() + " (after " + done() + ")";
   };
   auto stop_here = [&] {
     save();
     bar.end_line();
-    const char* name = stop_signal == SIGTERM ? "SIGTERM" : "SIGINT";
-    throw interrupted(stop_signal == SIGTERM ? SIGTERM : SIGINT,
+    // (stop_signal is 0 on a rank that stopped because another rank took the signal.)
+    const char* name = stop_signal == SIGTERM ? "SIGTERM" : stop_signal == SIGINT ? "SIGINT" : "a signal to another rank";
+    throw interrupted(stop_signal == SIGINT ? SIGINT : SIGTERM,
                       std::string("fusemix train: stopped by ") + name + "; saved " + saved +
                           "; continue with the same command and --resume");
   };
@@ -227,16 +239,17 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
                      (fs::exists(ckpt) ? "kept " : "") + saved + "; " +
                      weights.filename().string() + " not written (try a lower learning rate)");
     }
-    if (!rec.complete && stop_requested.load()) stop_here();
+    // (Agreed by every rank: a signal may have reached only some of them.)
+    if (!rec.complete && tr.any_rank(stop_requested.load())) stop_here();
     if (!rec.complete) {  // --max-steps reached
       save();
       bar.end_line();
-      if (!s.quiet)
+      if (!quiet)
         std::printf("stopped at --max-steps %llu (after %s); saved %s\n",
                     static_cast<unsigned long long>(s.train.max_steps), done().c_str(), ckpt.string().c_str());
       break;
     }
-    nlohmann::json j{{"epoch", rec.epoch + 1}, {"loss", rec.loss}, {"lr", rec.lr}};
+    nlohmann::json j{{"epoch", rec.epoch + 1}, {"loss", rec.loss}, {"lr", rec.lr}, {"world_size", group.size()}};
     std::string loss_parameters;  // " temp 0.0700", " logit_scale 2.3026 logit_bias -10.0000"
     for (const auto& [name, value] : rec.loss_parameters)
       if (!name.empty()) {
@@ -256,7 +269,7 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
         best_epoch = rec.epoch + 1, best_score = r->mean;
         // Written now, before the checkpoint that records it: an interrupted run never leaves a
         // checkpoint naming a best epoch whose weights were not written.
-        if (!s.keep_last) tr.save_weights(weights);
+        if (!s.keep_last && writer) tr.save_weights(weights);
       }
       j["best_epoch"] = best_epoch;
     }
@@ -267,7 +280,7 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
     const bool early = s.patience > 0 && best_epoch > 0 && tr.epoch() - best_epoch >= s.patience;
     const bool last = tr.epoch() == s.train.epochs || early;
     if (last || (s.checkpoint_every > 0 && tr.epoch() % s.checkpoint_every == 0)) save();
-    if (!s.quiet && (last || tr.epoch() % s.print_every == 0)) {
+    if (!quiet && (last || tr.epoch() % s.print_every == 0)) {
       bar.end_line();
       std::printf("epoch %zu/%zu  loss %.4f  lr %.2e%s  %.1fs", rec.epoch + 1, s.train.epochs, rec.loss, rec.lr,
                   loss_parameters.c_str(), rec.seconds);
@@ -277,20 +290,22 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
       std::printf("\n");
       std::fflush(stdout);
     }
-    if (stop_requested.load() && !last) stop_here();
+    if (tr.any_rank(stop_requested.load()) && !last) stop_here();
   }
-  if (result.stopped_early && !s.quiet)
+  if (result.stopped_early && !quiet)
     std::printf("stopped early after epoch %zu: no better validation recall in %zu epochs (--patience)\n", tr.epoch(),
                 s.patience);
   result.epochs_trained = tr.epoch();
   result.best_epoch = best_epoch;
   if (best_epoch > 0) result.best = best_retrieval(metric_lines, best_epoch);
-  if (best_epoch == 0 || s.keep_last || !fs::exists(weights)) {
+  if (!writer) {
+  } else if (best_epoch == 0 || s.keep_last || !fs::exists(weights)) {
     tr.save_weights(weights);
-  } else if (!s.quiet) {
+  } else if (!quiet) {
     std::printf("%s: the weights of epoch %zu, the best by validation mean recall (%.2f%%; --keep-last for the last)\n",
                 weights.string().c_str(), best_epoch, best_score);
   }
+  group.barrier();  // every rank returns once rank 0 has written
   return result;
 }
 

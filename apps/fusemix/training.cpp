@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <limits>
+#include <numeric>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -174,6 +175,9 @@ void prepare_run(train_settings& s, data_set& d) {
                                   "run with the settings it chose");
   if (s.auto_search && s.train.max_steps > 0)
     throw fusemix::argument_error("fusemix train: --auto chooses when its runs stop; drop --max-steps");
+  if (s.auto_search && process_group().distributed())
+    throw fusemix::argument_error("fusemix train: --auto searches in one process; run it without mpirun, then train the "
+                                  "settings it chose across processes");
   if (s.auto_search && s.no_val)
     throw fusemix::argument_error("fusemix train: --auto judges settings on validation pairs; --no-val leaves none");
   if (s.val_fraction) {
@@ -423,6 +427,18 @@ select_result select_with(const select_settings& o, const fusemix::latent_view<f
   return r;
 }
 
+// `f(kernel)` with the kernel `o` names, for latents `cols` wide.
+template <class F>
+select_result with_kernel(const select_settings& o, std::size_t cols, const F& f) {
+  if (o.kernel == "linear") return f(fusemix::linear_kernel{});
+  if (o.kernel == "cosine") return f(fusemix::cosine_kernel{});
+  if (o.kernel == "rbf") return f(fusemix::rbf_kernel{.gamma = o.gamma > 0 ? o.gamma : 1.0 / static_cast<double>(cols)});
+  if (o.kernel != "poly")
+    fusemix::throw_expected<fusemix::argument_error>("fusemix select", "unknown kernel", "poly, linear, cosine or rbf",
+                                                     o.kernel);
+  return f(fusemix::polynomial_kernel{.offset = o.offset, .degree = o.degree});
+}
+
 }  // namespace
 
 select_result select(const select_settings& o, const fusemix::latent_view<float>& z) {
@@ -433,16 +449,43 @@ select_result select(const select_settings& o, const fusemix::latent_view<float>
     unit = normalized_rows(z);
     v = fusemix::latent_view<float>(unit);
   }
-  if (o.kernel == "linear") return select_with(o, v, fusemix::linear_kernel{});
-  if (o.kernel == "cosine") return select_with(o, v, fusemix::cosine_kernel{});
-  if (o.kernel == "rbf") {
-    const double gamma = o.gamma > 0 ? o.gamma : 1.0 / static_cast<double>(v.cols());
-    return select_with(o, v, fusemix::rbf_kernel{.gamma = gamma});
+  return with_kernel(o, v.cols(), [&](const auto& kernel) { return select_with(o, v, kernel); });
+}
+
+select_result select_sharded(const select_settings& o, const fusemix::latent_view<float>& shard, std::size_t items,
+                             const std::function<fusemix::io::matrix<float>(const std::vector<std::size_t>&)>& rows_of) {
+  if (o.device != "cpu")
+    throw fusemix::argument_error("fusemix select: across processes the selector runs on the CPU (MPI); drop --device " +
+                                  o.device);
+  fusemix::cpu::set_threads(static_cast<int>(o.threads));
+  fusemix::io::matrix<float> unit;
+  fusemix::latent_view<float> v = shard;
+  if (o.normalize) {
+    unit = normalized_rows(shard);
+    v = fusemix::latent_view<float>(unit);
   }
-  if (o.kernel != "poly")
-    fusemix::throw_expected<fusemix::argument_error>("fusemix select", "unknown kernel", "poly, linear, cosine or rbf",
-                                                     o.kernel);
-  return select_with(o, v, fusemix::polynomial_kernel{.offset = o.offset, .degree = o.degree});
+  return with_kernel(o, v.cols(), [&](const auto& kernel) {
+    const auto start = std::chrono::steady_clock::now();
+    select_result r;
+    if (o.uniform) {
+      r.selection.picks = fusemix::uniform_subset(items, o.k, o.seed);
+    } else {
+      r.selection = fusemix::greedy_kdpp(v, o.k, kernel, process_group(),
+                                         {.relative_threshold = o.threshold, .window = o.window});
+    }
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (o.uniform || o.window != 0) {
+      // Scored afresh on the picked rows alone (read by every rank: a few rows).
+      fusemix::io::matrix<float> picked = rows_of(r.selection.picks);
+      if (o.normalize) picked = normalized_rows(fusemix::latent_view<float>(picked));
+      std::vector<std::size_t> order(r.selection.picks.size());
+      std::iota(order.begin(), order.end(), std::size_t{0});
+      r.log_det = fusemix::subset_log_det(fusemix::latent_view<float>(picked), std::span<const std::size_t>(order), kernel);
+    } else {
+      r.log_det = r.selection.log_det();
+    }
+    return r;
+  });
 }
 
 }  // namespace fusemix_cli

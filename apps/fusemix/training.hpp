@@ -44,6 +44,14 @@ class diverged : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// The processes this program runs as: one, unless main started it as one rank of an MPI job
+/// (`mpirun -np K fusemix train|select|eval …`, in a build with FUSEMIX_MPI). Training, selection
+/// and evaluation share their work across it; rank 0 writes the files and prints.
+inline fusemix::dist::any_communicator& process_group() noexcept {
+  static fusemix::dist::any_communicator group;
+  return group;
+}
+
 /// The SPEC's per-task settings.
 struct preset {
   std::size_t depth_x, depth_y;
@@ -191,6 +199,11 @@ struct select_result {
 /// Picks as `fusemix select` does from latents `z` (checked finite by the caller; normalised on a
 /// copy when `o.normalize`). @throws what greedy_kdpp and uniform_subset throw.
 select_result select(const select_settings& o, const fusemix::latent_view<float>& z);
+/// `select` across the processes of `process_group()`: `shard` is this rank's rows of the
+/// `items` latents (`fusemix::dist::rank_rows`), `rows_of(picks)` reads the picked rows of the
+/// whole (a windowed or uniform subset is scored on them). Every rank returns the same result.
+select_result select_sharded(const select_settings& o, const fusemix::latent_view<float>& shard, std::size_t items,
+                             const std::function<fusemix::io::matrix<float>(const std::vector<std::size_t>&)>& rows_of);
 
 nlohmann::json retrieval_json(const fusemix::retrieval_result& r);
 void print_retrieval_table(const std::vector<std::pair<std::string, fusemix::retrieval_result>>& rows);
@@ -210,14 +223,33 @@ fusemix::matrix<float> embed_on_host(H& h, const M& z) {
 }
 
 /// `h(z)` in evaluation mode for latents read a block of rows at a time (a CPU adapter): the
-/// activations of one block are held, not those of every row.
+/// activations of one block are held, not those of every row. Across the processes of `group`,
+/// each rank reads and embeds a contiguous run of the blocks and the embeddings are all-gathered:
+/// every rank gets every row's, each block's the bits one process gives it.
 template <class H>
-fusemix::matrix<float> embed_blocks(H& h, const latent_blocks& z) {
+fusemix::matrix<float> embed_blocks(H& h, const latent_blocks& z, const fusemix::dist::any_communicator& group = {}) {
   h.set_training(false);
-  fusemix::matrix<float> out(static_cast<Eigen::Index>(z.rows()), static_cast<Eigen::Index>(h.out_dim()));
-  z.for_each(embed_block_rows, [&](const fusemix::matrix<float>& block, std::size_t first) {
-    out.middleRows(static_cast<Eigen::Index>(first), block.rows()) = h.forward(block);
-  });
+  const std::size_t n = z.rows(), w = h.out_dim(), blocks = (n + embed_block_rows - 1) / embed_block_rows;
+  fusemix::matrix<float> out(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(w));
+  auto rows_of = [&](int rank) {  // rank's rows: its blocks'
+    const auto b = fusemix::dist::rank_rows(blocks, rank, group.size());
+    const std::size_t first = std::min(n, b.first * embed_block_rows);
+    return fusemix::dist::row_range{first, std::min(n, (b.first + b.count) * embed_block_rows) - first};
+  };
+  const auto mine = rows_of(group.rank());
+  fusemix::matrix<float> block;
+  for (std::size_t first = mine.first; first < mine.first + mine.count; first += embed_block_rows) {
+    const std::size_t count = std::min(embed_block_rows, mine.first + mine.count - first);
+    z.read(first, count, block);
+    out.middleRows(static_cast<Eigen::Index>(first), static_cast<Eigen::Index>(count)) = h.forward(block);
+  }
+  if (group.distributed()) {
+    const std::vector<float> own(out.data() + mine.first * w, out.data() + (mine.first + mine.count) * w);
+    std::vector<std::size_t> counts(static_cast<std::size_t>(group.size()));
+    for (int r = 0; r < group.size(); ++r) counts[static_cast<std::size_t>(r)] = rows_of(r).count * w;
+    group.all_gather(std::span<const float>(own), std::span<const std::size_t>(counts),
+                     std::span<float>(out.data(), n * w));
+  }
   return out;
 }
 

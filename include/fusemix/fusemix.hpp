@@ -31,10 +31,12 @@
 #include <fusemix/train/tune.hpp>
 #include <fusemix/train/checkpoint.hpp>
 #include <fusemix/train/trainer.hpp>
+#include <fusemix/dist/communicator.hpp>
 #include <fusemix/eval/retrieval.hpp>
 #include <fusemix/eval/search.hpp>
 #include <fusemix/select/kernels.hpp>
 #include <fusemix/select/kdpp.hpp>
+#include <fusemix/select/kdpp_sharded.hpp>
 #include <fusemix/io/npy.hpp>
 #include <fusemix/io/mapped_latents.hpp>
 #include <fusemix/io/safetensors.hpp>

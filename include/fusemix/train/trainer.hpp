@@ -27,6 +27,7 @@
 #include <fusemix/core/concepts.hpp>
 #include <fusemix/core/error.hpp>
 #include <fusemix/core/random.hpp>
+#include <fusemix/dist/communicator.hpp>
 #include <fusemix/loss/concepts.hpp>
 #include <fusemix/loss/contrastive.hpp>
 #include <fusemix/nn/concepts.hpp>
@@ -139,8 +140,8 @@ class trainer {
   double step(const SX& zx, const SY& zy, std::span<const std::size_t> rows, const mix_plan& plan, double lr);
   /// One epoch: shuffle (seeded by the epoch), full batches only, the schedule's rate per step.
   ///
-  /// If `stop` is given and becomes true, the call returns after the step in progress with
-  /// `complete == false`; the trainer then sits inside the epoch (`step_in_epoch()`), a
+  /// If `stop` is given and becomes true (on any rank, across processes: the ranks agree before
+  /// every step), the call returns after the step in progress with `complete == false`; the trainer then sits inside the epoch (`step_in_epoch()`), a
   /// checkpoint records that position, and the next call continues the epoch where it stopped,
   /// with the same bits as if it had never stopped. Setting `stop` from a signal handler is
   /// safe (a lock-free atomic store).
@@ -172,6 +173,32 @@ class trainer {
     requires LatentSource<SX, typename HX::backend_type::scalar_type> &&
              LatentSource<SY, typename HX::backend_type::scalar_type>
   void validate(const SX& zx, const SY& zy) const;
+
+  /// Whether `flag` is true on any rank (a collective across processes, `flag` itself in one):
+  /// how ranks agree to stop together when a signal reached only some of them.
+  [[nodiscard]] bool any_rank(bool flag) const {
+    if (!comm_.distributed()) return flag;
+    double v = flag ? 1.0 : 0.0;
+    comm_.all_reduce_sum(std::span<double>(&v, 1));
+    return v > 0;
+  }
+  /// Trains from the next step as rank `comm.rank()` of `comm.size()` processes (data-parallel;
+  /// docs/distributed.md). Every rank must hold the same adapters, options and data, and call
+  /// the same functions in the same order. Each derives the same shuffle and mixing plan from the
+  /// seed and takes its contiguous share of each mixed batch (`dist::rank_rows`), gathering and
+  /// embedding only those rows (a memory-mapped source is read only there), with the dropout
+  /// masks those rows have in the whole batch. The embeddings are all-gathered, so the loss is
+  /// the whole batch's, as in one process; each rank back-propagates its rows and the parameter
+  /// gradients are summed across ranks in rank order. The loss's scalars and the optimisers then
+  /// see the same values everywhere, and K ranks train the weights of one process up to rounding
+  /// (summation order), with the same bits on every rank. Works with `micro_batch` (slices of
+  /// the rank's share). Checkpoints and metrics are the caller's to write once (from rank 0).
+  /// The group must outlive the trainer's use of it; the default is one process.
+  /// @throws argument_error if more than one process takes part and the backend's memory is not
+  ///         the host's (the NCCL model is not built yet), the adapters cannot run slices, or a
+  ///         mixed batch has fewer rows than there are ranks.
+  void set_communicator(dist::any_communicator comm);
+  [[nodiscard]] const dist::any_communicator& communicator() const noexcept { return comm_; }
 
   [[nodiscard]] std::size_t epoch() const noexcept { return epoch_; }
   [[nodiscard]] std::uint64_t global_step() const noexcept { return global_step_; }
@@ -229,6 +256,12 @@ class trainer {
   std::vector<scalar_type> host_batch_;  // a source's rows on their way to a device backend
   std::vector<std::size_t> order_, rows_a_, rows_b_, piece_rows_, piece_a_, piece_b_;
   mix_plan plan_;  // reused: after the first step, a step allocates nothing
+  dist::any_communicator comm_;  // one process unless set_communicator
+  dist::row_range local_{};      // this rank's rows of the mixed batch
+  std::size_t local_total_ = 0;  // the mixed batch's rows on all ranks
+  matrix_type lx_, ly_;          // this rank's embeddings, before the all-gather
+  std::vector<std::size_t> gather_counts_;
+  void keep_local_rows();
 
   void check_shapes(std::size_t rows_x, std::size_t cols_x, std::size_t rows_y, std::size_t cols_y) const;
   void check_step(std::size_t n, std::span<const std::size_t> rows, const mix_plan& plan) const;
@@ -291,6 +324,44 @@ trainer<HX, HY, L>::trainer(HX& hx, HY& hy, L loss, train_options o, backend_typ
 template <Adapter HX, Adapter HY, Loss L>
   requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
            std::same_as<typename HX::backend_type, typename L::backend_type>
+void trainer<HX, HY, L>::set_communicator(dist::any_communicator comm) {
+  constexpr const char* where = "fusemix::trainer::set_communicator";
+  if (comm.distributed()) {
+    if (!backend_type::host_memory)
+      throw_expected<argument_error>(where, "training across processes exchanges host memory (MPI)",
+                                     "a backend in host memory", "a device backend (the NCCL model is not built yet)");
+    if (!slices)
+      throw_expected<argument_error>(where, "training across processes runs each rank's rows as slices",
+                                     "adapters with forward_slice and an accumulating backward", "adapters without");
+    const std::size_t n = mixed_rows(o_.batch, o_.mixup.mode);
+    if (n < static_cast<std::size_t>(comm.size()))
+      throw_expected<argument_error>(where, "every rank needs at least one mixed row of each batch",
+                                     concat(">= ", comm.size(), " mixed rows"), n);
+    // The whole batch's loss on every rank, at most 1,024 rows of its logits at a time (as with
+    // micro_batch), so a rank's memory follows its share, not the B×B logits.
+    if constexpr (requires { loss_.set_row_block(std::size_t{}), loss_.row_block(); })
+      if (loss_.row_block() == 0) loss_.set_row_block(std::min<std::size_t>(1024, n / static_cast<std::size_t>(comm.size())));
+  }
+  comm_ = comm;
+}
+
+template <Adapter HX, Adapter HY, Loss L>
+  requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
+           std::same_as<typename HX::backend_type, typename L::backend_type>
+void trainer<HX, HY, L>::keep_local_rows() {
+  // The mixed batch's rows rows_a_, rows_b_ cut to this rank's share (in place: no allocation).
+  local_total_ = rows_a_.size();
+  local_ = dist::rank_rows(local_total_, comm_.rank(), comm_.size());
+  if (!comm_.distributed()) return;
+  for (auto* v : {&rows_a_, &rows_b_}) {
+    v->erase(v->begin() + static_cast<std::ptrdiff_t>(local_.first + local_.count), v->end());
+    v->erase(v->begin(), v->begin() + static_cast<std::ptrdiff_t>(local_.first));
+  }
+}
+
+template <Adapter HX, Adapter HY, Loss L>
+  requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
+           std::same_as<typename HX::backend_type, typename L::backend_type>
 void trainer<HX, HY, L>::check_shapes(std::size_t rows_x, std::size_t cols_x, std::size_t rows_y,
                                       std::size_t cols_y) const {
   constexpr const char* where = "fusemix::trainer::validate";
@@ -341,6 +412,7 @@ double trainer<HX, HY, L>::step(const matrix_type& zx, const matrix_type& zy, st
   check_step(be_.rows(zx), rows, plan);
   loss_.prepare();
   mixed_dataset_rows(rows, plan, rows_a_, rows_b_);  // once for both modalities, no allocation after the first step
+  keep_local_rows();
   apply_mix(be_, zx, std::span<const std::size_t>(rows_a_), std::span<const std::size_t>(rows_b_), plan.lambda, mx_);
   apply_mix(be_, zy, std::span<const std::size_t>(rows_a_), std::span<const std::size_t>(rows_b_), plan.lambda, my_);
   return forward_backward_update(lr);
@@ -359,6 +431,7 @@ double trainer<HX, HY, L>::step(const SX& zx, const SY& zy, std::span<const std:
   check_step(zx.rows(), rows, plan);
   loss_.prepare();
   mixed_dataset_rows(rows, plan, rows_a_, rows_b_);
+  keep_local_rows();
   gather_mixed(zx, piece_x_, mx_, plan.lambda, "X");
   gather_mixed(zy, piece_y_, my_, plan.lambda, "Y");
   return forward_backward_update(lr);
@@ -428,9 +501,17 @@ double trainer<HX, HY, L>::forward_backward_update(double lr) {
   hx_.set_training(true);
   hy_.set_training(true);
   double loss = 0;
-  const bool cached = slices && o_.micro_batch != 0 && o_.micro_batch < be_.rows(mx_);
+  // Across processes every rank's share runs as the slices of gradient caching do in one.
+  const std::size_t n = be_.rows(mx_);
+  const bool cached = slices && (comm_.distributed() || (o_.micro_batch != 0 && o_.micro_batch < n));
   if constexpr (slices) {
-    if (cached) loss = cached_forward_backward(o_.micro_batch);
+    if (cached) {
+      loss = cached_forward_backward(o_.micro_batch != 0 ? std::min(o_.micro_batch, n) : n);
+      if constexpr (backend_type::host_memory) {
+        comm_.all_reduce_sum(hx_.gradients());
+        comm_.all_reduce_sum(hy_.gradients());
+      }
+    }
   }
   if (!cached) {
     loss = static_cast<double>(loss_.forward(hx_.forward(mx_), hy_.forward(my_)));
@@ -458,23 +539,43 @@ template <Adapter HX, Adapter HY, Loss L>
   requires std::same_as<typename HX::backend_type, typename HY::backend_type> &&
            std::same_as<typename HX::backend_type, typename L::backend_type>
 double trainer<HX, HY, L>::cached_forward_backward(std::size_t micro) {
-  const std::size_t n = be_.rows(mx_);
+  // This process's rows of the mixed batch, from row `at` of the whole batch (all of it in one
+  // process).
+  const std::size_t n = be_.rows(mx_), at = local_.first;
+  const bool distributed = comm_.distributed();
   // Every slice draws the masks the whole batch would (its rows' places in it); the draw count
   // then moves on by one, as after one forward of the whole batch. The two sides are independent
   // until the loss and after it, so each is run through all its slices in turn.
   const std::uint64_t draw_x = hx_.dropout_draws(), draw_y = hy_.dropout_draws();
-  // 1. The batch's embeddings, a slice at a time; each slice's activations are dropped.
-  auto embed = [&](auto& h, const matrix_type& m, std::uint64_t draw, matrix_type& slice, matrix_type& e) {
+  // 1. The batch's embeddings, a slice at a time; each slice's activations are dropped. Across
+  //    processes, each rank's embeddings are then all-gathered into the whole batch's.
+  auto embed = [&](auto& h, const matrix_type& m, std::uint64_t draw, matrix_type& slice, matrix_type& mine,
+                   matrix_type& e) {
     const std::size_t w = h.out_dim();
-    be_.resize(e, n, w);
+    matrix_type& out = distributed ? mine : e;
+    be_.resize(out, n, w);
     for (std::size_t first = 0; first < n; first += micro) {
       const std::size_t count = std::min(micro, n - first);
       copy_rows(m, first, count, slice);
-      be_.copy_n(h.forward_slice(slice, draw, first).data(), count * w, e.data() + first * w);
+      be_.copy_n(h.forward_slice(slice, draw, at + first).data(), count * w, out.data() + first * w);
+    }
+    if constexpr (backend_type::host_memory) {
+      if (distributed) {
+        be_.resize(e, local_total_, w);
+        comm_.all_gather(std::span<const scalar_type>(mine.data(), n * w), std::span<const std::size_t>(gather_counts_),
+                         std::span<scalar_type>(e.data(), local_total_ * w));
+      }
     }
   };
-  embed(hx_, mx_, draw_x, sx_, ex_);
-  embed(hy_, my_, draw_y, sy_, ey_);
+  // The values each rank contributes to a gather: its rows times the shared width.
+  if (distributed) {
+    const std::size_t w = hx_.out_dim();
+    gather_counts_.resize(static_cast<std::size_t>(comm_.size()));
+    for (int r = 0; r < comm_.size(); ++r)
+      gather_counts_[static_cast<std::size_t>(r)] = dist::rank_rows(local_total_, r, comm_.size()).count * w;
+  }
+  embed(hx_, mx_, draw_x, sx_, lx_, ex_);
+  embed(hy_, my_, draw_y, sy_, ly_, ey_);
   // 2. The loss over the whole batch: every row a negative of every other.
   const double loss = static_cast<double>(loss_.forward(ex_, ey_));
   loss_.backward();
@@ -485,8 +586,8 @@ double trainer<HX, HY, L>::cached_forward_backward(std::size_t micro) {
     for (std::size_t first = 0; first < n; first += micro) {
       const std::size_t count = std::min(micro, n - first);
       copy_rows(m, first, count, slice);
-      copy_rows(grad, first, count, slice_grad);
-      h.forward_slice(slice, draw, first);
+      copy_rows(grad, at + first, count, slice_grad);
+      h.forward_slice(slice, draw, at + first);
       h.backward(slice_grad, first != 0);
     }
     h.set_dropout_draws(draw + 1);
@@ -585,7 +686,7 @@ epoch_record trainer<HX, HY, L>::run_epoch(std::size_t n, const StepFn& step_fn,
   mixup_options mix = o_.mixup;
   mix.alpha = mixup_alpha(o_.mixup, epoch_, o_.epochs);
   for (; step_in_epoch_ < steps; ++step_in_epoch_) {
-    if ((stop != nullptr && stop->load(std::memory_order_relaxed)) ||
+    if ((stop != nullptr && any_rank(stop->load(std::memory_order_relaxed))) ||
         (o_.max_steps != 0 && global_step_ >= o_.max_steps)) {
       rec.complete = false;
       break;

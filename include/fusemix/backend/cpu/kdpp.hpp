@@ -126,25 +126,32 @@ class kdpp_cpu_engine {
   /// row_i = L_ij for every candidate i.
   /// @throws numeric_error if the kernel gives a non-finite value.
   void kernel_row(std::size_t j) {
+    if constexpr (RowKernel<K, T> && !DotProductKernel<K>) {
+      kernel_.row(z_, j, std::span<T>(user_row_));
+      for (std::size_t i = 0; i < n_; ++i) row_[i] = static_cast<Acc>(user_row_[i]);
+      check_row(j);
+    } else {
+      kernel_row_of(z_.row(j), DotProductKernel<K> ? sq_norm_[j] : 0.0, j);
+    }
+  }
+  /// row_i = K(z_i, zj) for every candidate i, for a pick whose latents `zj` (|zj|² = `sq_norm_j`
+  /// for a dot-product kernel) need not be among these items: another process's, when the items
+  /// are one shard of a selection across processes (`greedy_kdpp` with a communicator). The same
+  /// operations as `kernel_row` on the same values. `j` names the pick in messages.
+  void kernel_row_of(std::span<const T> zj, double sq_norm_j, std::size_t j)
+    requires(DotProductKernel<K> || !RowKernel<K, T>)
+  {
     if constexpr (DotProductKernel<K>) {
-      const auto zj = z_.row(j);
       std::copy(zj.begin(), zj.end(), zj_.begin());  // widened once; the products are the same
       for (std::size_t i = 0; i < n_; ++i)
         if (candidate(i))
           row_[i] = static_cast<Acc>(kernel_.from_dots(dot<double>(z_.row(i).data(), zj_.data(), zj_.size()),
-                                                       sq_norm_[i], sq_norm_[j]));
-    } else if constexpr (RowKernel<K, T>) {
-      kernel_.row(z_, j, std::span<T>(user_row_));
-      for (std::size_t i = 0; i < n_; ++i) row_[i] = static_cast<Acc>(user_row_[i]);
+                                                       sq_norm_[i], sq_norm_j));
     } else {
-      const auto zj = z_.row(j);
       for (std::size_t i = 0; i < n_; ++i)
         if (candidate(i)) row_[i] = static_cast<Acc>(static_cast<double>(kernel_(z_.row(i), zj)));
     }
-    for (std::size_t i = 0; i < n_; ++i)
-      if (candidate(i) && !std::isfinite(row_[i]))
-        throw_expected<numeric_error>("fusemix::greedy_kdpp", "the kernel must return finite values",
-                                      "finite", concat(row_[i], " at items (", j, ", ", i, ")"));
+    check_row(j);
   }
 
   /// Appends coordinate `slot` for every item: e_i = (L_ji − ⟨c_j, c_i⟩) / d_j, stored in
@@ -153,9 +160,21 @@ class kdpp_cpu_engine {
   /// ⟨c_j, c_i⟩ is a GEMV over the first `slot` rows, blocked over items so the running sums
   /// stay in L1; each item's sum runs over s = 0, 1, ... in order.
   void project(std::size_t j, std::size_t slot, Acc dj) {
-    FUSEMIX_ASSERT(slot < capacity_);
     cj_.resize(slot);
     for (std::size_t s = 0; s < slot; ++s) cj_[s] = static_cast<Acc>(c_[s * stride_ + j]);
+    project_with(slot, dj);
+  }
+  /// `project` for a pick whose coordinates `cj` (its first `slot`, as `coordinates` gives them)
+  /// need not be among these items (`kernel_row_of`).
+  void project_of(std::span<const double> cj, std::size_t slot, Acc dj) {
+    cj_.resize(slot);
+    for (std::size_t s = 0; s < slot; ++s) cj_[s] = static_cast<Acc>(cj[s]);
+    project_with(slot, dj);
+  }
+
+ private:
+  void project_with(std::size_t slot, Acc dj) {
+    FUSEMIX_ASSERT(slot < capacity_);
     const Acc inv_dj = Acc(1) / dj;
     alignas(64) Acc acc[block];
     for (std::size_t i0 = 0; i0 < stride_; i0 += block) {
@@ -190,6 +209,8 @@ class kdpp_cpu_engine {
     }
   }
 
+
+ public:
   /// Window: applies the Givens rotations `rot[a] = (cos, sin)` on coordinates (a, a+1),
   /// a = 0, 1, ..., to the first `m` coordinates of every item, then drops coordinate m−1:
   /// its square returns to the residual and the row is cleared.
@@ -224,6 +245,12 @@ class kdpp_cpu_engine {
   static constexpr Acc infinity = std::numeric_limits<Acc>::infinity();
 
   [[nodiscard]] bool candidate(std::size_t i) const noexcept { return d2_[i] != -infinity; }
+  void check_row(std::size_t j) const {
+    for (std::size_t i = 0; i < n_; ++i)
+      if (candidate(i) && !std::isfinite(row_[i]))
+        throw_expected<numeric_error>("fusemix::greedy_kdpp", "the kernel must return finite values",
+                                      "finite", concat(row_[i], " at items (", j, ", ", i, ")"));
+  }
 
   latent_view<T> z_;
   const K& kernel_;

@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file
+/// The Open MPI model of `Communicator` (host memory). Needs <mpi.h>: link `fusemix::mpi`
+/// (CMake option `FUSEMIX_MPI`), which brings Debian's `libopenmpi-dev`.
+#pragma once
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include <fusemix/core/error.hpp>
+#include <fusemix/dist/communicator.hpp>
+
+namespace fusemix::dist {
+
+/// Whether this process was started by an MPI launcher (`mpirun`, `mpiexec`, `srun` with PMIx):
+/// what a program checks before it initialises MPI, so that it also runs alone without one.
+[[nodiscard]] inline bool launched_by_mpi() noexcept {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE"})
+    if (std::getenv(v) != nullptr) return true;
+  return false;
+}
+
+/// MPI for the lifetime of the object: initialises it (one thread calls MPI, `MPI_THREAD_FUNNELED`)
+/// unless it already is, and finalises it at the end if it initialised it.
+class mpi_session {
+ public:
+  mpi_session(int* argc, char*** argv) {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (initialized == 0) {
+      int provided = 0;
+      MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+      owns_ = true;
+    }
+  }
+  mpi_session(const mpi_session&) = delete;
+  mpi_session& operator=(const mpi_session&) = delete;
+  ~mpi_session() {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (owns_ && finalized == 0) MPI_Finalize();
+  }
+
+ private:
+  bool owns_ = false;
+};
+
+/// Settings of an `mpi_communicator`.
+struct mpi_options {
+  /// How long an operation waits for the other ranks before it ends every process: long enough
+  /// for the slowest rank's step (and a first step that reads its files), short enough that a
+  /// dead or stopped rank is noticed.
+  double timeout_seconds = 600;
+};
+
+/// The ranks of an MPI communicator (`MPI_COMM_WORLD` by default), exchanging host memory with
+/// non-blocking collectives that are waited for with a deadline (`mpi_options::timeout_seconds`;
+/// past it, `abort`). Sums are reduced in rank order (a reduce-scatter by `MPI_Ialltoallv`, each
+/// rank adding its share of the values rank 0 first, then an `MPI_Iallgatherv`), so every rank
+/// and every run of the same group gets the same bits, whatever MPI's own reduction order.
+/// Call it from one thread.
+///
+/// **Example**
+///
+///     fusemix::dist::mpi_session mpi(&argc, &argv);
+///     fusemix::dist::mpi_communicator comm;          // MPI_COMM_WORLD
+///     trainer.set_communicator(comm);                // data-parallel from the next step
+class mpi_communicator {
+ public:
+  explicit mpi_communicator(MPI_Comm comm = MPI_COMM_WORLD, mpi_options o = {}) : comm_(comm), o_(o) {
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+    counts_.resize(static_cast<std::size_t>(size_));
+    displs_.resize(static_cast<std::size_t>(size_));
+    recv_counts_.resize(static_cast<std::size_t>(size_));
+    recv_displs_.resize(static_cast<std::size_t>(size_));
+  }
+
+  [[nodiscard]] int rank() const noexcept { return rank_; }
+  [[nodiscard]] int size() const noexcept { return size_; }
+  [[nodiscard]] const mpi_options& options() const noexcept { return o_; }
+
+  /// Every rank's `v` becomes the sum over ranks, added in rank order.
+  template <class T>
+    requires std::is_same_v<T, float> || std::is_same_v<T, double>
+  void all_reduce_sum(std::span<T> v) {
+    if (size_ == 1) return;
+    // In pieces whose counts fit MPI's int.
+    constexpr std::size_t piece = std::size_t{1} << 28;
+    for (std::size_t at = 0; at < v.size(); at += piece) reduce_piece(v.subspan(at, std::min(piece, v.size() - at)));
+  }
+
+  /// Rank r's `mine` (`counts[r]` values) at its offset in every rank's `all`.
+  /// @throws shape_error unless there is a count per rank, this rank's equals `mine.size()` and
+  ///         they add up to `all.size()` (checked on every rank before any exchange).
+  template <class T>
+    requires std::is_same_v<T, float> || std::is_same_v<T, double>
+  void all_gather(std::span<const T> mine, std::span<const std::size_t> counts, std::span<T> all) {
+    constexpr const char* where = "fusemix::dist::mpi_communicator::all_gather";
+    if (counts.size() != static_cast<std::size_t>(size_))
+      throw_shape_error(where, "one count per rank", size_, counts.size());
+    if (counts[static_cast<std::size_t>(rank_)] != mine.size())
+      throw_shape_error(where, "this rank's count to equal its values", counts[static_cast<std::size_t>(rank_)],
+                        mine.size());
+    std::size_t total = 0;
+    for (std::size_t r = 0; r < counts.size(); ++r) {
+      if (counts[r] > INT_MAX || total > INT_MAX) throw_shape_error(where, "counts and offsets below 2^31", INT_MAX, counts[r]);
+      counts_[r] = static_cast<int>(counts[r]), displs_[r] = static_cast<int>(total);
+      total += counts[r];
+    }
+    if (total != all.size()) throw_shape_error(where, "the counts to add up to the output's size", all.size(), total);
+    MPI_Request req = MPI_REQUEST_NULL;
+    MPI_Iallgatherv(mine.data(), static_cast<int>(mine.size()), type<T>(), all.data(), counts_.data(), displs_.data(),
+                    type<T>(), comm_, &req);
+    wait(req, "all_gather");
+  }
+
+  /// `root`'s `bytes` to every rank.
+  void broadcast(std::span<std::byte> bytes, int root) {
+    constexpr std::size_t piece = std::size_t{1} << 30;
+    for (std::size_t at = 0; at < bytes.size(); at += piece) {
+      MPI_Request req = MPI_REQUEST_NULL;
+      MPI_Ibcast(bytes.data() + at, static_cast<int>(std::min(piece, bytes.size() - at)), MPI_BYTE, root, comm_, &req);
+      wait(req, "broadcast");
+    }
+  }
+
+  void barrier() {
+    MPI_Request req = MPI_REQUEST_NULL;
+    MPI_Ibarrier(comm_, &req);
+    wait(req, "barrier");
+  }
+
+  /// Prints `why` (one line, with this rank) and ends every rank of the job.
+  [[noreturn]] void abort(std::string_view why) {
+    std::fprintf(stderr, "%.*s\n", static_cast<int>(why.size()), why.data());
+    std::fflush(stderr);
+    MPI_Abort(comm_, 1);
+    std::exit(1);
+  }
+
+ private:
+  MPI_Comm comm_;
+  mpi_options o_;
+  int rank_ = 0, size_ = 1;
+  std::vector<int> counts_, displs_, recv_counts_, recv_displs_;
+  std::vector<std::byte> scratch_;
+
+  template <class T>
+  static MPI_Datatype type() noexcept {
+    if constexpr (std::is_same_v<T, float>) return MPI_FLOAT;
+    else return MPI_DOUBLE;
+  }
+
+  // Waits for `req`, answering MPI's progress, until the deadline; past it, ends every rank.
+  void wait(MPI_Request& req, const char* op) {
+    const auto start = std::chrono::steady_clock::now();
+    const auto limit = std::chrono::duration<double>(o_.timeout_seconds);
+    for (unsigned spins = 0;; ++spins) {
+      int done = 0;
+      MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+      if (done != 0) return;
+      if (std::chrono::steady_clock::now() - start > limit)
+        abort(concat("fusemix::dist::mpi_communicator::", op, ": rank ", rank_, " of ", size_, " waited ",
+                     o_.timeout_seconds, " s for the other ranks (one has died or hangs); ending every rank"));
+      // Spin briefly (a collective between steps is usually ready), then stop burning a core.
+      if (spins > 1000) std::this_thread::sleep_for(std::chrono::microseconds(spins > 100000 ? 1000 : 50));
+    }
+  }
+
+  template <class T>
+  void reduce_piece(std::span<T> v) {
+    const std::size_t n = v.size(), k = static_cast<std::size_t>(size_);
+    const row_range mine = rank_rows(n, rank_, size_);
+    for (std::size_t r = 0; r < k; ++r) {
+      const row_range theirs = rank_rows(n, static_cast<int>(r), size_);
+      counts_[r] = static_cast<int>(theirs.count), displs_[r] = static_cast<int>(theirs.first);
+      recv_counts_[r] = static_cast<int>(mine.count), recv_displs_[r] = static_cast<int>(r * mine.count);
+    }
+    scratch_.resize(k * mine.count * sizeof(T));
+    T* parts = reinterpret_cast<T*>(scratch_.data());
+    MPI_Request req = MPI_REQUEST_NULL;
+    // Rank r receives every rank's values of its share, rank 0's first.
+    MPI_Ialltoallv(v.data(), counts_.data(), displs_.data(), type<T>(), parts, recv_counts_.data(), recv_displs_.data(),
+                   type<T>(), comm_, &req);
+    wait(req, "all_reduce_sum");
+    for (std::size_t i = 0; i < mine.count; ++i) {
+      T s = parts[i];
+      for (std::size_t r = 1; r < k; ++r) s += parts[r * mine.count + i];
+      v[mine.first + i] = s;
+    }
+    // Then every rank's sums to every rank.
+    for (std::size_t r = 0; r < k; ++r) recv_counts_[r] = counts_[r];
+    req = MPI_REQUEST_NULL;
+    MPI_Iallgatherv(MPI_IN_PLACE, 0, type<T>(), v.data(), recv_counts_.data(), displs_.data(), type<T>(), comm_, &req);
+    wait(req, "all_reduce_sum");
+  }
+};
+
+static_assert(Communicator<mpi_communicator>);
+
+}  // namespace fusemix::dist
