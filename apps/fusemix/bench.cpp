@@ -127,6 +127,11 @@ void run_bench_train(const bench_options& o) {
   const fusemix::train_options to{.epochs = 1, .batch = o.batch, .lr = 1e-3, .weight_decay = 0.1,
                                   .mixup = {.alpha = o.alpha, .mode = mode}, .seed = o.seed, .micro_batch = o.micro_batch};
   fusemix::trainer tr(hx, hy, to);
+  // Under mpirun the ranks share each batch (docs/distributed.md); rank 0 reports.
+  const auto& group = fusemix_cli::process_group();
+  tr.set_communicator(group);
+  std::uint64_t bytes_before = 0;
+  double comm_before = 0;
   std::vector<std::size_t> rows(o.batch);
   std::iota(rows.begin(), rows.end(), std::size_t{0});
   std::vector<double> seconds;
@@ -134,11 +139,14 @@ void run_bench_train(const bench_options& o) {
   for (std::size_t s = 0; s < o.warmup + o.steps; ++s) {
     fusemix::philox_engine rng(o.seed, (std::uint64_t{1} << 40) + s);
     const auto plan = fusemix::draw_mix(rng, o.batch, to.mixup);
+    if (s == o.warmup) bytes_before = group.bytes_sent(), comm_before = group.seconds_in_operations();
     const auto t0 = clock_type::now();
     loss = tr.step(zx, zy, rows, plan, 1e-3);
     const double dt = std::chrono::duration<double>(clock_type::now() - t0).count();
     if (s >= o.warmup) seconds.push_back(dt);
   }
+  const double bytes_per_step = static_cast<double>(group.bytes_sent() - bytes_before) / static_cast<double>(o.steps);
+  const double comm_ms = 1e3 * (group.seconds_in_operations() - comm_before) / static_cast<double>(o.steps);
   const std::size_t peak = peak_rss_bytes();
   auto count = [](const auto& h) {  // the tensors' elements, without the alignment padding between them
     std::size_t n = 0;
@@ -193,8 +201,12 @@ void run_bench_train(const bench_options& o) {
                    {"needed_mib", needed / 1048576.0},
                    {"peak_rss_mib", static_cast<double>(peak) / 1048576.0},
                    {"step_rss_mib", static_cast<double>(peak - std::min(peak, rss0)) / 1048576.0},
-                   {"last_loss", loss}};
+                   {"last_loss", loss},
+                   {"world_size", group.size()},
+                   {"bytes_sent_per_step", bytes_per_step},
+                   {"ms_in_communication_per_step", comm_ms}};
   j["memory_ratio"] = j["step_rss_mib"].get<double>() / j["needed_mib"].get<double>();
+  if (group.rank() != 0) return;
   if (o.json) {
     std::cout << j.dump() << '\n';
     return;

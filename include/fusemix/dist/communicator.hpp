@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <span>
@@ -118,6 +119,10 @@ class any_communicator {
     if (self_ != nullptr) ops_->abort(self_, why);
     single_process{}.abort(why);
   }
+  /// What the group's `bytes_sent()` says where it counts (`mpi_communicator`), else 0.
+  [[nodiscard]] std::uint64_t bytes_sent() const noexcept { return self_ == nullptr ? 0 : ops_->bytes_sent(self_); }
+  /// What the group's `seconds_in_operations()` says where it counts, else 0.
+  [[nodiscard]] double seconds_in_operations() const noexcept { return self_ == nullptr ? 0 : ops_->seconds(self_); }
 
  private:
   struct ops {
@@ -130,6 +135,8 @@ class any_communicator {
     void (*broadcast)(void*, std::span<std::byte>, int);
     void (*barrier)(void*);
     void (*abort)(void*, std::string_view);
+    std::uint64_t (*bytes_sent)(void*);
+    double (*seconds)(void*);
   };
   template <class C>
   static constexpr ops ops_of{
@@ -146,6 +153,15 @@ class any_communicator {
       [](void* c, std::span<std::byte> b, int root) { static_cast<C*>(c)->broadcast(b, root); },
       [](void* c) { static_cast<C*>(c)->barrier(); },
       [](void* c, std::string_view why) { static_cast<C*>(c)->abort(why); },
+      [](void* c) -> std::uint64_t {
+        if constexpr (requires(const C& cc) { cc.bytes_sent(); }) return static_cast<C*>(c)->bytes_sent();
+        else return 0;
+      },
+      [](void* c) -> double {
+        if constexpr (requires(const C& cc) { cc.seconds_in_operations(); })
+          return static_cast<C*>(c)->seconds_in_operations();
+        else return 0;
+      },
   };
   void* self_ = nullptr;
   const ops* ops_ = nullptr;

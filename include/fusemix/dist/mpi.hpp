@@ -10,6 +10,7 @@
 #include <chrono>
 #include <climits>
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -92,6 +93,13 @@ class mpi_communicator {
   [[nodiscard]] int rank() const noexcept { return rank_; }
   [[nodiscard]] int size() const noexcept { return size_; }
   [[nodiscard]] const mpi_options& options() const noexcept { return o_; }
+  /// The bytes this rank has handed to MPI for the other ranks so far: each value it sends counted
+  /// once per rank that receives it (the volume the operations must deliver, whatever MPI's
+  /// algorithm moves on the wire). What the distributed cost model is checked against.
+  [[nodiscard]] std::uint64_t bytes_sent() const noexcept { return bytes_sent_; }
+  /// Wall seconds this rank has spent inside the operations so far: moving data and waiting for
+  /// the other ranks (the part of a step that does not shrink with more ranks).
+  [[nodiscard]] double seconds_in_operations() const noexcept { return seconds_; }
 
   /// Every rank's `v` becomes the sum over ranks, added in rank order.
   template <class T>
@@ -125,6 +133,7 @@ class mpi_communicator {
     MPI_Request req = MPI_REQUEST_NULL;
     MPI_Iallgatherv(mine.data(), static_cast<int>(mine.size()), type<T>(), all.data(), counts_.data(), displs_.data(),
                     type<T>(), comm_, &req);
+    bytes_sent_ += mine.size() * sizeof(T) * static_cast<std::uint64_t>(size_ - 1);
     wait(req, "all_gather");
   }
 
@@ -134,6 +143,7 @@ class mpi_communicator {
     for (std::size_t at = 0; at < bytes.size(); at += piece) {
       MPI_Request req = MPI_REQUEST_NULL;
       MPI_Ibcast(bytes.data() + at, static_cast<int>(std::min(piece, bytes.size() - at)), MPI_BYTE, root, comm_, &req);
+      if (rank_ == root) bytes_sent_ += std::min(piece, bytes.size() - at) * static_cast<std::uint64_t>(size_ - 1);
       wait(req, "broadcast");
     }
   }
@@ -158,6 +168,8 @@ class mpi_communicator {
   int rank_ = 0, size_ = 1;
   std::vector<int> counts_, displs_, recv_counts_, recv_displs_;
   std::vector<std::byte> scratch_;
+  std::uint64_t bytes_sent_ = 0;
+  double seconds_ = 0;
 
   template <class T>
   static MPI_Datatype type() noexcept {
@@ -172,12 +184,22 @@ class mpi_communicator {
     for (unsigned spins = 0;; ++spins) {
       int done = 0;
       MPI_Test(&req, &done, MPI_STATUS_IGNORE);
-      if (done != 0) return;
+      if (done != 0) {
+        seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        return;
+      }
       if (std::chrono::steady_clock::now() - start > limit)
         abort(concat("fusemix::dist::mpi_communicator::", op, ": rank ", rank_, " of ", size_, " waited ",
                      o_.timeout_seconds, " s for the other ranks (one has died or hangs); ending every rank"));
-      // Spin briefly (a collective between steps is usually ready), then stop burning a core.
-      if (spins > 1000) std::this_thread::sleep_for(std::chrono::microseconds(spins > 100000 ? 1000 : 50));
+      // MPI moves a large message only while it is being tested (Open MPI has no progress thread):
+      // test without pause for the first second, giving the core away between tests (ranks may
+      // share cores); past that, the others are slow, not busy: test every millisecond.
+      if (spins > 1000) {
+        if (std::chrono::steady_clock::now() - start < std::chrono::seconds(1))
+          std::this_thread::yield();
+        else
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
     }
   }
 
@@ -196,6 +218,7 @@ class mpi_communicator {
     // Rank r receives every rank's values of its share, rank 0's first.
     MPI_Ialltoallv(v.data(), counts_.data(), displs_.data(), type<T>(), parts, recv_counts_.data(), recv_displs_.data(),
                    type<T>(), comm_, &req);
+    bytes_sent_ += (n - mine.count) * sizeof(T);  // every other rank's share of this rank's values
     wait(req, "all_reduce_sum");
     for (std::size_t i = 0; i < mine.count; ++i) {
       T s = parts[i];
@@ -206,6 +229,7 @@ class mpi_communicator {
     for (std::size_t r = 0; r < k; ++r) recv_counts_[r] = counts_[r];
     req = MPI_REQUEST_NULL;
     MPI_Iallgatherv(MPI_IN_PLACE, 0, type<T>(), v.data(), recv_counts_.data(), displs_.data(), type<T>(), comm_, &req);
+    bytes_sent_ += mine.count * sizeof(T) * (k - 1);  // its sums to every other rank
     wait(req, "all_reduce_sum");
   }
 };

@@ -556,8 +556,8 @@ double trainer<HX, HY, L>::cached_forward_backward(std::size_t micro) {
     be_.resize(out, n, w);
     for (std::size_t first = 0; first < n; first += micro) {
       const std::size_t count = std::min(micro, n - first);
-      copy_rows(m, first, count, slice);
-      be_.copy_n(h.forward_slice(slice, draw, at + first).data(), count * w, out.data() + first * w);
+      if (micro < n) copy_rows(m, first, count, slice);  // (one slice: the rows themselves)
+      be_.copy_n(h.forward_slice(micro < n ? slice : m, draw, at + first).data(), count * w, out.data() + first * w);
     }
     if constexpr (backend_type::host_memory) {
       if (distributed) {
@@ -583,11 +583,15 @@ double trainer<HX, HY, L>::cached_forward_backward(std::size_t micro) {
   //    gradients summed over the slices in place (the first slice writes them, the rest add).
   auto backpropagate = [&](auto& h, const matrix_type& m, const matrix_type& grad, std::uint64_t draw,
                            matrix_type& slice, matrix_type& slice_grad) {
+    // One slice (a rank's whole share): the adapter still holds its activations from step 1.
+    const bool recompute = micro < n;
     for (std::size_t first = 0; first < n; first += micro) {
       const std::size_t count = std::min(micro, n - first);
-      copy_rows(m, first, count, slice);
       copy_rows(grad, at + first, count, slice_grad);
-      h.forward_slice(slice, draw, at + first);
+      if (recompute) {
+        copy_rows(m, first, count, slice);
+        h.forward_slice(slice, draw, at + first);
+      }
       h.backward(slice_grad, first != 0);
     }
     h.set_dropout_draws(draw + 1);
