@@ -114,6 +114,7 @@ def test_evaluate_and_embed_equal_the_program(tmp_path, small, emoji, program):
     weights = tmp_path / "run" / "adapters.safetensors"
     xt, yt = save_npy(tmp_path, "xt", emoji["x_test"]), save_npy(tmp_path, "yt", emoji["y_test"])
     cli = json.loads(run_program(program, "eval", "--model", weights, "--x", xt, "--y", yt, "--json").stdout)
+    assert cli.pop("world_size") == 1  # the processes that evaluated (more under mpirun)
     assert fusemix.evaluate(model, emoji["x_test"], emoji["y_test"]) == cli
     assert fusemix.evaluate(fusemix.load(weights), emoji["x_test"], emoji["y_test"]) == cli
     # Several captions per image: the texts of images 0..149, two each.
@@ -122,6 +123,7 @@ def test_evaluate_and_embed_equal_the_program(tmp_path, small, emoji, program):
     x150 = save_npy(tmp_path, "x150", emoji["x_test"][:150])
     cli = json.loads(run_program(program, "eval", "--model", weights, "--x", x150, "--y", yt, "--image-of-text", o,
                                  "--json").stdout)
+    assert cli.pop("world_size") == 1
     assert fusemix.evaluate(model, emoji["x_test"][:150], emoji["y_test"], image_of_text=owner) == cli
     # The same thread count on both sides (the program's default is all cores).
     fusemix.set_threads(1)

@@ -141,8 +141,8 @@ class trainer {
   /// One epoch: shuffle (seeded by the epoch), full batches only, the schedule's rate per step.
   ///
   /// If `stop` is given and becomes true (on any rank, across processes: the ranks agree before
-  /// every step), the call returns after the step in progress with `complete == false`; the trainer then sits inside the epoch (`step_in_epoch()`), a
-  /// checkpoint records that position, and the next call continues the epoch where it stopped,
+  /// every step), the call returns after the step in progress with `complete == false`; the
+  /// trainer then sits inside the epoch (`step_in_epoch()`), a checkpoint records that position, and the next call continues the epoch where it stopped,
   /// with the same bits as if it had never stopped. Setting `stop` from a signal handler is
   /// safe (a lock-free atomic store).
   /// @throws shape_error for mismatched data; numeric_error for NaN/Inf latents or a loss that
