@@ -34,8 +34,10 @@ print("|---|---:|---:|---:|---:|---:|---:|---:|")
 for i, (a, b) in enumerate(zip(runs["one"], runs["two"]), 1):
     k, batch, shared, params = b["world_size"], b["mixed_rows"], 512, b["parameters"]
     # all-gather of both sides' embeddings (its B/K rows to K-1 ranks) + the gradient sum
-    # (reduce-scatter: (K-1)/K of its values out; all-gather: its 1/K share to K-1 ranks).
-    model = 2 * (batch // k) * shared * 4 * (k - 1) + 2 * (k - 1) / k * params * 4
+    # (reduce-scatter: (K-1)/K of its values out; all-gather: its 1/K share to K-1 ranks) + the
+    # contrastive loss's log-sum-exps of its rows and columns (2·B/K values to K-1 ranks).
+    model = (2 * (batch // k) * shared * 4 * (k - 1) + 2 * (k - 1) / k * params * 4
+             + 2 * (batch // k) * 4 * (k - 1))
     print(f"| {i} | {a['samples_per_s']:.0f} | {b['samples_per_s']:.0f} | {b['samples_per_s'] / a['samples_per_s']:.2f} "
           f"| {b['ms_per_step']:.0f} | {b['ms_in_communication_per_step']:.0f} "
           f"| {b['bytes_sent_per_step'] / 1e6:.2f} MB | {model / 1e6:.2f} MB |")

@@ -117,6 +117,7 @@ concept LossPrimitives = BackendStorage<B> &&
              const typename B::const_matrix_map& block, typename B::matrix_map& g, typename B::vector_type& v,
              std::size_t first, typename B::scalar_type s) {
       be.softmax_statistics(block, first, v, v, v, v);
+      be.row_softmax_statistics(block, first, v, v);
       { be.symmetric_cross_entropy_loss(v, v, v, v, v) } -> std::convertible_to<typename B::scalar_type>;
       be.symmetric_cross_entropy_gradient(block, first, v, v, g);
       { be.sigmoid_cross_entropy(block, first, g) } -> std::convertible_to<double>;

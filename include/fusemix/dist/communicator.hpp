@@ -18,7 +18,8 @@
 
 namespace fusemix::dist {
 
-/// A group of `size()` processes, this one `rank()` of them, that exchange host memory.
+/// A group of `size()` processes, this one `rank()` of them, that exchange host memory (and device
+/// memory too where the model says so: `reaches_device_memory`).
 ///
 /// Every operation is collective (every rank calls it, in the same order, with the same sizes)
 /// and gives the same bits on every rank and in every run of the same group: `all_reduce_sum`
@@ -46,6 +47,15 @@ concept Communicator = requires(C& c, const C& cc, std::span<float> f, std::span
   c.barrier();
   c.abort(why);
 };
+
+/// Whether communicator `C` exchanges spans in device memory as well as host memory (a model
+/// says so with `static constexpr bool device_memory = true`, as the NCCL model does); the other
+/// models exchange host memory only.
+template <class C>
+inline constexpr bool reaches_device_memory = [] {
+  if constexpr (requires { C::device_memory; }) return static_cast<bool>(C::device_memory);
+  else return false;
+}();
 
 /// Rows `[first, first + count)` of `n` that rank `rank` of `size` owns: contiguous, in rank
 /// order, sizes differing by at most one (so K ranks cover exactly the rows of one process).
@@ -121,6 +131,9 @@ class any_communicator {
   }
   /// What the group's `bytes_sent()` says where it counts (`mpi_communicator`), else 0.
   [[nodiscard]] std::uint64_t bytes_sent() const noexcept { return self_ == nullptr ? 0 : ops_->bytes_sent(self_); }
+  /// Whether the group exchanges device memory too (`reaches_device_memory`): what a device
+  /// backend needs to train across processes.
+  [[nodiscard]] bool device_memory() const noexcept { return self_ != nullptr && ops_->device_memory; }
   /// What the group's `seconds_in_operations()` says where it counts, else 0.
   [[nodiscard]] double seconds_in_operations() const noexcept { return self_ == nullptr ? 0 : ops_->seconds(self_); }
 
@@ -137,6 +150,7 @@ class any_communicator {
     void (*abort)(void*, std::string_view);
     std::uint64_t (*bytes_sent)(void*);
     double (*seconds)(void*);
+    bool device_memory;
   };
   template <class C>
   static constexpr ops ops_of{
@@ -162,6 +176,7 @@ class any_communicator {
           return static_cast<C*>(c)->seconds_in_operations();
         else return 0;
       },
+      reaches_device_memory<C>,
   };
   void* self_ = nullptr;
   const ops* ops_ = nullptr;

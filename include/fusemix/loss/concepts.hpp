@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include <fusemix/backend/concepts.hpp>
+#include <fusemix/dist/communicator.hpp>
 
 namespace fusemix {
 
@@ -34,5 +35,16 @@ concept Loss =
       { l.parameters() } -> std::convertible_to<std::span<typename L::scalar_type>>;
       { l.gradients() } -> std::convertible_to<std::span<typename L::scalar_type>>;
     };
+
+/// A `Loss` that several processes can share by rows: `forward_shard(px, py, comm)` takes the
+/// whole batch (on every rank) and computes only the terms of this rank's rows
+/// (`dist::rank_rows(B, rank, size)`), exchanging what the terms share, and returns the whole
+/// batch's loss; the next `backward` gives `dx()`, `dy()` of those rows only and the loss's
+/// scalars' gradients summed over the ranks. The trainer runs a loss without it whole on
+/// every rank instead.
+template <class L>
+concept ShardedLoss = Loss<L> && requires(L& l, const typename L::matrix_type& m, const dist::any_communicator& c) {
+  { l.forward_shard(m, m, c) } -> std::convertible_to<double>;
+};
 
 }  // namespace fusemix

@@ -13,6 +13,7 @@
 
 #include <fusemix/backend/concepts.hpp>
 #include <fusemix/core/error.hpp>
+#include <fusemix/dist/communicator.hpp>
 #include <fusemix/loss/concepts.hpp>
 #include <fusemix/loss/normalized_pair.hpp>
 
@@ -49,7 +50,15 @@ class sigmoid_loss {
   /// @throws shape_error if the shapes differ or are empty; numeric_error if t′ or b is not
   ///         finite, or the loss is not.
   scalar_type forward(const matrix_type& px, const matrix_type& py);
-  /// Gradients of the last forward with respect to px, py, t′ and b.
+  /// The loss of the whole batch `px`, `py` (every process holds all of it, e.g. all-gathered)
+  /// as rank `comm.rank()` of `comm.size()` processes that each take the pairs of their rows,
+  /// `dist::rank_rows(B, rank, size)`, summed over the ranks: every rank returns the whole
+  /// batch's loss. The next `backward` computes the shard's rows of `S` and of `Sᵀ` (two R×B
+  /// products) and gives `dx()`, `dy()` of this rank's rows only and the gradients of t′ and b
+  /// summed over the ranks. Every rank calls it, with the same batch.
+  /// @throws as `forward`.
+  scalar_type forward_shard(const matrix_type& px, const matrix_type& py, const dist::any_communicator& comm);
+  /// Gradients of the last forward with respect to px, py (the shard's rows), t′ and b.
   void backward();
   /// Nothing to do before a step (t′ and b are unconstrained).
   void prepare() noexcept {}
@@ -78,15 +87,35 @@ class sigmoid_loss {
   scalar_type t_ = 0;  // exp(t′) of the last forward
   detail::normalized_pair<B> pair_;
   matrix_type s_, logits_, g_;  // a block of rows of S, of the logits and of their gradient
-  // Rows first … of S and of the logits t·S + b into the block buffers; the gradient into g_'s.
-  // Returns the block's sum of loss terms.
-  double compute_block(std::size_t first, std::size_t count) {
+  dist::any_communicator comm_;  // the processes of the last forward_shard
+  bool sharded_ = false;         // whether the last forward was forward_shard
+  // Rows first … of S (of Sᵀ, `transposed`) and of the logits t·S + b into the block buffers;
+  // the gradient into g_'s. Returns the block's sum of loss terms.
+  double compute_block(std::size_t first, std::size_t count, bool transposed = false) {
     const std::size_t n = pair_.rows();
     auto s = be_.map(s_.data(), count, n), l = be_.map(logits_.data(), count, n), g = be_.map(g_.data(), count, n);
-    be_.gemm(scalar_type(1), pair_.x_rows(first, count), false, pair_.y(), true, scalar_type(0), s);
+    if (transposed)
+      be_.gemm(scalar_type(1), pair_.y_rows(first, count), false, pair_.x(), true, scalar_type(0), s);
+    else
+      be_.gemm(scalar_type(1), pair_.x_rows(first, count), false, pair_.y(), true, scalar_type(0), s);
     be_.fill(l, params_[1]);
     be_.axpy(t_, s, l);
     return be_.sigmoid_cross_entropy(l, first, g);
+  }
+  scalar_type begin_forward(const char* where) {
+    if (!std::isfinite(static_cast<double>(params_[0])) || !std::isfinite(static_cast<double>(params_[1])))
+      throw_expected<numeric_error>(where, "logit_scale and logit_bias must be finite", "finite values",
+                                    concat(params_[0], ", ", params_[1]));
+    const std::size_t n = pair_.rows(), rows = pair_.block_rows();
+    be_.resize(s_, rows, n), be_.resize(logits_, rows, n), be_.resize(g_, rows, n);
+    t_ = static_cast<scalar_type>(std::exp(static_cast<double>(params_[0])));
+    double sum = 0;
+    pair_.for_each_block([&](std::size_t first, std::size_t count) { sum += compute_block(first, count); });
+    if (sharded_) comm_.all_reduce_sum(std::span<double>(&sum, 1));
+    const auto loss = static_cast<scalar_type>(sum / static_cast<double>(n));
+    if (!std::isfinite(static_cast<double>(loss)))
+      throw_expected<numeric_error>(where, "the loss is not finite", "a finite value", loss);
+    return loss;
   }
 };
 
@@ -98,18 +127,17 @@ template <Backend B>
 auto sigmoid_loss<B>::forward(const matrix_type& px, const matrix_type& py) -> scalar_type {
   constexpr const char* where = "fusemix::sigmoid_loss::forward";
   pair_.forward(where, px, py);
-  if (!std::isfinite(static_cast<double>(params_[0])) || !std::isfinite(static_cast<double>(params_[1])))
-    throw_expected<numeric_error>(where, "logit_scale and logit_bias must be finite", "finite values",
-                                  concat(params_[0], ", ", params_[1]));
-  const std::size_t n = pair_.rows(), rows = pair_.block_rows();
-  be_.resize(s_, rows, n), be_.resize(logits_, rows, n), be_.resize(g_, rows, n);
-  t_ = static_cast<scalar_type>(std::exp(static_cast<double>(params_[0])));
-  double sum = 0;
-  pair_.for_each_block([&](std::size_t first, std::size_t count) { sum += compute_block(first, count); });
-  const auto loss = static_cast<scalar_type>(sum / static_cast<double>(n));
-  if (!std::isfinite(static_cast<double>(loss)))
-    throw_expected<numeric_error>(where, "the loss is not finite", "a finite value", loss);
-  return loss;
+  sharded_ = false;
+  return begin_forward(where);
+}
+
+template <Backend B>
+auto sigmoid_loss<B>::forward_shard(const matrix_type& px, const matrix_type& py, const dist::any_communicator& comm)
+    -> scalar_type {
+  constexpr const char* where = "fusemix::sigmoid_loss::forward_shard";
+  pair_.forward(where, px, py, dist::rank_rows(be_.rows(px), comm.rank(), comm.size()));
+  comm_ = comm, sharded_ = true;
+  return begin_forward(where);
 }
 
 template <Backend B>
@@ -124,9 +152,19 @@ void sigmoid_loss<B>::backward() {
     const auto g = be_.map(std::as_const(g_).data(), count, n);
     gs += be_.dot(g, s);
     sum += be_.sum(g);
-    pair_.backward_rows(t_, g, first);
+    if (!sharded_) return pair_.backward_rows(t_, g, first);
+    // Sharded: the block's rows of dx, then of dy from the same rows of Sᵀ (the pairs' terms are
+    // symmetric in x and y but for which side is the row).
+    pair_.backward_x_rows(t_, g, first);
+    compute_block(first, count, true);
+    pair_.backward_y_rows(t_, be_.map(std::as_const(g_).data(), count, n), first);
   });
   pair_.finish_backward();
+  if (sharded_) {  // each rank's pairs' parts of dt′ and db, summed over the ranks
+    std::array<double, 2> parts{static_cast<double>(gs), static_cast<double>(sum)};
+    comm_.all_reduce_sum(std::span<double>(parts));
+    gs = static_cast<scalar_type>(parts[0]), sum = static_cast<scalar_type>(parts[1]);
+  }
   grads_[0] = t_ * gs;
   grads_[1] = sum;
 }

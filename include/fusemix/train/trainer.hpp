@@ -188,14 +188,17 @@ class trainer {
   /// seed and takes its contiguous share of each mixed batch (`dist::rank_rows`), gathering and
   /// embedding only those rows (a memory-mapped source is read only there), with the dropout
   /// masks those rows have in the whole batch. The embeddings are all-gathered, so the loss is
-  /// the whole batch's, as in one process; each rank back-propagates its rows and the parameter
-  /// gradients are summed across ranks in rank order. The loss's scalars and the optimisers then
-  /// see the same values everywhere, and K ranks train the weights of one process up to rounding
-  /// (summation order), with the same bits on every rank. Works with `micro_batch` (slices of
-  /// the rank's share). Checkpoints and metrics are the caller's to write once (from rank 0).
-  /// The group must outlive the trainer's use of it; the default is one process.
+  /// the whole batch's, as in one process; a `ShardedLoss` computes only the rank's rows' terms
+  /// of it (`forward_shard`), any other loss runs whole on every rank. Each rank back-propagates
+  /// its rows and the parameter gradients are summed across ranks in rank order. The loss's
+  /// scalars and the optimisers then see the same values everywhere, and K ranks train the
+  /// weights of one process up to rounding (summation order), with the same bits on every rank.
+  /// Works with `micro_batch` (slices of the rank's share). Checkpoints and metrics are the
+  /// caller's to write once (from rank 0). The group must outlive the trainer's use of it; the
+  /// default is one process. A device backend needs a communicator over device memory
+  /// (`dist::nccl_communicator` on the backend's stream).
   /// @throws argument_error if more than one process takes part and the backend's memory is not
-  ///         the host's (the NCCL model is not built yet), the adapters cannot run slices, or a
+  ///         the host's while the communicator's is, the adapters cannot run slices, or a
   ///         mixed batch has fewer rows than there are ranks.
   void set_communicator(dist::any_communicator comm);
   [[nodiscard]] const dist::any_communicator& communicator() const noexcept { return comm_; }
@@ -327,9 +330,10 @@ template <Adapter HX, Adapter HY, Loss L>
 void trainer<HX, HY, L>::set_communicator(dist::any_communicator comm) {
   constexpr const char* where = "fusemix::trainer::set_communicator";
   if (comm.distributed()) {
-    if (!backend_type::host_memory)
-      throw_expected<argument_error>(where, "training across processes exchanges host memory (MPI)",
-                                     "a backend in host memory", "a device backend (the NCCL model is not built yet)");
+    if (!backend_type::host_memory && !comm.device_memory())
+      throw_expected<argument_error>(where, "a device backend across processes exchanges device memory",
+                                     "a communicator over device memory (dist::nccl_communicator)",
+                                     "one over host memory (MPI)");
     if (!slices)
       throw_expected<argument_error>(where, "training across processes runs each rank's rows as slices",
                                      "adapters with forward_slice and an accumulating backward", "adapters without");
@@ -337,10 +341,12 @@ void trainer<HX, HY, L>::set_communicator(dist::any_communicator comm) {
     if (n < static_cast<std::size_t>(comm.size()))
       throw_expected<argument_error>(where, "every rank needs at least one mixed row of each batch",
                                      concat(">= ", comm.size(), " mixed rows"), n);
-    // The whole batch's loss on every rank, at most 1,024 rows of its logits at a time (as with
-    // micro_batch), so a rank's memory follows its share, not the B×B logits.
+    // At most 1,024 rows of the logits at a time (as with micro_batch): a sharded loss's rows
+    // are the rank's (one block when they fit), a whole loss's the batch's, so a rank's memory
+    // follows its share, not the B×B logits.
+    const std::size_t k = static_cast<std::size_t>(comm.size()), share = ShardedLoss<L> ? (n + k - 1) / k : n / k;
     if constexpr (requires { loss_.set_row_block(std::size_t{}), loss_.row_block(); })
-      if (loss_.row_block() == 0) loss_.set_row_block(std::min<std::size_t>(1024, n / static_cast<std::size_t>(comm.size())));
+      if (loss_.row_block() == 0) loss_.set_row_block(std::min<std::size_t>(1024, share));
   }
   comm_ = comm;
 }
@@ -507,10 +513,8 @@ double trainer<HX, HY, L>::forward_backward_update(double lr) {
   if constexpr (slices) {
     if (cached) {
       loss = cached_forward_backward(o_.micro_batch != 0 ? std::min(o_.micro_batch, n) : n);
-      if constexpr (backend_type::host_memory) {
-        comm_.all_reduce_sum(hx_.gradients());
-        comm_.all_reduce_sum(hy_.gradients());
-      }
+      comm_.all_reduce_sum(hx_.gradients());  // (nothing in one process)
+      comm_.all_reduce_sum(hy_.gradients());
     }
   }
   if (!cached) {
@@ -559,12 +563,10 @@ double trainer<HX, HY, L>::cached_forward_backward(std::size_t micro) {
       if (micro < n) copy_rows(m, first, count, slice);  // (one slice: the rows themselves)
       be_.copy_n(h.forward_slice(micro < n ? slice : m, draw, at + first).data(), count * w, out.data() + first * w);
     }
-    if constexpr (backend_type::host_memory) {
-      if (distributed) {
-        be_.resize(e, local_total_, w);
-        comm_.all_gather(std::span<const scalar_type>(mine.data(), n * w), std::span<const std::size_t>(gather_counts_),
-                         std::span<scalar_type>(e.data(), local_total_ * w));
-      }
+    if (distributed) {
+      be_.resize(e, local_total_, w);
+      comm_.all_gather(std::span<const scalar_type>(mine.data(), n * w), std::span<const std::size_t>(gather_counts_),
+                       std::span<scalar_type>(e.data(), local_total_ * w));
     }
   };
   // The values each rank contributes to a gather: its rows times the shared width.
@@ -576,9 +578,16 @@ double trainer<HX, HY, L>::cached_forward_backward(std::size_t micro) {
   }
   embed(hx_, mx_, draw_x, sx_, lx_, ex_);
   embed(hy_, my_, draw_y, sy_, ly_, ey_);
-  // 2. The loss over the whole batch: every row a negative of every other.
-  const double loss = static_cast<double>(loss_.forward(ex_, ey_));
+  // 2. The loss over the whole batch: every row a negative of every other. Across processes a
+  //    sharded loss takes this rank's rows' terms, its gradients those rows' (from row 0).
+  const bool shard = distributed && ShardedLoss<L>;
+  double loss = 0;
+  if constexpr (ShardedLoss<L>)
+    loss = static_cast<double>(shard ? loss_.forward_shard(ex_, ey_, comm_) : loss_.forward(ex_, ey_));
+  else
+    loss = static_cast<double>(loss_.forward(ex_, ey_));
   loss_.backward();
+  const std::size_t grad_at = shard ? 0 : at;
   // 3. Each slice again, back-propagating its rows of the embeddings' gradient; the parameter
   //    gradients summed over the slices in place (the first slice writes them, the rest add).
   auto backpropagate = [&](auto& h, const matrix_type& m, const matrix_type& grad, std::uint64_t draw,
@@ -587,7 +596,7 @@ double trainer<HX, HY, L>::cached_forward_backward(std::size_t micro) {
     const bool recompute = micro < n;
     for (std::size_t first = 0; first < n; first += micro) {
       const std::size_t count = std::min(micro, n - first);
-      copy_rows(grad, at + first, count, slice_grad);
+      copy_rows(grad, grad_at + first, count, slice_grad);
       if (recompute) {
         copy_rows(m, first, count, slice);
         h.forward_slice(slice, draw, at + first);

@@ -12,6 +12,7 @@
 #include <fusemix/loss/contrastive.hpp>
 
 #include "gradcheck.hpp"
+#include "sharded_loss.hpp"
 
 namespace fm = fusemix;
 using fm::test::dmatrix;
@@ -40,6 +41,32 @@ BOOST_DATA_TEST_CASE(gradients_of_inputs_and_temperature, bdata::make({0, 4}), r
   BOOST_TEST(ex < 1e-6);
   BOOST_TEST(ey < 1e-6);
   BOOST_TEST(et < 1e-6);
+}
+
+// Sharded over processes (forward_shard): one rank takes the rows of S/τ and of Sᵀ/τ, so its
+// gradients are checked against central differences too; 2 and 3 ranks (threads) give the
+// whole loss's values, rows of its gradients and dτ.
+BOOST_DATA_TEST_CASE(sharded_gradients_and_ranks, bdata::make({0, 2}), row_block) {
+  using dloss = fm::contrastive_loss<fm::cpu::backend<double>>;
+  dmatrix px = fm::test::random_matrix(11, 5, 1), py = fm::test::random_matrix(11, 5, 2);
+  dloss loss;
+  loss.set_row_block(static_cast<std::size_t>(row_block));
+  loss.set_temperature(0.3);
+  loss.forward_shard(px, py, {});
+  loss.backward();
+  const dmatrix dx = loss.dx(), dy = loss.dy();
+  const double dt = loss.dtemperature();
+  auto f = [&] { return static_cast<double>(loss.forward_shard(px, py, {})); };
+  const double ex = fm::test::relative_error(fm::test::span_of(dx), fm::test::numeric_gradient(fm::test::span_of(px), f));
+  const double ey = fm::test::relative_error(fm::test::span_of(dy), fm::test::numeric_gradient(fm::test::span_of(py), f));
+  const double et = fm::test::relative_error(std::span<const double>(&dt, 1), fm::test::numeric_gradient(loss.parameters(), f));
+  BOOST_TEST_MESSAGE("sharded loss gradient errors, one rank: x " << ex << ", y " << ey << ", temperature " << et);
+  BOOST_TEST(ex < 1e-6);
+  BOOST_TEST(ey < 1e-6);
+  BOOST_TEST(et < 1e-6);
+  for (int ranks : {1, 2, 3})
+    fm::test::check_shard_equals_whole<dloss>(ranks, static_cast<std::size_t>(row_block), px, py,
+                                               [](dloss& l) { l.set_temperature(0.3); });
 }
 
 BOOST_DATA_TEST_CASE(matches_pytorch, bdata::make({0, 4}), row_block) {  // 6 rows: blocks of 4 and 2

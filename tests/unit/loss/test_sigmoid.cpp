@@ -13,6 +13,7 @@
 #include <fusemix/loss/sigmoid.hpp>
 
 #include "gradcheck.hpp"
+#include "sharded_loss.hpp"
 #include "messages.hpp"
 
 namespace fm = fusemix;
@@ -55,6 +56,37 @@ BOOST_AUTO_TEST_CASE(gradients_of_inputs_scale_and_bias) {
   check_gradients(std::numbers::ln10, -10.0, 1.0);  // the initial values
   check_gradients(std::log(50.0), 2.0, 0.01);       // tiny inputs: the normalisation's gradient matters
   check_gradients(0.7, -1.3, 1.0, 4);               // rows in blocks of 4 and 2, each computed again in backward
+}
+
+// Sharded over processes (forward_shard): one rank takes the rows of S and of Sᵀ, so its
+// gradients are checked against central differences too; 2 and 3 ranks (threads) give the
+// whole loss's values, rows of its gradients and those of t′ and b.
+BOOST_AUTO_TEST_CASE(sharded_gradients_and_ranks) {
+  dmatrix px = fm::test::random_matrix(7, 5, 1), py = fm::test::random_matrix(7, 5, 2);
+  py.row(2) = px.row(2) * 1.5;
+  auto setup = [](dloss& l) {
+    l.set_logit_scale(0.7);
+    l.set_logit_bias(-1.3);
+  };
+  for (std::size_t row_block : {0, 2}) {
+    dloss loss;
+    setup(loss);
+    loss.set_row_block(row_block);
+    loss.forward_shard(px, py, {});
+    loss.backward();
+    const dmatrix dx = loss.dx(), dy = loss.dy();
+    const std::vector<double> dparams(loss.gradients().begin(), loss.gradients().end());
+    auto f = [&] { return static_cast<double>(loss.forward_shard(px, py, {})); };
+    const double ex = fm::test::relative_error(fm::test::span_of(dx), fm::test::numeric_gradient(fm::test::span_of(px), f));
+    const double ey = fm::test::relative_error(fm::test::span_of(dy), fm::test::numeric_gradient(fm::test::span_of(py), f));
+    const double ep = fm::test::relative_error(dparams, fm::test::numeric_gradient(loss.parameters(), f));
+    BOOST_TEST_MESSAGE("sharded sigmoid loss gradient errors, one rank, row block " << row_block << ": x " << ex << ", y "
+                                                                                   << ey << ", (t', b) " << ep);
+    BOOST_TEST(ex < 1e-6);
+    BOOST_TEST(ey < 1e-6);
+    BOOST_TEST(ep < 1e-6);
+    for (int ranks : {1, 2, 3}) fm::test::check_shard_equals_whole<dloss>(ranks, row_block, px, py, setup);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(initial_values_and_names) {

@@ -51,6 +51,14 @@ class loss_ops {
         m = merged;
       }
     });
+    row_softmax_statistics(block, first_row, row_lse, diag);
+  }
+  /// The row half of `softmax_statistics`: each row's log-sum-exp into `row_lse[first_row + i]`
+  /// and its positive logit into `diag[first_row + i]`. (A loss sharded over processes takes
+  /// its columns' statistics as the rows of the transposed block instead.)
+  template <class L, class V>
+  void row_softmax_statistics(const L& block, std::size_t first_row, V& row_lse, V& diag) const {
+    const Eigen::Index rows = block.rows(), n = block.cols(), first = static_cast<Eigen::Index>(first_row);
     for_each_row(rows, n, [&](Eigen::Index i) {
       const auto r = block.row(i).array();
       const T m = r.maxCoeff();

@@ -27,6 +27,16 @@ class loss_ops {
   template <class L, class V>
   void softmax_statistics(const L& block, std::size_t first_row, V& row_lse, V& diag, V& col_max,
                           V& col_sum) const;
+  /// The row half of `softmax_statistics`: rows' log-sum-exp and positive logits at
+  /// `first_row …` of `row_lse` and `diag`.
+  template <class L, class V>
+  void row_softmax_statistics(const L& block, std::size_t first_row, V& row_lse, V& diag) const {
+    context<S>& c = self().ctx();
+    const auto prof = c.profile("row_softmax_statistics");
+    const std::size_t rows = block.rows(), n = block.cols();
+    for_rows(c, rows, detail::row_lse_rows<T>{block.data(), row_lse.data() + first_row, n});
+    for_n(c, rows, detail::block_diagonal<T>{block.data(), diag.data() + first_row, n, first_row});
+  }
   /// The symmetric InfoNCE loss from the statistics of every row (waits for it); writes each
   /// column's log-sum-exp into `col_lse`.
   template <class V>
@@ -73,8 +83,7 @@ void loss_ops<T, S, Derived>::softmax_statistics(const L& block, std::size_t fir
   constexpr std::size_t rows_per_chunk = 256;
   const std::size_t chunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
   T* part = c.template scratch<T>(context<S>::col_partials, 2 * chunks * n);
-  for_rows(c, rows, detail::row_lse_rows<T>{block.data(), row_lse.data() + first_row, n});
-  for_n(c, rows, detail::block_diagonal<T>{block.data(), diag.data() + first_row, n, first_row});
+  row_softmax_statistics(block, first_row, row_lse, diag);
   for_n(c, chunks * n, detail::column_lse_partials<T>{block.data(), part, part + chunks * n, rows, n, rows_per_chunk});
   for_n(c, n,
         detail::column_stats_merge<T>{part, part + chunks * n, col_max.data(), col_sum.data(), n, chunks, first_row == 0});
