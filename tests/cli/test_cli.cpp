@@ -174,7 +174,10 @@ BOOST_AUTO_TEST_CASE(train_embed_eval) {
     const auto want = fm::top_k<float>(model.x->embed(z),
                                        model.y->embed(fm::io::read_npy<float>(scratch() / "data_y.npy")), 10);
     const auto scores = fm::io::read_npy<float>(scratch() / "found" / "scores.npy");
-    BOOST_TEST((scores == want.scores));
+    // The program reads, embeds and scores the gallery a block at a time, top_k the whole: GEMMs of
+    // other shapes, the same bits on OpenBLAS's SkylakeX kernel and an ulp apart on its Zen one.
+    const float score_tol = 1e-6f;
+    BOOST_TEST((scores - want.scores).cwiseAbs().maxCoeff() <= score_tol);
     // (read_npy_int64 reads vectors: this is the header numpy.save writes, then the int64s)
     const std::string bytes = bytes_of(scratch() / "found" / "indices.npy");
     const std::size_t header = 10 + static_cast<unsigned char>(bytes[8]) + 256 * static_cast<unsigned char>(bytes[9]);
@@ -185,7 +188,12 @@ BOOST_AUTO_TEST_CASE(train_embed_eval) {
     BOOST_TEST_REQUIRE(indices.size() == static_cast<std::size_t>(want.indices.size()));
     std::size_t hits = 0;
     for (std::size_t i = 0; i < indices.size(); ++i) {
-      BOOST_TEST(indices[i] == want.indices.data()[i]);
+      // Equal lists, but for neighbours whose scores tie within that tolerance.
+      const std::size_t slot = i % 10;
+      const float* row = want.scores.data() + (i - slot);
+      const bool tied = (slot > 0 && row[slot - 1] - row[slot] <= score_tol) ||
+                        (slot < 9 && row[slot] - row[slot + 1] <= score_tol);
+      BOOST_TEST((indices[i] == want.indices.data()[i] || tied));
       hits += indices[i] == static_cast<std::int64_t>(i / 10);
     }
     BOOST_TEST(100.0 * static_cast<double>(hits) / 1536.0 == r10, "search's recall@10 is eval's");
