@@ -21,9 +21,20 @@ namespace fusemix_cli {
 
 bool cuda_built() noexcept { return true; }
 
-train_result train_cuda(const train_settings& s, const data_set& d) {
+train_result train_cuda(const train_settings& settings, const data_set& d) {
   using B = fusemix::cuda::backend<float>;
+  // Under mpirun each rank trains on its own GPU, exchanging device memory over NCCL; the GPU is
+  // chosen before the backend's context (and its stream) exists.
+  const bool distributed = process_group().distributed();
+  if (distributed && !device_group().communicator)
+    throw fusemix::argument_error(fusemix::concat(
+        "fusemix train: --device cuda across ", process_group().size(),
+        " MPI ranks needs NCCL, and this fusemix was built without it (FUSEMIX_NCCL: CUDA, MPI and "
+        "/usr/local/cuda/include/nccl.h); use --device cpu"));
+  if (distributed) device_group().select_device();
   const B be;  // device_error when there is no usable device
+  train_settings s = settings;
+  if (distributed) s.group = device_group().communicator(static_cast<void*>(be.ctx().stream()));
   be.ctx().set_precision(fusemix::cuda::parse_gemm_precision(s.precision));
   std::optional<B::matrix_type> x_val, y_val;
   if (d.x_val.size() > 0) x_val.emplace(be.upload(d.x_val)), y_val.emplace(be.upload(d.y_val));

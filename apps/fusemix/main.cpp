@@ -19,6 +19,13 @@
 #ifdef FUSEMIX_CLI_MPI
 #include <fusemix/dist/mpi.hpp>
 #endif
+#ifdef FUSEMIX_CLI_NCCL
+#include <memory>
+namespace fusemix_cli {
+// nccl.cu: `--device cuda` across the ranks, over NCCL; the token ends the group.
+std::shared_ptr<void> start_nccl(fusemix::dist::mpi_communicator& world, double timeout_seconds);
+}  // namespace fusemix_cli
+#endif
 
 namespace {
 // Ends every rank of an MPI job with `code` after an error on this one (a rank that failed alone
@@ -46,6 +53,11 @@ int main(int argc, char** argv) {
     world.emplace(MPI_COMM_WORLD, o);
     fusemix_cli::process_group() = *world;
   }
+#ifdef FUSEMIX_CLI_NCCL
+  // Declared after the MPI session, so the NCCL group ends before MPI is finalised.
+  std::shared_ptr<void> nccl;
+  if (world && world->size() > 1) nccl = fusemix_cli::start_nccl(*world, world->options().timeout_seconds);
+#endif
 #else
   if (const char* n = std::getenv("OMPI_COMM_WORLD_SIZE"); n != nullptr && std::atoi(n) > 1) {
     std::cerr << "fusemix: error: started as one of " << n

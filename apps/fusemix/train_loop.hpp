@@ -131,7 +131,7 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
   fusemix::trainer<HX, HY, L> tr(hx, hy, s.train, hx.backend());
   // Under mpirun every rank trains its share of each batch (the same weights everywhere); rank 0
   // alone writes the files and prints, and every rank reads the checkpoint on --resume.
-  const fusemix::dist::any_communicator group = process_group();
+  const fusemix::dist::any_communicator group = s.group.value_or(process_group());
   tr.set_communicator(group);
   const bool writer = group.rank() == 0, quiet = s.quiet || !writer;
   tr.validate(zx, zy);  // before anything is written
@@ -171,8 +171,8 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
   if (!quiet)
     for (const std::string& note : s.notes) std::cout << note << '\n';
   if (!quiet && group.distributed())
-    std::cout << "data-parallel over " << group.size() << " processes: each embeds its share of every batch, "
-              << "the loss is the whole batch's\n";
+    std::cout << "data-parallel over " << group.size() << " processes: each embeds its share of every batch and "
+              << "takes its rows of the whole batch's loss\n";
   for (const std::string& w : recipe_warnings(s, static_cast<std::size_t>(zx.rows()))) {
     if (!writer) break;
     if (s.on_warning) {

@@ -21,6 +21,7 @@
 
 #include <fusemix/fusemix.hpp>
 
+#include "device_group.hpp"
 #include "model_file.hpp"
 
 namespace fusemix_cli {
@@ -114,7 +115,11 @@ struct train_settings {
   std::function<void(const nlohmann::json&)> on_epoch;
   /// Given each of `recipe_warnings` before training; unset, the program prints them on stdout.
   std::function<void(const std::string&)> on_warning;
+  /// The processes to train over when not `process_group()`: the group over device memory
+  /// (NCCL) that `--device cuda` trains over under mpirun.
+  std::optional<fusemix::dist::any_communicator> group;
 };
+
 
 /// The smallest number of optimiser steps a run should make without a warning.
 inline constexpr std::size_t enough_steps = 1000;

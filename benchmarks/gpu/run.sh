@@ -30,6 +30,9 @@
 #           the image-text step (depth 4, batch 20,480) resident on the device against streamed
 #           through page-locked buffers, and gradient caching (40,960 rows in halves mode,
 #           --micro-batch 4,096) against the whole batch, both resident
+#   nccl    tests/dist/test_nccl.cu (the NCCL model of the Communicator: rank-order sums, gathers of
+#           unequal parts, broadcast, host spans, no allocation once warm) under mpirun on every GPU
+#           of the machine (one rank per GPU); needs MPI (mpicxx, mpirun) and NCCL, else skipped
 #   search  exact top-10 of 10,000 queries in a 1,000,000-row 512-d gallery from host memory:
 #           bench_search_gpu (fp32 and tf32; the CPU's lists for its first 200 queries), and
 #           benchmarks/search/torch_search.py in fp32 and tf32 (host-start and device-resident gallery)
@@ -41,7 +44,7 @@
 #              cli, CLI11 when the machine has none in its default paths; e.g. a carried folder).
 #              Not INCLUDES: nvcc reads that variable itself and hands it to the host compiler)
 #   PYTHON     python with torch 2.x and CUDA (default: python3)
-#   STEPS      which parts to run: any of "tests cli train dpp search data" (default: all six)
+#   STEPS      which parts to run: any of "tests nccl cli train dpp search data" (default: all seven)
 #   CPU_K      CPU picks in the k-DPP comparison (default: 50)
 #   TORCH_MODES  PyTorch modes of the training step (default: "eager compile")
 #   OUT        directory for results.jsonl, with the logs in OUT/logs (default: <repo>/benchmarks/gpu/out)
@@ -51,7 +54,7 @@ root=$(cd "$here/../.." && pwd)
 nvcc=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 arch=${ARCH:-sm_90}
 python=${PYTHON:-python3}
-steps=${STEPS-tests cli train dpp search data}
+steps=${STEPS-tests nccl cli train dpp search data}
 cpu_k=${CPU_K:-50}
 out=${OUT:-$root/benchmarks/gpu/out}
 build=$root/build-gpu
@@ -95,6 +98,18 @@ if [[ " $steps " == *" cli "* ]]; then
   ( timeout 400 "$nvcc" "${flags[@]}" -DFUSEMIX_SOURCE_DIR="\"$root\"" -c "$root/apps/fusemix/cuda.cu" \
       -o "$build/cli/cuda.o" > "$logs/build_cli_cuda.log" 2>&1 ) &
 fi
+# The NCCL model's test, with MPI's flags (Open MPI's mpicxx says them) and the toolkit's libnccl.
+if [[ " $steps " == *" nccl "* ]] && command -v mpicxx > /dev/null && command -v mpirun > /dev/null; then
+  read -r -a mpi_compile <<< "$(mpicxx --showme:compile)"
+  read -r -a mpi_link <<< "$(mpicxx --showme:link)"
+  mpi_flags=()
+  for f in "${mpi_compile[@]}" "${mpi_link[@]}"; do
+    case "$f" in -I*|-L*|-l*) mpi_flags+=("$f") ;; -Wl,*) mpi_flags+=(-Xlinker "${f#-Wl,}") ;; esac
+  done
+  ( timeout 400 "$nvcc" "${flags[@]}" "${mpi_flags[@]}" "$root/tests/dist/test_nccl.cu" -o "$build/fusemix_test_nccl" \
+      -lcublas -lnccl > "$logs/build_fusemix_test_nccl.log" 2>&1
+    echo $? > "$build/fusemix_test_nccl.rc" ) &
+fi
 wait
 if [[ " $steps " == *" cli "* ]]; then
   "$nvcc" "$build"/cli/*.o -o "$build/fusemix" -lcublas > "$logs/build_cli_link.log" 2>&1 \
@@ -126,6 +141,27 @@ if [[ " $steps " == *" tests "* ]]; then
     echo "{\"test\": \"$t\", \"rc\": $rc}" >> "$results"
     [ "$rc" = 0 ] || { status=1; stamp "TEST FAILED: $t (rc $rc)"; grep -E "failed|error" "$logs/$t.log" | head -30; }
   done
+fi
+
+# --- the NCCL model: one rank per GPU -------------------------------------------------------------
+if [[ " $steps " == *" nccl "* ]]; then
+  if [ ! -f "$build/fusemix_test_nccl.rc" ]; then
+    stamp "nccl: skipped (no mpicxx/mpirun on this machine)"
+    echo '{"test": "nccl communicator", "rc": 77}' >> "$results"
+  elif [ "$(cat "$build/fusemix_test_nccl.rc")" != 0 ]; then
+    stamp "BUILD FAILED: fusemix_test_nccl"; grep -E "error" "$logs/build_fusemix_test_nccl.log" | head -20
+    echo '{"test": "nccl communicator (build)", "rc": 1}' >> "$results"; status=1
+  else
+    gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+    [ "$gpus" -ge 1 ] || gpus=1
+    root_flag=(); [ "$(id -u)" = 0 ] && root_flag=(--allow-run-as-root)
+    stamp "nccl communicator on $gpus rank(s), one per GPU"
+    timeout 120 mpirun "${root_flag[@]}" -np "$gpus" "$build/fusemix_test_nccl" > "$logs/nccl.log" 2>&1
+    rc=$?
+    tail -12 "$logs/nccl.log"
+    echo "{\"test\": \"nccl communicator, $gpus rank(s)\", \"rc\": $rc}" >> "$results"
+    [ "$rc" = 0 ] || [ "$rc" = 77 ] || status=1
+  fi
 fi
 
 # --- the program on the bundled data: --device cuda against --device cpu ------------------------

@@ -93,6 +93,9 @@ class mpi_communicator {
   [[nodiscard]] int rank() const noexcept { return rank_; }
   [[nodiscard]] int size() const noexcept { return size_; }
   [[nodiscard]] const mpi_options& options() const noexcept { return o_; }
+  /// The MPI communicator itself: what a model built over this one (the NCCL model) bootstraps
+  /// on, splits by node and aborts.
+  [[nodiscard]] MPI_Comm native() const noexcept { return comm_; }
   /// The bytes this rank has handed to MPI for the other ranks so far: each value it sends counted
   /// once per rank that receives it (the volume the operations must deliver, whatever MPI's
   /// algorithm moves on the wire). What the distributed cost model is checked against.
