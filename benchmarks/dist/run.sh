@@ -12,15 +12,18 @@ fusemix="${FUSEMIX:-$root/build/apps/fusemix/fusemix}"
 repeat="${REPEAT:-3}" steps="${STEPS:-5}"
 mpirun=(mpirun --oversubscribe)
 [[ "$(id -u)" == 0 ]] && mpirun+=(--allow-run-as-root)
-# Both sides on the same GEMM kernel (as benchmarks/train/run.sh sets it).
-export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-SkylakeX}"
+# Both sides on the same GEMM kernel (as benchmarks/train/run.sh sets it): SkylakeX where the CPU
+# has AVX-512, else what OpenBLAS picks (both sides are the same program anyway).
+if [[ -z "${OPENBLAS_CORETYPE:-}" ]] && grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
+  export OPENBLAS_CORETYPE=SkylakeX
+fi
 args=(bench train --steps "$steps" --warmup 2 --json)
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT
 echo "# $(date -u); $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
 for r in $(seq "$repeat"); do
   OMP_NUM_THREADS=2 "$fusemix" "${args[@]}" --threads 2 | sed "s/^/one $r /" >>"$out"
-  "${mpirun[@]}" -np 2 -x OMP_NUM_THREADS=1 -x OPENBLAS_NUM_THREADS=1 -x OPENBLAS_CORETYPE \
+  "${mpirun[@]}" -np 2 -x OMP_NUM_THREADS=1 -x OPENBLAS_NUM_THREADS=1 ${OPENBLAS_CORETYPE:+-x OPENBLAS_CORETYPE} \
     "$fusemix" "${args[@]}" --threads 1 | sed "s/^/two $r /" >>"$out"
 done
 /usr/bin/python3 - "$out" <<'PY'

@@ -182,5 +182,23 @@ for key in order:
 print()
 print("ratio > 1: ours is faster. Roofline fractions: achieved GEMM GFLOP/s over our measured roofline_gflops "
       "of the same run (the same GEMM count on both sides).")
+
+# Amdahl: the serial fraction f that the speed-up from 1 to n threads implies,
+# S(n) = 1 / (f + (1 - f) / n), so f = (n / S(n) - 1) / (n - 1); then S at 16 and 64 cores if the
+# rest scaled perfectly (an upper bound: memory bandwidth and GEMM efficiency per core fall too).
+rows = []
+for (shape, t), o in ours.items():
+    n = int(t)
+    one = ours.get((shape, "1"))
+    if n > 1 and one and o.get("samples_per_s") and one.get("samples_per_s"):
+        speedup = o["samples_per_s"] / one["samples_per_s"]
+        f = min(max((n / speedup - 1) / (n - 1), 0.0), 1.0)
+        at = lambda k: 1 / (f + (1 - f) / k)
+        rows.append(f"| {shape} | 1 -> {n} | {speedup:.2f} | {f:.3f} | {at(16):.1f} | {at(64):.1f} |")
+if rows:
+    print()
+    print("| shape | threads | measured speed-up | serial fraction (Amdahl) | speed-up at 16 cores | at 64 cores |")
+    print("|---|---|---:|---:|---:|---:|")
+    print("\n".join(rows))
 PY
 echo "raw JSON lines: $out"
