@@ -214,12 +214,12 @@ class nccl_communicator {
                                             " CUDA devices: NCCL needs a GPU per rank]")
                                    : std::string());
     try {
-      flag_ = reinterpret_cast<float*>(device_bytes(flag_buffer_, sizeof(float), op));
+      flag_ = reinterpret_cast<float*>(scratch(flag_buffer_, sizeof(float), op));
       FUSEMIX_CUDA_CHECK(::cudaMemsetAsync(flag_, 0, sizeof(float), stream_));
     } catch (...) {  // the destructor does not run when a constructor throws
       static_cast<void>(::ncclCommAbort(comm_));
       comm_ = nullptr;
-      if (flag_buffer_.data != nullptr) static_cast<void>(::cudaFree(flag_buffer_.data));
+      release(flag_buffer_);
       throw;
     }
   }
@@ -256,9 +256,7 @@ class nccl_communicator {
       else static_cast<void>(::ncclCommAbort(comm_));
       comm_ = nullptr;
     }
-    for (buffer* b : {&parts_buffer_, &staging_device_, &flag_buffer_})
-      if (b->data != nullptr) static_cast<void>(::cudaFree(b->data));
-    if (staging_host_.data != nullptr) static_cast<void>(::cudaFreeHost(staging_host_.data));
+    for (buffer* b : {&parts_buffer_, &staging_device_, &staging_host_, &flag_buffer_}) release(*b);
     if (previous >= 0) static_cast<void>(::cudaSetDevice(previous));
   }
 
@@ -398,6 +396,7 @@ class nccl_communicator {
   struct buffer {
     std::byte* data = nullptr;
     std::size_t size = 0;
+    bool host = false;  // page-locked host memory, else device memory
   };
   struct staged {
     std::byte* device = nullptr;  // device scratch
@@ -409,7 +408,7 @@ class nccl_communicator {
   nccl_options o_;
   int rank_ = 0, size_ = 1, device_ = 0;
   ncclComm_t comm_ = nullptr;
-  buffer parts_buffer_, staging_device_, staging_host_, flag_buffer_;
+  buffer parts_buffer_, staging_device_, staging_host_{nullptr, 0, true}, flag_buffer_;
   float* flag_ = nullptr;
   std::vector<std::size_t> offsets_;
   std::uint64_t bytes_sent_ = 0;
@@ -548,42 +547,33 @@ class nccl_communicator {
     if (bytes != 0 && dst != src) FUSEMIX_CUDA_CHECK(::cudaMemcpyAsync(dst, src, bytes, kind, stream_));
   }
 
-  // Device scratch of at least `bytes`, grown by half again; queued work may still use the old
-  // area, so it is waited for (with the deadline) before the area is freed.
-  std::byte* device_bytes(buffer& b, std::size_t bytes, const char* op) {
+  // Frees `b` (ignoring errors: a destructor's or a failed constructor's path).
+  static void release(buffer& b) noexcept {
+    if (b.data != nullptr) static_cast<void>(b.host ? ::cudaFreeHost(b.data) : ::cudaFree(b.data));
+    b.data = nullptr, b.size = 0;
+  }
+
+  // Scratch of at least `bytes` in `b`'s memory, grown by half again; queued work may still use
+  // the old area, so it is waited for (with the deadline) before the area is freed.
+  std::byte* scratch(buffer& b, std::size_t bytes, const char* op) {
     if (b.size >= bytes) return b.data;
     const std::size_t grown = std::max(bytes, b.size + b.size / 2);
     if (b.data != nullptr) {
       wait(op);
-      FUSEMIX_CUDA_CHECK(::cudaFree(b.data));
-      b = {};
+      FUSEMIX_CUDA_CHECK(b.host ? ::cudaFreeHost(b.data) : ::cudaFree(b.data));
+      b.data = nullptr, b.size = 0;
     }
     void* p = nullptr;
-    FUSEMIX_CUDA_CHECK(::cudaMalloc(&p, grown));
+    FUSEMIX_CUDA_CHECK(b.host ? ::cudaHostAlloc(&p, grown, cudaHostAllocDefault) : ::cudaMalloc(&p, grown));
     cuda::detail::allocation_counter().fetch_add(1, std::memory_order_relaxed);
-    b = {static_cast<std::byte*>(p), grown};
+    b.data = static_cast<std::byte*>(p), b.size = grown;
     return b.data;
   }
 
   // Device and page-locked host scratch of `bytes` each, for a host-span operation. Every such
   // operation waits before it returns, so neither is in use when the next one starts.
   staged staging(std::size_t bytes, const char* op) {
-    staged s;
-    s.device = device_bytes(staging_device_, bytes, op);
-    if (staging_host_.size < bytes) {
-      const std::size_t grown = std::max(bytes, staging_host_.size + staging_host_.size / 2);
-      if (staging_host_.data != nullptr) {
-        wait(op);
-        FUSEMIX_CUDA_CHECK(::cudaFreeHost(staging_host_.data));
-        staging_host_ = {};
-      }
-      void* p = nullptr;
-      FUSEMIX_CUDA_CHECK(::cudaHostAlloc(&p, grown, cudaHostAllocDefault));
-      cuda::detail::allocation_counter().fetch_add(1, std::memory_order_relaxed);
-      staging_host_ = {static_cast<std::byte*>(p), grown};
-    }
-    s.host = staging_host_.data;
-    return s;
+    return {scratch(staging_device_, bytes, op), scratch(staging_host_, bytes, op)};
   }
 
   // The rank-order sum of `v` (n values of this rank's device) over the group, queued.
@@ -591,7 +581,7 @@ class nccl_communicator {
   void reduce_on_device(T* v, std::size_t n, const char* op) {
     const auto k = static_cast<std::size_t>(size_);
     const row_range mine = rank_rows(n, rank_, size_);
-    T* parts = reinterpret_cast<T*>(device_bytes(parts_buffer_, std::max<std::size_t>(k * mine.count, 1) * sizeof(T), op));
+    T* parts = reinterpret_cast<T*>(scratch(parts_buffer_, std::max<std::size_t>(k * mine.count, 1) * sizeof(T), op));
     // parts[r·m, (r+1)·m) is rank r's copy of this rank's share (m values): its own first, then
     // every other rank's, each rank sending the others their shares.
     copy(parts + static_cast<std::size_t>(rank_) * mine.count, v + mine.first, mine.count * sizeof(T),
