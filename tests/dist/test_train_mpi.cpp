@@ -80,9 +80,12 @@ fm::train_options options(fm::mix_mode mode, std::size_t micro, std::uint64_t ma
 }
 
 template <class Loss, class ZX, class ZY>
-run_result train(const ZX& zx, const ZY& zy, fm::mix_mode mode, std::size_t micro, dist::any_communicator comm) {
+run_result train(const ZX& zx, const ZY& zy, fm::mix_mode mode, std::size_t micro, dist::any_communicator comm,
+                 std::size_t bucket_bytes = fm::train_options{}.bucket_bytes) {
   auto [hx, hy] = adapters(12, 8);
-  fm::trainer tr(hx, hy, Loss{}, options(mode, micro));
+  fm::train_options o = options(mode, micro);
+  o.bucket_bytes = bucket_bytes;
+  fm::trainer tr(hx, hy, Loss{}, o);
   tr.set_communicator(comm);
   run_result r;
   train_to(tr, zx, zy, 20, r.losses);
@@ -138,6 +141,10 @@ void matches_one_process(dist::mpi_communicator& comm, const fm::matrix<float>& 
         const run_result from_source = train<Loss>(vx, vy, mode, micro, comm);
         check(from_source.weights == many.weights, what + ": a latent source trains the matrices' bits");
       }
+      // A sum per layer, started while the layers below run, gives the bits of one per adapter.
+      const run_result per_layer = train<Loss>(zx, zy, mode, micro, comm, 0);
+      check(per_layer.weights == many.weights && per_layer.losses == many.losses,
+            what + ": gradients summed a layer at a time give the bits of a sum per adapter");
     }
   }
 }
@@ -159,6 +166,30 @@ void sums_in_rank_order(dist::mpi_communicator& comm) {
     ok = ok && std::memcmp(&s, &v[i], sizeof s) == 0;
   }
   check(ok, "all_reduce_sum adds in rank order");
+  // Sums started together, moved on, interrupted by another operation (which finishes them first)
+  // and finished: each gives all_reduce_sum's bits, including one with fewer values than ranks.
+  std::vector<float> a(n), one_value{value(comm.rank(), 5)};
+  std::vector<double> b{1e16 * (comm.rank() + 1), 1.0 + comm.rank()}, b_sum = b;
+  for (std::size_t i = 0; i < n; ++i) a[i] = value(comm.rank(), i + 3);
+  std::vector<float> a_sum = a, one_sum = one_value;
+  comm.all_reduce_sum(std::span<float>(a_sum));
+  comm.all_reduce_sum(std::span<double>(b_sum));
+  comm.all_reduce_sum(std::span<float>(one_sum));
+  comm.start_all_reduce_sum(std::span<float>(a));
+  comm.start_all_reduce_sum(std::span<double>(b));
+  comm.progress();
+  std::vector<double> ranks(static_cast<std::size_t>(comm.size()));
+  const double me = comm.rank();
+  const std::vector<std::size_t> ones(static_cast<std::size_t>(comm.size()), 1);
+  comm.all_gather(std::span<const double>(&me, 1), std::span<const std::size_t>(ones), std::span<double>(ranks));
+  check(a == a_sum && b == b_sum, "started sums are finished by the next operation, with all_reduce_sum's bits");
+  comm.start_all_reduce_sum(std::span<float>(one_value));
+  for (int i = 0; i < 3; ++i) comm.progress();
+  comm.finish();
+  check(one_value == one_sum, "a started sum of fewer values than ranks has all_reduce_sum's bits");
+  bool gathered = true;
+  for (int r = 0; r < comm.size(); ++r) gathered = gathered && ranks[static_cast<std::size_t>(r)] == r;
+  check(gathered, "an all_gather after started sums gathers its own values");
   // rank_rows covers 0 … n−1 once, in rank order.
   std::size_t next = 0;
   for (int r = 0; r < comm.size(); ++r) {

@@ -48,6 +48,29 @@ concept Communicator = requires(C& c, const C& cc, std::span<float> f, std::span
   c.abort(why);
 };
 
+/// A `Communicator` that can start a sum and finish it later, so that a trainer sums the gradients
+/// of the layers its backward has finished while the layers below still run (buckets, as
+/// PyTorch's DistributedDataParallel does):
+///
+///   - `start_all_reduce_sum(v)`: collective, as `all_reduce_sum(v)`, but returns at once; `v`
+///     holds the sum (the same bits as `all_reduce_sum` gives) after `finish()`, and must not
+///     be read or written before;
+///   - `progress()`: moves the started sums on without waiting (where data moves only while the
+///     library is called, as with Open MPI's shared memory and TCP transports);
+///   - `finish()`: waits for every started sum (under the model's timeout).
+///
+/// Sums complete in the order they were started, and any other operation finishes them first, so
+/// the ranks' operations stay in one order. `any_communicator` offers the three for every model:
+/// for one without them, `start_all_reduce_sum` is `all_reduce_sum` and the others do nothing.
+template <class C>
+concept OverlappingCommunicator =
+    Communicator<C> && requires(C& c, std::span<float> f, std::span<double> d) {
+      c.start_all_reduce_sum(f);
+      c.start_all_reduce_sum(d);
+      c.progress();
+      c.finish();
+    };
+
 /// Whether communicator `C` exchanges spans in device memory as well as host memory (a model
 /// says so with `static constexpr bool device_memory = true`, as the NCCL model does); the other
 /// models exchange host memory only.
@@ -111,6 +134,20 @@ class any_communicator {
   void all_reduce_sum(std::span<double> v) const {
     if (self_ != nullptr) ops_->reduce_d(self_, v);
   }
+  /// `OverlappingCommunicator`'s three where the group has them; for one without them the sum is
+  /// made at once (`all_reduce_sum`) and `progress` and `finish` do nothing.
+  void start_all_reduce_sum(std::span<float> v) const {
+    if (self_ != nullptr) ops_->start_f(self_, v);
+  }
+  void start_all_reduce_sum(std::span<double> v) const {
+    if (self_ != nullptr) ops_->start_d(self_, v);
+  }
+  void progress() const {
+    if (self_ != nullptr) ops_->progress(self_);
+  }
+  void finish() const {
+    if (self_ != nullptr) ops_->finish(self_);
+  }
   void all_gather(std::span<const float> mine, std::span<const std::size_t> counts, std::span<float> all) const {
     if (self_ != nullptr) ops_->gather_f(self_, mine, counts, all);
     else single_process{}.all_gather(mine, counts, all);
@@ -143,6 +180,10 @@ class any_communicator {
     int (*size)(void*);
     void (*reduce_f)(void*, std::span<float>);
     void (*reduce_d)(void*, std::span<double>);
+    void (*start_f)(void*, std::span<float>);
+    void (*start_d)(void*, std::span<double>);
+    void (*progress)(void*);
+    void (*finish)(void*);
     void (*gather_f)(void*, std::span<const float>, std::span<const std::size_t>, std::span<float>);
     void (*gather_d)(void*, std::span<const double>, std::span<const std::size_t>, std::span<double>);
     void (*broadcast)(void*, std::span<std::byte>, int);
@@ -152,12 +193,25 @@ class any_communicator {
     double (*seconds)(void*);
     bool device_memory;
   };
+  template <class C, class T>
+  static void start_sum(C& c, std::span<T> v) {
+    if constexpr (OverlappingCommunicator<C>) c.start_all_reduce_sum(v);
+    else c.all_reduce_sum(v);
+  }
   template <class C>
   static constexpr ops ops_of{
       [](void* c) { return static_cast<int>(static_cast<C*>(c)->rank()); },
       [](void* c) { return static_cast<int>(static_cast<C*>(c)->size()); },
       [](void* c, std::span<float> v) { static_cast<C*>(c)->all_reduce_sum(v); },
       [](void* c, std::span<double> v) { static_cast<C*>(c)->all_reduce_sum(v); },
+      [](void* c, std::span<float> v) { start_sum(*static_cast<C*>(c), v); },
+      [](void* c, std::span<double> v) { start_sum(*static_cast<C*>(c), v); },
+      [](void* c) {
+        if constexpr (OverlappingCommunicator<C>) static_cast<C*>(c)->progress();
+      },
+      [](void* c) {
+        if constexpr (OverlappingCommunicator<C>) static_cast<C*>(c)->finish();
+      },
       [](void* c, std::span<const float> m, std::span<const std::size_t> n, std::span<float> a) {
         static_cast<C*>(c)->all_gather(m, n, a);
       },
@@ -183,7 +237,7 @@ class any_communicator {
 };
 
 static_assert(Communicator<single_process>);
-static_assert(Communicator<any_communicator>);
+static_assert(OverlappingCommunicator<any_communicator>);
 
 }  // namespace fusemix::dist
 

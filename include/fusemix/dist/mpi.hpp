@@ -19,6 +19,7 @@
 #include <string_view>
 #include <thread>
 #include <type_traits>
+#include <variant>
 #include <vector>
 
 #include <fusemix/core/error.hpp>
@@ -108,11 +109,26 @@ class mpi_communicator {
   template <class T>
     requires std::is_same_v<T, float> || std::is_same_v<T, double>
   void all_reduce_sum(std::span<T> v) {
-    if (size_ == 1) return;
-    // In pieces whose counts fit MPI's int.
-    constexpr std::size_t piece = std::size_t{1} << 28;
-    for (std::size_t at = 0; at < v.size(); at += piece) reduce_piece(v.subspan(at, std::min(piece, v.size() - at)));
+    start_all_reduce_sum(v);
+    finish();
   }
+
+  /// Starts the sum of `v` over ranks (`OverlappingCommunicator`): `v` holds it, in rank order,
+  /// after `finish()`. The sums started are made one after the other in the order started, each
+  /// moved on by `progress()`, so a trainer's backward overlaps them with the layers it still runs.
+  template <class T>
+    requires std::is_same_v<T, float> || std::is_same_v<T, double>
+  void start_all_reduce_sum(std::span<T> v) {
+    if (size_ == 1 || v.empty()) return;
+    sums_.push_back(pending_sum{v});
+    progress();
+  }
+
+  /// Moves the started sums on as far as they go without waiting.
+  void progress() { advance(false); }
+
+  /// Waits for every started sum (under the timeout; past it, ends every rank).
+  void finish() { advance(true); }
 
   /// Rank r's `mine` (`counts[r]` values) at its offset in every rank's `all`.
   /// @throws shape_error unless there is a count per rank, this rank's equals `mine.size()` and
@@ -121,6 +137,7 @@ class mpi_communicator {
     requires std::is_same_v<T, float> || std::is_same_v<T, double>
   void all_gather(std::span<const T> mine, std::span<const std::size_t> counts, std::span<T> all) {
     constexpr const char* where = "fusemix::dist::mpi_communicator::all_gather";
+    finish();  // (the started sums use counts_ and displs_ too)
     if (counts.size() != static_cast<std::size_t>(size_))
       throw_shape_error(where, "one count per rank", size_, counts.size());
     if (counts[static_cast<std::size_t>(rank_)] != mine.size())
@@ -142,6 +159,7 @@ class mpi_communicator {
 
   /// `root`'s `bytes` to every rank.
   void broadcast(std::span<std::byte> bytes, int root) {
+    finish();
     constexpr std::size_t piece = std::size_t{1} << 30;
     for (std::size_t at = 0; at < bytes.size(); at += piece) {
       MPI_Request req = MPI_REQUEST_NULL;
@@ -152,6 +170,7 @@ class mpi_communicator {
   }
 
   void barrier() {
+    finish();
     MPI_Request req = MPI_REQUEST_NULL;
     MPI_Ibarrier(comm_, &req);
     wait(req, "barrier");
@@ -206,37 +225,84 @@ class mpi_communicator {
     }
   }
 
+  // A started sum, made a piece at a time (counts must fit MPI's int), each piece in two phases:
+  // a reduce-scatter by `MPI_Ialltoallv` (rank r receives every rank's values of its share, rank
+  // 0's first, and adds them in that order), then an `MPI_Iallgatherv` of every rank's sums. Only
+  // the front sum has an operation in flight, so every rank starts the same operations in the same
+  // order, whenever its `progress` calls find them done.
+  struct pending_sum {
+    std::variant<std::span<float>, std::span<double>> values;
+    std::size_t at = 0;  // the piece in flight starts here
+    int phase = 0;       // 0: nothing started, 1: the reduce-scatter in flight, 2: the gather
+  };
+  static constexpr std::size_t piece_values = std::size_t{1} << 28;
+  std::vector<pending_sum> sums_;  // sums_[front_] is in flight; cleared (capacity kept) when all are done
+  std::size_t front_ = 0;
+  MPI_Request sum_req_ = MPI_REQUEST_NULL;
+
+  void advance(bool block) {
+    while (front_ < sums_.size()) {
+      pending_sum& p = sums_[front_];
+      const bool piece_done = std::visit(
+          [&](auto v) { return advance(p, v.subspan(p.at, std::min(piece_values, v.size() - p.at)), block); }, p.values);
+      if (!piece_done) return;
+      p.at += piece_values;
+      if (p.at >= std::visit([](auto v) { return v.size(); }, p.values)) ++front_;
+    }
+    sums_.clear();
+    front_ = 0;
+  }
+
+  // Moves the piece `v` of sum `p` on; whether it is done (without `block`, it may not be yet).
   template <class T>
-  void reduce_piece(std::span<T> v) {
+  bool advance(pending_sum& p, std::span<T> v, bool block) {
     const std::size_t n = v.size(), k = static_cast<std::size_t>(size_);
     const row_range mine = rank_rows(n, rank_, size_);
-    for (std::size_t r = 0; r < k; ++r) {
-      const row_range theirs = rank_rows(n, static_cast<int>(r), size_);
-      counts_[r] = static_cast<int>(theirs.count), displs_[r] = static_cast<int>(theirs.first);
-      recv_counts_[r] = static_cast<int>(mine.count), recv_displs_[r] = static_cast<int>(r * mine.count);
-    }
-    scratch_.resize(k * mine.count * sizeof(T));
     T* parts = reinterpret_cast<T*>(scratch_.data());
-    MPI_Request req = MPI_REQUEST_NULL;
-    // Rank r receives every rank's values of its share, rank 0's first.
-    MPI_Ialltoallv(v.data(), counts_.data(), displs_.data(), type<T>(), parts, recv_counts_.data(), recv_displs_.data(),
-                   type<T>(), comm_, &req);
-    bytes_sent_ += (n - mine.count) * sizeof(T);  // every other rank's share of this rank's values
-    wait(req, "all_reduce_sum");
-    for (std::size_t i = 0; i < mine.count; ++i) {
-      T s = parts[i];
-      for (std::size_t r = 1; r < k; ++r) s += parts[r * mine.count + i];
-      v[mine.first + i] = s;
+    if (p.phase == 0) {
+      for (std::size_t r = 0; r < k; ++r) {
+        const row_range theirs = rank_rows(n, static_cast<int>(r), size_);
+        counts_[r] = static_cast<int>(theirs.count), displs_[r] = static_cast<int>(theirs.first);
+        recv_counts_[r] = static_cast<int>(mine.count), recv_displs_[r] = static_cast<int>(r * mine.count);
+      }
+      scratch_.resize(k * mine.count * sizeof(T));
+      parts = reinterpret_cast<T*>(scratch_.data());
+      MPI_Ialltoallv(v.data(), counts_.data(), displs_.data(), type<T>(), parts, recv_counts_.data(),
+                     recv_displs_.data(), type<T>(), comm_, &sum_req_);
+      bytes_sent_ += (n - mine.count) * sizeof(T);  // every other rank's share of this rank's values
+      p.phase = 1;
     }
-    // Then every rank's sums to every rank.
-    for (std::size_t r = 0; r < k; ++r) recv_counts_[r] = counts_[r];
-    req = MPI_REQUEST_NULL;
-    MPI_Iallgatherv(MPI_IN_PLACE, 0, type<T>(), v.data(), recv_counts_.data(), displs_.data(), type<T>(), comm_, &req);
-    bytes_sent_ += mine.count * sizeof(T) * (k - 1);  // its sums to every other rank
-    wait(req, "all_reduce_sum");
+    if (!done(sum_req_, block)) return false;
+    if (p.phase == 1) {
+      for (std::size_t i = 0; i < mine.count; ++i) {
+        T s = parts[i];
+        for (std::size_t r = 1; r < k; ++r) s += parts[r * mine.count + i];
+        v[mine.first + i] = s;
+      }
+      // Then every rank's sums to every rank (counts_ and displs_ still hold each rank's share).
+      MPI_Iallgatherv(MPI_IN_PLACE, 0, type<T>(), v.data(), counts_.data(), displs_.data(), type<T>(), comm_, &sum_req_);
+      bytes_sent_ += mine.count * sizeof(T) * (k - 1);  // its sums to every other rank
+      p.phase = 2;
+      if (!done(sum_req_, block)) return false;
+    }
+    p.phase = 0;
+    return true;
+  }
+
+  // Whether `req` is done: waited for (under the deadline) with `block`, else tested once.
+  bool done(MPI_Request& req, bool block) {
+    if (block) {
+      wait(req, "all_reduce_sum");
+      return true;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    int flag = 0;
+    MPI_Test(&req, &flag, MPI_STATUS_IGNORE);
+    seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return flag != 0;
   }
 };
 
-static_assert(Communicator<mpi_communicator>);
+static_assert(OverlappingCommunicator<mpi_communicator>);
 
 }  // namespace fusemix::dist

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -136,7 +137,16 @@ class fusion_adapter {
   /// its `forward_slice`, summed in place: gradient caching).
   /// @pre `forward` was called, and its input is still alive and unchanged.
   /// @throws shape_error if `dy` does not have the last output's shape.
-  const matrix_type& backward(const matrix_type& dy, bool accumulate = false);
+  const matrix_type& backward(const matrix_type& dy, bool accumulate = false) {
+    return backward(dy, accumulate, [](std::size_t) {});
+  }
+  /// As `backward`, calling `finished(first)` after each layer, from the last to the first: the
+  /// gradients from element `first` of `gradients()` to its end are then final (on a device
+  /// backend: queued on its stream). What a data-parallel trainer sums across processes while the
+  /// layers below still run.
+  template <class F>
+    requires std::invocable<F&, std::size_t>
+  const matrix_type& backward(const matrix_type& dy, bool accumulate, F&& finished);
 
   /// Training mode turns dropout on; each training forward draws a fresh mask.
   void set_training(bool on) noexcept { training_ = on; }
@@ -200,6 +210,10 @@ class fusion_adapter {
   std::vector<block<B>> blocks_;
   std::vector<layer_norm<B>> final_ln_;  // exactly one; a vector so the adapter stays movable
   std::vector<linear<B>> proj_;          // exactly one
+  // Where each layer's parameters start in the flat buffers (padding before them belongs to the
+  // layer below): block i at layer_first_[i], the final LayerNorm at [depth], the projection at
+  // [depth + 1].
+  std::vector<std::size_t> layer_first_;
   typename B::template buffer<scalar_type> params_, grads_;
   bool training_ = false;
   std::uint64_t draws_ = 0;
@@ -250,11 +264,17 @@ fusion_adapter<S, B>::fusion_adapter(adapter_shape shape, adapter_options option
                                            "0 <= p <= 1", options.dropout);
   const std::size_t d = shape_.in_dim;
   blocks_.reserve(shape_.depth);
+  // Each layer's first parameter: that of the first tensor it adds to the layout.
+  auto add_layer = [&](auto&& emplace) {
+    const std::size_t entry = layout_.entries().size();
+    emplace();
+    layer_first_.push_back(layout_.entries()[entry].offset);
+  };
   for (std::size_t i = 0; i < shape_.depth; ++i)
-    blocks_.emplace_back(layout_, std::to_string(i) + ".", d, shape_.expansion, options_.dropout, 0, be_);
+    add_layer([&] { blocks_.emplace_back(layout_, std::to_string(i) + ".", d, shape_.expansion, options_.dropout, 0, be_); });
   set_dropout_seed(options_.seed);
-  final_ln_.emplace_back(layout_, std::to_string(shape_.depth) + ".", d, 1e-5, be_);
-  proj_.emplace_back(layout_, std::to_string(shape_.depth + 1) + ".", d, shape_.out_dim, be_);
+  add_layer([&] { final_ln_.emplace_back(layout_, std::to_string(shape_.depth) + ".", d, 1e-5, be_); });
+  add_layer([&] { proj_.emplace_back(layout_, std::to_string(shape_.depth + 1) + ".", d, shape_.out_dim, be_); });
   params_ = be_.zero_buffer(layout_.size());
   grads_ = be_.zero_buffer(layout_.size());
   acts_.resize(shape_.depth + 1);
@@ -265,7 +285,8 @@ fusion_adapter<S, B>::fusion_adapter(adapter_shape shape, adapter_options option
 template <adapter_shape S, Backend B>
 fusion_adapter<S, B>::fusion_adapter(const fusion_adapter& other)
     : shape_(other.shape_), options_(other.options_), be_(other.be_), layout_(other.layout_), blocks_(other.blocks_),
-      final_ln_(other.final_ln_), proj_(other.proj_), params_(other.params_), grads_(other.grads_),
+      final_ln_(other.final_ln_), proj_(other.proj_), layer_first_(other.layer_first_), params_(other.params_),
+      grads_(other.grads_),
       training_(other.training_), draws_(other.draws_), acts_(other.acts_.size()) {
   build();
 }
@@ -361,17 +382,23 @@ auto fusion_adapter<S, B>::embed(const matrix_type& x) const -> matrix_type {
 }
 
 template <adapter_shape S, Backend B>
-auto fusion_adapter<S, B>::backward(const matrix_type& dy, bool accumulate) -> const matrix_type& {
+template <class F>
+  requires std::invocable<F&, std::size_t>
+auto fusion_adapter<S, B>::backward(const matrix_type& dy, bool accumulate, F&& finished) -> const matrix_type& {
   FUSEMIX_ASSERT(input_ != nullptr);  // forward came first
   if (be_.rows(dy) != be_.rows(out_) || be_.cols(dy) != be_.cols(out_))
     throw_shape_error("fusemix::fusion_adapter::backward", "dy must have the last output's shape",
                               concat(be_.rows(out_), "x", be_.cols(out_)),
                               concat(be_.rows(dy), "x", be_.cols(dy)));
+  const std::size_t depth = blocks_.size();
   proj_.front().backward(ln_out_, dy, d_ln_, accumulate);
-  final_ln_.front().backward(input(blocks_.size()), d_ln_, dx_, accumulate);
-  for (std::size_t i = blocks_.size(); i-- > 0;) {
+  finished(layer_first_[depth + 1]);
+  final_ln_.front().backward(input(depth), d_ln_, dx_, accumulate);
+  finished(layer_first_[depth]);
+  for (std::size_t i = depth; i-- > 0;) {
     blocks_[i].backward(input(i), dx_, dtmp_, backward_work_, accumulate);
     std::swap(dx_, dtmp_);
+    finished(layer_first_[i]);
   }
   return dx_;
 }

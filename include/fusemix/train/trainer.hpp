@@ -64,6 +64,12 @@ struct train_options {
   /// them). A value that divides the mixed rows keeps a warm step free of allocation (a shorter
   /// last slice resizes the buffers).
   std::size_t micro_batch = 0;
+  /// Across processes, the parameter gradients are summed in buckets: a sum is started as soon as
+  /// the backward has finished layers holding at least this many bytes of gradients (and for the
+  /// rest when an adapter's backward ends), and runs while the layers below and the other
+  /// adapter's backward do (PyTorch's DistributedDataParallel does the same, 25 MiB by default).
+  /// The same bits whatever the size: each value is summed in rank order. 0: a sum per layer.
+  std::size_t bucket_bytes = std::size_t{25} << 20;
 };
 
 /// The most learnable scalars a loss may have (what `epoch_record` reports).
@@ -513,8 +519,6 @@ double trainer<HX, HY, L>::forward_backward_update(double lr) {
   if constexpr (slices) {
     if (cached) {
       loss = cached_forward_backward(o_.micro_batch != 0 ? std::min(o_.micro_batch, n) : n);
-      comm_.all_reduce_sum(hx_.gradients());  // (nothing in one process)
-      comm_.all_reduce_sum(hy_.gradients());
     }
   }
   if (!cached) {
@@ -590,6 +594,9 @@ double trainer<HX, HY, L>::cached_forward_backward(std::size_t micro) {
   const std::size_t grad_at = shard ? 0 : at;
   // 3. Each slice again, back-propagating its rows of the embeddings' gradient; the parameter
   //    gradients summed over the slices in place (the first slice writes them, the rest add).
+  //    Across processes the last slice's backward starts the sums over ranks of the layers it has
+  //    finished, a bucket at a time (`bucket_bytes`), and they run while the layers below and the
+  //    other adapter's backward do.
   auto backpropagate = [&](auto& h, const matrix_type& m, const matrix_type& grad, std::uint64_t draw,
                            matrix_type& slice, matrix_type& slice_grad) {
     // One slice (a rank's whole share): the adapter still holds its activations from step 1.
@@ -601,12 +608,29 @@ double trainer<HX, HY, L>::cached_forward_backward(std::size_t micro) {
         copy_rows(m, first, count, slice);
         h.forward_slice(slice, draw, at + first);
       }
-      h.backward(slice_grad, first != 0);
+      if (!distributed) {
+        h.backward(slice_grad, first != 0);
+        continue;
+      }
+      const bool last = first + count == n;
+      const auto grads = h.gradients();
+      std::size_t unsent = grads.size();  // gradients [from, unsent) are final and not yet summed
+      auto finished = [&](std::size_t from) {
+        if (last && unsent > from && (from == 0 || (unsent - from) * sizeof(scalar_type) >= o_.bucket_bytes)) {
+          comm_.start_all_reduce_sum(grads.subspan(from, unsent - from));
+          unsent = from;
+        }
+        comm_.progress();
+      };
+      if constexpr (requires { h.backward(slice_grad, true, finished); }) h.backward(slice_grad, first != 0, finished);
+      else h.backward(slice_grad, first != 0);
+      finished(0);  // (nothing left where the layers said so)
     }
     h.set_dropout_draws(draw + 1);
   };
   backpropagate(hx_, mx_, loss_.dx(), draw_x, sx_, gx_);
   backpropagate(hy_, my_, loss_.dy(), draw_y, sy_, gy_);
+  comm_.finish();
   return loss;
 }
 

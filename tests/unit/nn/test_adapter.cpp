@@ -2,6 +2,7 @@
 // The fusion adapter: shapes, names, counts, gradient check of a whole depth-2 adapter.
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -171,6 +172,40 @@ BOOST_AUTO_TEST_CASE(accumulating_backward_sums_the_slices) {
   BOOST_TEST_MESSAGE("slices accumulated vs the whole batch: " << summed << " (the last slice alone: " << last_only << ")");
   BOOST_TEST(summed < 1e-12);
   BOOST_TEST(last_only > 1e-2);
+}
+
+BOOST_AUTO_TEST_CASE(backward_says_which_gradients_are_final_layer_by_layer) {
+  // What a data-parallel trainer sums while the layers below still run: each call's range must
+  // already hold its final values, the ranges must start at the layers' first parameters, from the
+  // projection down to block 0, and end at element 0.
+  fm::fusion_adapter<fm::dynamic_shape, dbackend> a(fm::adapter_shape{.in_dim = 5, .out_dim = 3, .depth = 2},
+                                                    {.dropout = 0.25, .seed = 9});
+  a.set_training(true);
+  const dmatrix x = fm::test::random_matrix(7, 5, 12), r = fm::test::random_matrix(7, 3, 13);
+  a.forward(x);
+  std::vector<std::size_t> firsts;
+  std::vector<std::vector<double>> seen;  // gradients()[first, end) at each call
+  a.backward(r, false, [&](std::size_t first) {
+    firsts.push_back(first);
+    seen.emplace_back(a.gradients().begin() + static_cast<std::ptrdiff_t>(first), a.gradients().end());
+  });
+  std::vector<std::size_t> want;  // the first parameter of each layer, last layer first
+  for (const char* layer : {"3.", "2.", "1.", "0."})
+    for (const auto& p : a.named_parameters())
+      if (p.name.starts_with(layer)) {
+        want.push_back(p.offset);
+        break;
+      }
+  BOOST_TEST(firsts == want, boost::test_tools::per_element());
+  BOOST_TEST(firsts.back() == 0u);
+  bool final_values = true;
+  for (std::size_t i = 0; i < firsts.size(); ++i)
+    final_values = final_values && std::equal(seen[i].begin(), seen[i].end(), a.gradients().begin() + static_cast<std::ptrdiff_t>(firsts[i]));
+  BOOST_TEST(final_values);
+  // And the plain backward writes the same gradients.
+  const std::vector<double> hooked(a.gradients().begin(), a.gradients().end());
+  a.backward(r);
+  BOOST_TEST(std::equal(hooked.begin(), hooked.end(), a.gradients().begin()));
 }
 
 BOOST_AUTO_TEST_CASE(identity_adapter_passes_through) {
