@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include <fusemix/core/error.hpp>
 
@@ -89,6 +90,14 @@ struct row_range {
   const auto r = static_cast<std::size_t>(rank), k = static_cast<std::size_t>(size);
   const std::size_t first = n * r / k;
   return {first, n * (r + 1) / k - first};
+}
+
+/// The counts an `all_gather` takes when every rank r holds its `rank_rows(n, r, size)` rows of
+/// `per_row` values each: `counts[r]` = those rows × `per_row` (resized to `size`; its capacity is
+/// reused, so a warm step allocates nothing).
+inline void rank_counts(std::size_t n, int size, std::size_t per_row, std::vector<std::size_t>& counts) {
+  counts.resize(static_cast<std::size_t>(size));
+  for (int r = 0; r < size; ++r) counts[static_cast<std::size_t>(r)] = rank_rows(n, r, size).count * per_row;
 }
 
 /// The group of one process: rank 0 of 1, every operation a copy or nothing.

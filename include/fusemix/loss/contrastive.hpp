@@ -172,8 +172,7 @@ auto contrastive_loss<B>::forward_shard(const matrix_type& px, const matrix_type
   std::array<double, 1> sum{sum_of_terms(shard_row_lse_, diag_, mine) + sum_of_terms(shard_col_lse_, diag_t_, mine)};
   comm.all_reduce_sum(std::span<double>(sum));
   // Every row's and every column's log-sum-exp on every rank, for the gradient of both.
-  counts_.resize(static_cast<std::size_t>(comm.size()));
-  for (int r = 0; r < comm.size(); ++r) counts_[static_cast<std::size_t>(r)] = dist::rank_rows(n, r, comm.size()).count;
+  dist::rank_counts(n, comm.size(), 1, counts_);
   comm.all_gather(std::span<const scalar_type>(shard_row_lse_.data() + mine.first, mine.count), counts_,
                   std::span<scalar_type>(row_lse_.data(), n));
   comm.all_gather(std::span<const scalar_type>(shard_col_lse_.data() + mine.first, mine.count), counts_,

@@ -574,12 +574,7 @@ double trainer<HX, HY, L>::cached_forward_backward(std::size_t micro) {
     }
   };
   // The values each rank contributes to a gather: its rows times the shared width.
-  if (distributed) {
-    const std::size_t w = hx_.out_dim();
-    gather_counts_.resize(static_cast<std::size_t>(comm_.size()));
-    for (int r = 0; r < comm_.size(); ++r)
-      gather_counts_[static_cast<std::size_t>(r)] = dist::rank_rows(local_total_, r, comm_.size()).count * w;
-  }
+  if (distributed) dist::rank_counts(local_total_, comm_.size(), hx_.out_dim(), gather_counts_);
   embed(hx_, mx_, draw_x, sx_, lx_, ex_);
   embed(hy_, my_, draw_y, sy_, ly_, ey_);
   // 2. The loss over the whole batch: every row a negative of every other. Across processes a
