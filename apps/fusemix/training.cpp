@@ -411,19 +411,16 @@ fusemix::io::matrix<float> normalized_rows(const fusemix::latent_view<float>& z)
   return out;
 }
 
-template <class Kernel>
-select_result select_with(const select_settings& o, const fusemix::latent_view<float>& v, const Kernel& kernel) {
+// Times the selection (a uniform draw, or `greedy()`), then gives log det(L_S): the greedy's gains
+// add up to it; a drawn or windowed subset is scored afresh by `score(picks)`.
+template <class Greedy, class Score>
+select_result timed_selection(const select_settings& o, std::size_t items, const Greedy& greedy, const Score& score) {
   const auto start = std::chrono::steady_clock::now();
   select_result r;
-  if (o.uniform) {
-    r.selection.picks = fusemix::uniform_subset(v.rows(), o.k, o.seed);
-  } else {
-    const fusemix::kdpp_options ko{.relative_threshold = o.threshold, .window = o.window};
-    r.selection = o.device == "cuda" ? select_cuda(v, o.k, kernel, ko) : fusemix::greedy_kdpp(v, o.k, kernel, ko);
-  }
+  if (o.uniform) r.selection.picks = fusemix::uniform_subset(items, o.k, o.seed);
+  else r.selection = greedy();
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  // log det(L_S): the greedy's gains add up to it; a uniform or windowed subset is scored afresh
-  r.log_det = o.uniform || o.window != 0 ? fusemix::subset_log_det(v, r.selection.picks, kernel) : r.selection.log_det();
+  r.log_det = o.uniform || o.window != 0 ? score(r.selection.picks) : r.selection.log_det();
   return r;
 }
 
@@ -439,17 +436,28 @@ select_result with_kernel(const select_settings& o, std::size_t cols, const F& f
   return f(fusemix::polynomial_kernel{.offset = o.offset, .degree = o.degree});
 }
 
+// The latents the selector sees: `z`, or its rows scaled to unit length (held in `unit`) with
+// --normalize; the selector's threads set.
+fusemix::latent_view<float> prepared(const select_settings& o, const fusemix::latent_view<float>& z,
+                                     fusemix::io::matrix<float>& unit) {
+  fusemix::cpu::set_threads(static_cast<int>(o.threads));
+  if (!o.normalize) return z;
+  unit = normalized_rows(z);
+  return fusemix::latent_view<float>(unit);
+}
+
 }  // namespace
 
 select_result select(const select_settings& o, const fusemix::latent_view<float>& z) {
-  fusemix::cpu::set_threads(static_cast<int>(o.threads));
   fusemix::io::matrix<float> unit;
-  fusemix::latent_view<float> v = z;
-  if (o.normalize) {
-    unit = normalized_rows(z);
-    v = fusemix::latent_view<float>(unit);
-  }
-  return with_kernel(o, v.cols(), [&](const auto& kernel) { return select_with(o, v, kernel); });
+  const fusemix::latent_view<float> v = prepared(o, z, unit);
+  return with_kernel(o, v.cols(), [&](const auto& kernel) {
+    const fusemix::kdpp_options ko{.relative_threshold = o.threshold, .window = o.window};
+    return timed_selection(
+        o, v.rows(),
+        [&] { return o.device == "cuda" ? select_cuda(v, o.k, kernel, ko) : fusemix::greedy_kdpp(v, o.k, kernel, ko); },
+        [&](const std::vector<std::size_t>& picks) { return fusemix::subset_log_det(v, picks, kernel); });
+  });
 }
 
 select_result select_sharded(const select_settings& o, const fusemix::latent_view<float>& shard, std::size_t items,
@@ -457,34 +465,24 @@ select_result select_sharded(const select_settings& o, const fusemix::latent_vie
   if (o.device != "cpu")
     throw fusemix::argument_error("fusemix select: across processes the selector runs on the CPU (MPI); drop --device " +
                                   o.device);
-  fusemix::cpu::set_threads(static_cast<int>(o.threads));
   fusemix::io::matrix<float> unit;
-  fusemix::latent_view<float> v = shard;
-  if (o.normalize) {
-    unit = normalized_rows(shard);
-    v = fusemix::latent_view<float>(unit);
-  }
+  const fusemix::latent_view<float> v = prepared(o, shard, unit);
   return with_kernel(o, v.cols(), [&](const auto& kernel) {
-    const auto start = std::chrono::steady_clock::now();
-    select_result r;
-    if (o.uniform) {
-      r.selection.picks = fusemix::uniform_subset(items, o.k, o.seed);
-    } else {
-      r.selection = fusemix::greedy_kdpp(v, o.k, kernel, process_group(),
-                                         {.relative_threshold = o.threshold, .window = o.window});
-    }
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (o.uniform || o.window != 0) {
-      // Scored afresh on the picked rows alone (read by every rank: a few rows).
-      fusemix::io::matrix<float> picked = rows_of(r.selection.picks);
-      if (o.normalize) picked = normalized_rows(fusemix::latent_view<float>(picked));
-      std::vector<std::size_t> order(r.selection.picks.size());
-      std::iota(order.begin(), order.end(), std::size_t{0});
-      r.log_det = fusemix::subset_log_det(fusemix::latent_view<float>(picked), std::span<const std::size_t>(order), kernel);
-    } else {
-      r.log_det = r.selection.log_det();
-    }
-    return r;
+    return timed_selection(
+        o, items,
+        [&] {
+          return fusemix::greedy_kdpp(v, o.k, kernel, process_group(),
+                                      {.relative_threshold = o.threshold, .window = o.window});
+        },
+        [&](const std::vector<std::size_t>& picks) {
+          // On the picked rows alone (read by every rank: a few rows).
+          fusemix::io::matrix<float> picked = rows_of(picks);
+          if (o.normalize) picked = normalized_rows(fusemix::latent_view<float>(picked));
+          std::vector<std::size_t> order(picks.size());
+          std::iota(order.begin(), order.end(), std::size_t{0});
+          return fusemix::subset_log_det(fusemix::latent_view<float>(picked), std::span<const std::size_t>(order),
+                                         kernel);
+        });
   });
 }
 
