@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // `fusemix select`: a diverse subset by greedy k-DPP (or a uniform one), optionally applied to
 // a paired dataset.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -100,7 +101,19 @@ void run_sharded(const select_options& o, const std::vector<std::filesystem::pat
   std::vector<std::size_t> rows(mine.count);
   std::iota(rows.begin(), rows.end(), mine.first);
   m.gather(std::span<const std::size_t>(rows), std::span<float>(shard.data(), static_cast<std::size_t>(shard.size())));
-  // (Each rank checks its own rows; the selector then reports a bad row by its global index on every rank.)
+  // NaN/Inf are refused, --uniform included, as in one process. Each rank looks in its own rows and
+  // the ranks agree whether any found one before going on (a uniform draw exchanges nothing else
+  // before rank 0 writes): the rank that did ends the job with one line naming the global row,
+  // and the others wait at a barrier to be ended with it.
+  const auto* values = shard.data();
+  const bool bad = !std::all_of(values, values + shard.size(), [](float x) { return std::isfinite(x); });
+  double ranks_bad = bad ? 1.0 : 0.0;
+  group.all_reduce_sum(std::span<double>(&ranks_bad, 1));
+  if (ranks_bad > 0) {
+    if (bad) fusemix_cli::require_finite(where, fusemix::concat("--in ", o.in), fusemix::latent_view<float>(shard), mine.first);
+    group.barrier();
+    throw fusemix::numeric_error("fusemix select: --in " + o.in + ": another rank's latents are not finite");
+  }
   auto rows_of = [&](const std::vector<std::size_t>& picks) {
     fusemix::io::matrix<float> out(static_cast<Eigen::Index>(picks.size()), static_cast<Eigen::Index>(m.cols()));
     m.gather(std::span<const std::size_t>(picks), std::span<float>(out.data(), static_cast<std::size_t>(out.size())));

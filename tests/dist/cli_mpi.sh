@@ -93,6 +93,21 @@ print(f"select: the same picks and log det; eval: the same figures ({one_e['mean
 EOF
 done
 
+echo "--- bad latents, 2 ranks"
+# A NaN in the last rank's rows: refused with --uniform too, naming its global row, non-zero exit.
+"$py" -c "import numpy as np, sys; z = np.load(sys.argv[1]); z[-2, 3] = np.nan; np.save(sys.argv[2], z)" \
+  "$data/x_train.npy" "$work/bad.npy"
+bad_row=$("$py" -c "import numpy as np, sys; print(np.load(sys.argv[1], mmap_mode='r').shape[0] - 2)" "$work/bad.npy")
+if "${mpirun[@]}" -np 2 "$fusemix" select --in "$work/bad.npy" --k 3 --uniform --out "$work/bad_picks.npy" \
+     >"$work/bad.out" 2>&1; then
+  fail "select --uniform under mpirun accepted a NaN"
+fi
+grep -q "latents must be finite.*at row $bad_row, column 3" "$work/bad.out" ||
+  { cat "$work/bad.out" >&2; fail "select --uniform under mpirun did not name the NaN's row $bad_row"; }
+[ "$(grep -c "fusemix: error" "$work/bad.out")" = 1 ] || { cat "$work/bad.out" >&2; fail "more than one error line"; }
+[ ! -e "$work/bad_picks.npy" ] || fail "rank 0 wrote the picks although rank 1's latents hold a NaN"
+echo "a NaN in the last rank's rows is refused in one line naming its global row; nothing written"
+
 echo "--- resume and SIGTERM, 2 ranks"
 long_args=("${train_args[@]}")
 long_args[5]=6  # --epochs 6 (train_args[4] is --epochs)
