@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // `fusemix select`: a diverse subset by greedy k-DPP (or a uniform one), optionally applied to
 // a paired dataset.
-#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -9,6 +8,7 @@
 #include <iostream>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -105,12 +105,16 @@ void run_sharded(const select_options& o, const std::vector<std::filesystem::pat
   // the ranks agree whether any found one before going on (a uniform draw exchanges nothing else
   // before rank 0 writes): the rank that did ends the job with one line naming the global row,
   // and the others wait at a barrier to be ended with it.
-  const auto* values = shard.data();
-  const bool bad = !std::all_of(values, values + shard.size(), [](float x) { return std::isfinite(x); });
+  std::optional<fusemix::numeric_error> bad;
+  try {
+    fusemix_cli::require_finite(where, fusemix::concat("--in ", o.in), fusemix::latent_view<float>(shard), mine.first);
+  } catch (const fusemix::numeric_error& e) {
+    bad = e;
+  }
   double ranks_bad = bad ? 1.0 : 0.0;
   group.all_reduce_sum(std::span<double>(&ranks_bad, 1));
+  if (bad) throw *bad;
   if (ranks_bad > 0) {
-    if (bad) fusemix_cli::require_finite(where, fusemix::concat("--in ", o.in), fusemix::latent_view<float>(shard), mine.first);
     group.barrier();
     throw fusemix::numeric_error("fusemix select: --in " + o.in + ": another rank's latents are not finite");
   }
