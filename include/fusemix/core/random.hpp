@@ -15,19 +15,19 @@ namespace fusemix {
 
 namespace detail {
 // One round of Philox4x32 on the counter (c0..c3) and key (k0, k1), then the key's Weyl step: the
-// one definition that `philox4x32` and the CPU's vectorised dropout mask (16 blocks side by side)
-// both run.
+// one definition that `philox4x32` and the CPU's dropout mask (16 blocks side by side) both run
+// (the mask's AVX-512 form spells the same round in intrinsics).
 inline constexpr int philox_rounds = 10;
+inline constexpr std::uint32_t philox_m0 = 0xD2511F53u, philox_m1 = 0xCD9E8D57u;  // multipliers
+inline constexpr std::uint32_t philox_w0 = 0x9E3779B9u, philox_w1 = 0xBB67AE85u;  // Weyl key increments
 FUSEMIX_HOST_DEVICE constexpr void philox_round(std::uint32_t& c0, std::uint32_t& c1, std::uint32_t& c2, std::uint32_t& c3,
                                                 std::uint32_t& k0, std::uint32_t& k1) noexcept {
-  constexpr std::uint32_t m0 = 0xD2511F53u, m1 = 0xCD9E8D57u;  // multipliers
-  constexpr std::uint32_t w0 = 0x9E3779B9u, w1 = 0xBB67AE85u;  // Weyl key increments
-  const std::uint64_t p0 = static_cast<std::uint64_t>(m0) * c0;
-  const std::uint64_t p1 = static_cast<std::uint64_t>(m1) * c2;
+  const std::uint64_t p0 = static_cast<std::uint64_t>(philox_m0) * c0;
+  const std::uint64_t p1 = static_cast<std::uint64_t>(philox_m1) * c2;
   const std::uint32_t n0 = static_cast<std::uint32_t>(p1 >> 32) ^ c1 ^ k0;
   const std::uint32_t n2 = static_cast<std::uint32_t>(p0 >> 32) ^ c3 ^ k1;
   c0 = n0, c1 = static_cast<std::uint32_t>(p1), c2 = n2, c3 = static_cast<std::uint32_t>(p0);
-  k0 += w0, k1 += w1;
+  k0 += philox_w0, k1 += philox_w1;
 }
 }  // namespace detail
 

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <functional>
 #include <set>
@@ -159,6 +160,20 @@ BOOST_AUTO_TEST_CASE(gelu_and_dropout_alone_and_fused) {
       BOOST_TEST(((mask.array() == 0.0f) || (mask.array() == static_cast<float>(keep))).all());
       const double kept = (mask.array() != 0.0f).cast<double>().mean();
       BOOST_TEST(std::abs(kept - 0.6) < 0.01, "kept fraction " << kept);
+      // Each element's decision is the scalar reference's, also where a row (283 wide) or a draw
+      // offset (37) starts or ends inside a group of 64 elements.
+      fm::dropout_key shifted = key;
+      shifted.offset = 37;
+      matrix mask2(rows, cols);
+      be.dropout_forward(matrix::Ones(rows, cols), shifted, mask2);
+      std::size_t wrong = 0;
+      for (Eigen::Index i = 0; i < rows; ++i)
+        for (Eigen::Index j = 0; j < cols; ++j) {
+          const auto e = static_cast<std::uint64_t>(i * cols + j);
+          wrong += (mask(i, j) != 0.0f) != fm::detail::dropout_keep(key.seed, key.draw, e, key.p);
+          wrong += (mask2(i, j) != 0.0f) != fm::detail::dropout_keep(key.seed, key.draw, e + 37, key.p);
+        }
+      BOOST_TEST(wrong == 0u);
       dmatrix want_h(rows, cols), want_da(rows, cols), want_y(rows, cols), want_dx(rows, cols);
       for (Eigen::Index i = 0; i < rows; ++i)
         for (Eigen::Index j = 0; j < cols; ++j) {
