@@ -18,9 +18,11 @@
 #   train   the image-text step (1536 and 1024 -> 512, depth 4, batch 20,480) with
 #           bench_train_gpu in fp32, tf32 and bf16, and benchmarks/train/torch_step.py
 #           --device cuda in eager fp32 and bf16 autocast, then torch.compile fp32 and bf16
-#   cli     the program (CLI11 needed), then `fusemix train --device cuda` on the bundled data
-#           against `--device cpu` (the same losses and recalls to rounding) and with its pairs
-#           streamed (--gpu-latents stream) against resident (the same weights bit for bit),
+#   cli     the program (CLI11 needed; with MPI and NCCL where mpicxx and nccl.h are found), then
+#           `fusemix train --device cuda` on the bundled data against `--device cpu` (the same
+#           losses and recalls to rounding), with its pairs streamed (--gpu-latents stream) against
+#           resident (the same weights bit for bit), under `mpirun -np <GPUs>` against one process
+#           (losses and weights to 1e-5; over NCCL from two GPUs on),
 #           `fusemix select --device cuda` against `--device cpu` (the same picks), and
 #           `fusemix search --device cuda` against `--device cpu` (the same top-10 lists)
 #   dpp     the greedy k-DPP at N = 1,000,000, D = 384, k = 1,000 (cosine) on the GPU, and the
@@ -87,32 +89,50 @@ for name in "${!sources[@]}"; do
   ( timeout 400 "$nvcc" "${flags[@]}" "$root/${sources[$name]}" -o "$build/$name" -lcublas > "$logs/build_$name.log" 2>&1
     echo $? > "$build/$name.rc" ) &
 done
-# The program: its C++ files with the host compiler, cuda.cu with nvcc, all at once.
+# MPI's flags (Open MPI's mpicxx says them), for the NCCL model's test and the program.
+have_mpi=0
+mpi_flags=() mpi_includes=()
+if command -v mpicxx > /dev/null && command -v mpirun > /dev/null; then
+  have_mpi=1
+  read -r -a mpi_compile <<< "$(mpicxx --showme:compile)"
+  read -r -a mpi_link <<< "$(mpicxx --showme:link)"
+  for f in "${mpi_compile[@]}" "${mpi_link[@]}"; do
+    case "$f" in -I*|-L*|-l*) mpi_flags+=("$f") ;; -Wl,*) mpi_flags+=(-Xlinker "${f#-Wl,}") ;; esac
+  done
+  for f in "${mpi_compile[@]}"; do case "$f" in -I*) mpi_includes+=("$f") ;; esac; done
+fi
+# The program: its C++ files with the host compiler, cuda.cu with nvcc, all at once. With MPI and
+# NCCL (nccl.h in the toolkit) it is built as CMake's FUSEMIX_MPI + FUSEMIX_NCCL build is: under
+# mpirun, `--device cuda` trains across the ranks over NCCL.
+cli_nccl=0
 if [[ " $steps " == *" cli "* ]]; then
+  [ "$have_mpi" = 1 ] && [ -f "$(dirname "$nvcc")/../include/nccl.h" ] && cli_nccl=1
+  cli_defs=(-DFUSEMIX_SOURCE_DIR="\"$root\"")
+  [ "$cli_nccl" = 1 ] && cli_defs+=(-DFUSEMIX_CLI_MPI -DFUSEMIX_CLI_NCCL "${mpi_includes[@]}")
   mkdir -p "$build/cli"
   for f in "$root"/apps/fusemix/*.cpp; do
     [ "$(basename "$f")" = device_none.cpp ] && continue
-    ( timeout 400 g++ -std=c++20 -O2 -march=native "${incs[@]}" -DFUSEMIX_SOURCE_DIR="\"$root\"" -c "$f" \
+    ( timeout 400 g++ -std=c++20 -O2 -march=native "${incs[@]}" "${cli_defs[@]}" -c "$f" \
         -o "$build/cli/$(basename "$f" .cpp).o" > "$logs/build_cli_$(basename "$f").log" 2>&1 ) &
   done
   ( timeout 400 "$nvcc" "${flags[@]}" -DFUSEMIX_SOURCE_DIR="\"$root\"" -c "$root/apps/fusemix/cuda.cu" \
       -o "$build/cli/cuda.o" > "$logs/build_cli_cuda.log" 2>&1 ) &
+  if [ "$cli_nccl" = 1 ]; then
+    ( timeout 400 "$nvcc" "${flags[@]}" "${mpi_includes[@]}" -c "$root/apps/fusemix/nccl.cu" \
+        -o "$build/cli/nccl.o" > "$logs/build_cli_nccl.log" 2>&1 ) &
+  fi
 fi
-# The NCCL model's test, with MPI's flags (Open MPI's mpicxx says them) and the toolkit's libnccl.
-if [[ " $steps " == *" nccl "* ]] && command -v mpicxx > /dev/null && command -v mpirun > /dev/null; then
-  read -r -a mpi_compile <<< "$(mpicxx --showme:compile)"
-  read -r -a mpi_link <<< "$(mpicxx --showme:link)"
-  mpi_flags=()
-  for f in "${mpi_compile[@]}" "${mpi_link[@]}"; do
-    case "$f" in -I*|-L*|-l*) mpi_flags+=("$f") ;; -Wl,*) mpi_flags+=(-Xlinker "${f#-Wl,}") ;; esac
-  done
+# The NCCL model's test, with MPI's flags and the toolkit's libnccl.
+if [[ " $steps " == *" nccl "* ]] && [ "$have_mpi" = 1 ]; then
   ( timeout 400 "$nvcc" "${flags[@]}" "${mpi_flags[@]}" "$root/tests/dist/test_nccl.cu" -o "$build/fusemix_test_nccl" \
       -lcublas -lnccl > "$logs/build_fusemix_test_nccl.log" 2>&1
     echo $? > "$build/fusemix_test_nccl.rc" ) &
 fi
 wait
 if [[ " $steps " == *" cli "* ]]; then
-  "$nvcc" "$build"/cli/*.o -o "$build/fusemix" -lcublas > "$logs/build_cli_link.log" 2>&1 \
+  cli_libs=(-lcublas)
+  [ "$cli_nccl" = 1 ] && cli_libs+=(-lnccl "${mpi_flags[@]}")
+  "$nvcc" "$build"/cli/*.o -o "$build/fusemix" "${cli_libs[@]}" > "$logs/build_cli_link.log" 2>&1 \
     || { stamp "BUILD FAILED: fusemix (the program)"; cat "$logs"/build_cli_*.log | grep -E "error" | head -20; }
 fi
 built_ok=1
@@ -129,6 +149,9 @@ stamp "build done"
 results=$out/results.jsonl
 : > "$results"
 status=0
+gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+[ "$gpus" -ge 1 ] || gpus=1
+root_flag=(); [ "$(id -u)" = 0 ] && root_flag=(--allow-run-as-root)
 
 # --- GPU tests -----------------------------------------------------------------------------------
 if [[ " $steps " == *" tests "* ]]; then
@@ -152,9 +175,6 @@ if [[ " $steps " == *" nccl "* ]]; then
     stamp "BUILD FAILED: fusemix_test_nccl"; grep -E "error" "$logs/build_fusemix_test_nccl.log" | head -20
     echo '{"test": "nccl communicator (build)", "rc": 1}' >> "$results"; status=1
   else
-    gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
-    [ "$gpus" -ge 1 ] || gpus=1
-    root_flag=(); [ "$(id -u)" = 0 ] && root_flag=(--allow-run-as-root)
     stamp "nccl communicator on $gpus rank(s), one per GPU"
     timeout 120 mpirun "${root_flag[@]}" -np "$gpus" "$build/fusemix_test_nccl" > "$logs/nccl.log" 2>&1
     rc=$?
@@ -191,6 +211,16 @@ if [[ " $steps " == *" cli "* ]] && [ -x "$build/fusemix" ]; then
   timeout 120 "$build/fusemix" train "${run_args[@]}" --device cuda --gpu-latents stream --out "$out/cli_cuda_stream" \
     > "$logs/cli_train_cuda_stream.log" 2>&1
   echo "{\"test\": \"fusemix train --device cuda --gpu-latents stream\", \"rc\": $?}" >> "$results"
+  # Under mpirun, one rank per GPU (over NCCL from two GPUs on; one rank trains as one process).
+  if [ "$cli_nccl" = 1 ]; then
+    stamp "mpirun -np $gpus fusemix train --device cuda"
+    rm -rf "$out/cli_cuda_mpi"
+    timeout 180 mpirun "${root_flag[@]}" -np "$gpus" "$build/fusemix" train "${run_args[@]}" --device cuda \
+      --out "$out/cli_cuda_mpi" > "$logs/cli_train_cuda_mpi.log" 2>&1
+    echo "{\"test\": \"mpirun -np $gpus fusemix train --device cuda\", \"rc\": $?}" >> "$results"
+  else
+    stamp "mpirun fusemix train --device cuda: skipped (no MPI, or no nccl.h in the toolkit)"
+  fi
   "$python" - "$out" "$results" <<'PY'
 import json, sys, numpy as np
 out, results = sys.argv[1], sys.argv[2]
@@ -227,6 +257,27 @@ try:
     ok = ok and same >= 0.99 and np.abs(sc - sg).max() < 1e-5
 except Exception as e:
     print("search comparison failed:", e); ok = False
+import os, struct
+if os.path.isdir(f"{out}/cli_cuda_mpi"):
+    # K ranks against one process: the same losses per epoch and weights to 1e-5 relative (as
+    # tests/dist/cli_mpi.sh asks of the CPU), world_size recorded.
+    def tensors(path):
+        raw = open(path, "rb").read()
+        n = struct.unpack("<Q", raw[:8])[0]
+        head = json.loads(raw[8:8 + n])
+        return {k: np.frombuffer(raw[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]], dtype=np.float32).astype(np.float64)
+                for k, v in head.items() if k != "__metadata__"}
+    try:
+        one, many = epochs("cuda"), epochs("cuda_mpi")
+        worst_loss = max(abs(a["loss"] - b["loss"]) / abs(a["loss"]) for a, b in zip(one, many))
+        a, b = tensors(f"{out}/cli_cuda/adapters.safetensors"), tensors(f"{out}/cli_cuda_mpi/adapters.safetensors")
+        worst_w = max(np.linalg.norm(a[k] - b[k]) / max(np.linalg.norm(a[k]), 1e-30) for k in a)
+        ranks = many[-1].get("world_size")
+        print(f"train cuda, {ranks} rank(s) under mpirun vs one process: losses within {worst_loss:.2e}, "
+              f"weights within {worst_w:.2e} relative")
+        ok = ok and len(one) == len(many) and worst_loss <= 1e-5 and worst_w <= 1e-5
+    except Exception as e:
+        print("mpirun comparison failed:", e); ok = False
 with open(results, "a") as f:
     f.write(json.dumps({"test": "program: cuda agrees with cpu", "rc": 0 if ok else 1}) + "\n")
 PY

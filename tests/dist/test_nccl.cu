@@ -5,14 +5,19 @@
 /// depends on the order), the adding kernel itself with five ranks' parts, a gather with unequal
 /// counts (device, host and mixed spans), a broadcast from the last rank, the bytes counted, the
 /// refusals, and no allocation once warm. Every rank computes every rank's values from the rank
-/// index, so each expected result is computed locally.
+/// index, so each expected result is computed locally. Then the trainer on the CUDA backend across
+/// the ranks against one process on the same GPU (20 steps, both losses, both mixing modes, with
+/// and without gradient caching): losses and weights within 1e-5 relative, the same bits on every
+/// rank. (With one rank the trainer runs as one process: that part needs two GPUs or more.)
 ///
 /// A plain program (no Boost: GPU machines need not have it). Exits 0 on success, 1 on a failure
 /// and 77 (ctest's SKIP_RETURN_CODE) when some rank has no usable CUDA device: decided after MPI is
 /// up and before any CUDA or NCCL state is made, on every rank alike, so mpirun returns 77.
 #include <fusemix/backend/cuda.cuh>
 #include <fusemix/dist/nccl.hpp>
+#include <fusemix/fusemix.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -20,6 +25,8 @@
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <optional>
+#include <random>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -245,6 +252,89 @@ void check_refusals(dist::nccl_communicator& comm) {
   say("a root outside the group and a count per rank missing: refused by name");
 }
 
+// Training --------------------------------------------------------------------------------------
+
+using gpu = fc::backend<float>;
+using gpu_adapter = fusemix::fusion_adapter<fusemix::dynamic_shape, gpu>;
+
+struct run_result {
+  std::vector<double> losses;   // per step
+  std::vector<double> weights;  // both adapters, then the loss's scalars
+};
+
+// 20 steps of FuseMix on pairs with a learnable relation (the same on every rank), across the ranks
+// of `comm` or (empty) in this process alone.
+template <class Loss>
+run_result train(const gpu& be, const gpu::matrix_type& zx, const gpu::matrix_type& zy, fusemix::mix_mode mode,
+                 std::size_t micro, std::optional<dist::any_communicator> comm) {
+  const fusemix::adapter_shape sx{.in_dim = static_cast<std::size_t>(zx.cols()), .out_dim = 6, .depth = 1};
+  const fusemix::adapter_shape sy{.in_dim = static_cast<std::size_t>(zy.cols()), .out_dim = 6, .depth = 1};
+  gpu_adapter hx(sx, {.dropout = 0.3, .seed = 1}, be), hy(sy, {.dropout = 0.3, .seed = 2}, be);
+  const fusemix::train_options o{.epochs = 7, .batch = 32, .lr = 3e-3, .weight_decay = 0.1,
+                                 .mixup = {.alpha = 1.0, .mode = mode}, .seed = 4, .max_steps = 20,
+                                 .micro_batch = micro};
+  fusemix::trainer tr(hx, hy, Loss(be), o, be);
+  if (comm) tr.set_communicator(*comm);
+  run_result r;
+  while (tr.global_step() < 20)
+    tr.train_epoch(zx, zy, [&](std::size_t, std::size_t, double loss, double) { r.losses.push_back(loss); });
+  for (const gpu_adapter* h : {&hx, &hy}) {
+    std::vector<float> v(h->parameters().size());
+    h->copy_parameters_to(std::span<float>(v));
+    r.weights.insert(r.weights.end(), v.begin(), v.end());
+  }
+  for (const float v : tr.loss().parameters()) r.weights.push_back(v);  // (host scalars)
+  return r;
+}
+
+double norm(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x * x;
+  return std::sqrt(s);
+}
+
+template <class Loss>
+void check_training(const gpu& be, dist::nccl_communicator& comm, dist::mpi_communicator& world, const char* name) {
+  // y = x·A + noise, from one seed on every rank.
+  const std::size_t n = 96, dx = 12, dy = 8;
+  std::mt19937_64 gen(81);
+  std::normal_distribution<double> normal;
+  Eigen::MatrixXd x(n, dx), a(dx, dy), noise(n, dy);
+  for (auto* m : {&x, &a, &noise})
+    for (Eigen::Index i = 0; i < m->size(); ++i) m->data()[i] = normal(gen);
+  const fusemix::matrix<float> hx = x.cast<float>(), hy = (x * a + 0.1 * noise).cast<float>();
+  const gpu::matrix_type zx = be.upload(hx), zy = be.upload(hy);
+  for (const auto mode : {fusemix::mix_mode::permutation, fusemix::mix_mode::halves})
+    for (const std::size_t micro : {std::size_t{0}, std::size_t{5}}) {
+      const std::string what = std::string(name) + " " + std::string(fusemix::to_string(mode)) + " micro " +
+                               std::to_string(micro) + " on " + std::to_string(comm.size()) + " rank(s)";
+      const run_result one = train<Loss>(be, zx, zy, mode, micro, std::nullopt);
+      const run_result many = train<Loss>(be, zx, zy, mode, micro, dist::any_communicator(comm));
+      EXPECT(one.losses.size() == 20 && many.losses.size() == 20);
+      double worst_loss = 0;
+      for (std::size_t s = 0; s < std::min(one.losses.size(), many.losses.size()); ++s)
+        worst_loss = std::max(worst_loss, std::fabs(many.losses[s] - one.losses[s]) / std::fabs(one.losses[s]));
+      std::vector<double> diff(one.weights.size());
+      for (std::size_t i = 0; i < diff.size(); ++i) diff[i] = many.weights[i] - one.weights[i];
+      const double rel = norm(diff) / norm(one.weights);
+      EXPECT(worst_loss <= 1e-5);
+      EXPECT(rel <= 1e-5);
+      // The same bits on every rank (the ranks' weights gathered over MPI).
+      const auto k = static_cast<std::size_t>(world.size());
+      std::vector<std::size_t> counts(k, many.weights.size());
+      std::vector<double> all(k * many.weights.size());
+      world.all_gather(std::span<const double>(many.weights), std::span<const std::size_t>(counts), std::span<double>(all));
+      bool same = true;
+      for (std::size_t r = 1; r < k; ++r)
+        same = same && std::memcmp(all.data(), all.data() + r * many.weights.size(), many.weights.size() * sizeof(double)) == 0;
+      EXPECT(same);
+      char line[256];
+      std::snprintf(line, sizeof line, "trainer, %s: losses within %.2e, weights within %.2e relative of one process%s",
+                    what.c_str(), worst_loss, rel, same ? ", the same bits on every rank" : "");
+      say(line);
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -303,6 +393,9 @@ int main(int argc, char** argv) {
         std::to_string(comm.seconds_in_operations()) + " s in operations");
     check_refusals(comm);
     comm.barrier();
+    const gpu be(ctx);  // the stream the communicator runs on
+    check_training<fusemix::contrastive_loss<gpu>>(be, comm, world, "contrastive");
+    check_training<fusemix::sigmoid_loss<gpu>>(be, comm, world, "sigmoid");
   } catch (const std::exception& ex) {
     std::fprintf(stderr, "rank %d: unexpected exception: %s\n", my_rank, ex.what());
     return 1;
