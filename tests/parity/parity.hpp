@@ -384,6 +384,32 @@ class harness {
     close(get(dx_got), dx_want, tol(), "layer_norm_backward, accumulating: dx", __LINE__);
     close(get(dg_got), dg_want, tol(), "layer_norm_backward, accumulating: dgamma", __LINE__);
     close(get(db_got), db_want, tol(), "layer_norm_backward, accumulating: dbeta", __LINE__);
+    // A Linear (out × d) that reads the LayerNorm, from m = dyᵀ·x̂ and s = Σ dy: written, then added.
+    const std::size_t out = 13 * t_.scale + 3;
+    const host m = random(out, d), w = random(out, d);
+    const hvec s = random_vector(out);
+    host m_ref = m, dw_want(out, d);
+    hvec dbias_want(out), dg2_want(d), db2_want(d);
+    const mat wm = put(w);
+    const vec sv = put(s);
+    mat dw_got = poisoned(out, d);
+    vec dbias_got = poisoned(out), dg2_got = poisoned(d), db2_got = poisoned(d);
+    for (const bool accumulate : {false, true}) {
+      ref_.layer_norm_linear_gradients(m_ref, w, gamma, beta, s, dw_want, dbias_want, dg2_want, db2_want, accumulate);
+      mat m_got = put(m);  // (a workspace the backend may overwrite)
+      auto dw_view = be_.map(dw_got.data(), out, d);
+      auto dbias_view = be_.map(dbias_got.data(), out);
+      auto dg_view = be_.map(dg2_got.data(), d);
+      auto db_view = be_.map(db2_got.data(), d);
+      be_.layer_norm_linear_gradients(m_got, be_.map(static_cast<const T*>(wm.data()), out, d), dgam, dbet,
+                                      be_.map(static_cast<const T*>(sv.data()), out), dw_view, dbias_view, dg_view,
+                                      db_view, accumulate);
+      const std::string how = accumulate ? ", accumulating" : "";
+      close(get(dw_got), dw_want, tol(), "layer_norm_linear_gradients" + how + ": dW", __LINE__);
+      close(get(dbias_got), dbias_want, tol(), "layer_norm_linear_gradients" + how + ": db", __LINE__);
+      close(get(dg2_got), dg2_want, tol(), "layer_norm_linear_gradients" + how + ": dgamma", __LINE__);
+      close(get(db2_got), db2_want, tol(), "layer_norm_linear_gradients" + how + ": dbeta", __LINE__);
+    }
   }
 
   // Activations and dropout --------------------------------------------------------------------

@@ -84,14 +84,18 @@ concept RowOps = BackendStorage<B> &&
       be.normalize_rows_backward(a, a, v, s, c);
     };
 
-/// LayerNorm over each row, forward (keeping mean and 1/σ) and backward (with γ, β gradients).
+/// LayerNorm over each row, forward (keeping mean and 1/σ) and backward (with γ, β gradients),
+/// and the parameter gradients of a Linear that reads a LayerNorm's output and of that LayerNorm
+/// from the normalised input's product (a model's first layer: no input gradient).
 template <class B>
 concept LayerNormOps = BackendStorage<B> &&
     requires(const B& be, const typename B::matrix_type& a, typename B::matrix_type& c, typename B::vector_type& v,
              const typename B::vector_type& cv, typename B::scalar_type s, typename B::vector_map& vm,
-             const typename B::const_vector_map& cvm) {
+             const typename B::const_vector_map& cvm, typename B::matrix_map& w,
+             const typename B::const_matrix_map& cw) {
       be.layer_norm_forward(a, cvm, cvm, s, c, v, v);
       be.layer_norm_backward(a, a, cvm, cv, cv, c, vm, vm, true);
+      be.layer_norm_linear_gradients(c, cw, cvm, cvm, cvm, w, vm, vm, vm, true);
     };
 
 /// GELU and dropout, alone and fused (bias + GELU + dropout forward, GELU·dropout backward).

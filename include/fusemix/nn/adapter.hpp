@@ -146,7 +146,24 @@ class fusion_adapter {
   /// layers below still run.
   template <class F>
     requires std::invocable<F&, std::size_t>
-  const matrix_type& backward(const matrix_type& dy, bool accumulate, F&& finished);
+  const matrix_type& backward(const matrix_type& dy, bool accumulate, F&& finished) {
+    run_backward(dy, accumulate, finished, true);
+    return dx_;
+  }
+  /// As `backward`, without the input's gradient: for inputs that are not trained (cached
+  /// latents), as a trainer calls it. The first layer's parameter gradients then come from one
+  /// product instead of two (`layer_norm_linear_parameter_gradients`): a third of its backward
+  /// FLOPs fewer. The same gradients as `backward`'s to rounding.
+  void backward_parameters(const matrix_type& dy, bool accumulate = false) {
+    auto none = [](std::size_t) {};
+    run_backward(dy, accumulate, none, false);
+  }
+  /// `backward_parameters`, calling `finished(first)` after each layer as `backward` does.
+  template <class F>
+    requires std::invocable<F&, std::size_t>
+  void backward_parameters(const matrix_type& dy, bool accumulate, F&& finished) {
+    run_backward(dy, accumulate, finished, false);
+  }
 
   /// Training mode turns dropout on; each training forward draws a fresh mask.
   void set_training(bool on) noexcept { training_ = on; }
@@ -202,6 +219,9 @@ class fusion_adapter {
   void build();
   // forward and forward_slice: dropout draw `draw` (0 outside training), rows from `first_row` on.
   const matrix_type& run_forward(const char* where, const matrix_type& x, std::uint64_t draw, std::size_t first_row);
+  // backward and backward_parameters: with `input_gradient`, the input's gradient into dx_.
+  template <class F>
+  void run_backward(const matrix_type& dy, bool accumulate, F& finished, bool input_gradient);
 
   adapter_shape shape_;
   adapter_options options_;
@@ -224,6 +244,7 @@ class fusion_adapter {
   std::vector<matrix_type> acts_;  // acts_[0] unused
   matrix_type ln_out_, out_, d_ln_, dx_, dtmp_;
   typename block<B>::backward_buffers backward_work_;  // shared by the blocks, one at a time
+  layer_norm_linear_buffers<B> first_work_;            // backward_parameters' first layer
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -383,24 +404,32 @@ auto fusion_adapter<S, B>::embed(const matrix_type& x) const -> matrix_type {
 
 template <adapter_shape S, Backend B>
 template <class F>
-  requires std::invocable<F&, std::size_t>
-auto fusion_adapter<S, B>::backward(const matrix_type& dy, bool accumulate, F&& finished) -> const matrix_type& {
+void fusion_adapter<S, B>::run_backward(const matrix_type& dy, bool accumulate, F& finished, bool input_gradient) {
   FUSEMIX_ASSERT(input_ != nullptr);  // forward came first
   if (be_.rows(dy) != be_.rows(out_) || be_.cols(dy) != be_.cols(out_))
-    throw_shape_error("fusemix::fusion_adapter::backward", "dy must have the last output's shape",
-                              concat(be_.rows(out_), "x", be_.cols(out_)),
-                              concat(be_.rows(dy), "x", be_.cols(dy)));
+    throw_shape_error(input_gradient ? "fusemix::fusion_adapter::backward" : "fusemix::fusion_adapter::backward_parameters",
+                      "dy must have the last output's shape", concat(be_.rows(out_), "x", be_.cols(out_)),
+                      concat(be_.rows(dy), "x", be_.cols(dy)));
   const std::size_t depth = blocks_.size();
+  if (depth == 0 && !input_gradient) {  // the final LayerNorm and the projection are the first layer
+    layer_norm_linear_parameter_gradients(be_, final_ln_.front(), proj_.front(), input(0), dy, first_work_, accumulate);
+    finished(layer_first_[1]);
+    finished(layer_first_[0]);
+    return;
+  }
   proj_.front().backward(ln_out_, dy, d_ln_, accumulate);
   finished(layer_first_[depth + 1]);
   final_ln_.front().backward(input(depth), d_ln_, dx_, accumulate);
   finished(layer_first_[depth]);
   for (std::size_t i = depth; i-- > 0;) {
-    blocks_[i].backward(input(i), dx_, dtmp_, backward_work_, accumulate);
-    std::swap(dx_, dtmp_);
+    if (i == 0 && !input_gradient) {
+      blocks_[0].backward_parameters(input(0), dx_, backward_work_, first_work_, accumulate);
+    } else {
+      blocks_[i].backward(input(i), dx_, dtmp_, backward_work_, accumulate);
+      std::swap(dx_, dtmp_);
+    }
     finished(layer_first_[i]);
   }
-  return dx_;
 }
 
 template <adapter_shape S, Backend B>

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include <fusemix/backend/common/dropout.hpp>
 #include <fusemix/backend/concepts.hpp>
@@ -87,6 +88,16 @@ class block {
     fc1_.backward(u_, w.dh, w.du, accumulate);
     ln_.backward(x, w.du, dx, accumulate);
     be_.axpy(scalar_type(1), dy, dx);
+  }
+  /// `backward` without `dx`, for a block whose input needs no gradient (a model's first): the
+  /// LayerNorm and the first Linear from one product (`layer_norm_linear_parameter_gradients`).
+  void backward_parameters(const matrix_type& x, const matrix_type& dy, backward_buffers& w,
+                           layer_norm_linear_buffers<B>& first, bool accumulate = false) {
+    fc2_.backward(h_, dy, w.dh, accumulate);
+    be_.gelu_dropout_backward(w.dh, a_, key_, w.dh);
+    std::swap(first.xhat, w.du);  // x̂ where du would be: no du is formed
+    layer_norm_linear_parameter_gradients(be_, ln_, fc1_, x, w.dh, first, accumulate);
+    std::swap(first.xhat, w.du);
   }
 
   [[nodiscard]] std::size_t dim() const noexcept { return ln_.dim(); }

@@ -84,6 +84,9 @@ class linear {
 
   [[nodiscard]] auto weight() const noexcept { return be_.map(std::as_const(p_) + w_, out_, in_); }
   [[nodiscard]] auto bias() const noexcept { return be_.map(std::as_const(p_) + b_, out_); }
+  /// The gradients' views (`layer_norm_linear_parameter_gradients` writes them).
+  [[nodiscard]] auto weight_gradient() noexcept { return be_.map(g_ + w_, out_, in_); }
+  [[nodiscard]] auto bias_gradient() noexcept { return be_.map(g_ + b_, out_); }
   [[nodiscard]] std::size_t in_dim() const noexcept { return in_; }
   [[nodiscard]] std::size_t out_dim() const noexcept { return out_; }
 

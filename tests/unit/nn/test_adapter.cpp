@@ -208,6 +208,56 @@ BOOST_AUTO_TEST_CASE(backward_says_which_gradients_are_final_layer_by_layer) {
   BOOST_TEST(std::equal(hooked.begin(), hooked.end(), a.gradients().begin()));
 }
 
+// The trainer's backward: no input gradient, the first layer's parameter gradients from dyᵀ·x̂
+// (layer_norm_linear_parameter_gradients). The same gradients as backward's, checked against
+// central differences too, at depth 0 (the final LayerNorm and the projection are the first
+// layer), 1 and 2, written and accumulated over slices, with non-default LayerNorm parameters.
+BOOST_AUTO_TEST_CASE(backward_parameters_equals_backward_without_the_input_gradient) {
+  for (const std::size_t depth : {std::size_t{0}, std::size_t{1}, std::size_t{2}}) {
+    fm::fusion_adapter<fm::dynamic_shape, dbackend> a(fm::adapter_shape{.in_dim = 5, .out_dim = 3, .depth = depth},
+                                                      {.dropout = 0.25, .seed = 9});
+    fm::philox_engine rng(4);
+    for (const auto& p : a.named_parameters())  // γ ≠ 1, β ≠ 0 everywhere (padding stays zero)
+      for (std::size_t i = 0; i < p.size; ++i) a.parameters()[p.offset + i] += 0.4 * (rng.uniform() - 0.5);
+    a.set_training(true);
+    const dmatrix x = fm::test::random_matrix(7, 5, 10), r = fm::test::random_matrix(7, 3, 11);
+    auto run = [&] {
+      a.set_dropout_draws(3);
+      return fm::test::weighted_sum(a.forward(x), r);
+    };
+    run();
+    a.backward(r);
+    const std::vector<double> full(a.gradients().begin(), a.gradients().end());
+    for (const auto& p : a.named_parameters())  // every gradient must be written
+      std::fill_n(a.gradients().begin() + static_cast<std::ptrdiff_t>(p.offset), p.size, 99.0);
+    run();
+    std::vector<std::size_t> firsts;
+    a.backward_parameters(r, false, [&](std::size_t first) { firsts.push_back(first); });
+    const std::vector<double> params_only(a.gradients().begin(), a.gradients().end());
+    const auto numeric = fm::test::numeric_gradient(a.parameters(), run);
+    const double vs_backward = fm::test::relative_error(params_only, full);
+    const double vs_numeric = fm::test::relative_error(params_only, numeric);
+    BOOST_TEST_MESSAGE("depth " << depth << ": backward_parameters vs backward " << vs_backward << ", vs central differences "
+                                << vs_numeric);
+    BOOST_TEST(vs_backward < 1e-12);
+    BOOST_TEST(vs_numeric < 1e-6);
+    for (const auto& p : a.named_parameters())
+      BOOST_TEST(fm::test::relative_error(std::span<const double>(params_only).subspan(p.offset, p.size),
+                                          std::span<const double>(full).subspan(p.offset, p.size)) < 1e-12,
+                 "depth " << depth << ", " << p.name);
+    BOOST_TEST(firsts.size() == depth + 2);  // one call per layer, as backward makes
+    BOOST_TEST(firsts.back() == 0u);
+    // Slices, the second accumulated: the whole batch's gradients.
+    const dmatrix x1 = x.topRows(4), x2 = x.bottomRows(3), r1 = r.topRows(4), r2 = r.bottomRows(3);
+    a.forward_slice(x1, 3, 0);
+    a.backward_parameters(r1);
+    a.forward_slice(x2, 3, 4);
+    a.backward_parameters(r2, true);
+    const std::vector<double> sliced(a.gradients().begin(), a.gradients().end());
+    BOOST_TEST(fm::test::relative_error(sliced, full) < 1e-12, "depth " << depth << ": slices");
+  }
+}
+
 BOOST_AUTO_TEST_CASE(identity_adapter_passes_through) {
   fm::identity_adapter<> id(4);
   const fm::cpu::backend<float>::matrix_type x = fm::test::random_matrix(3, 4, 1).cast<float>();

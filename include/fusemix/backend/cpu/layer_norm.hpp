@@ -64,6 +64,37 @@ class layer_norm_ops {
       dx.row(i) = (rstd[i] * (g - mean_g - xhat * mean_gx)).matrix();
     });
   }
+  /// The parameter gradients of a Linear `w` (out × d) whose input is a LayerNorm's output
+  /// `x̂·γ + β`, and of that LayerNorm, from `m = dyᵀ·x̂` (out × d) and `s = Σ_rows dy` (dy the
+  /// Linear's output gradient): `dW = m·diag(γ) + s·βᵀ`, `db = s`, `dγ = Σ_k w_k ⊙ m_k`,
+  /// `dβ = wᵀ·s`; with `accumulate`, each added to what it holds. `m` is a workspace (another
+  /// backend may overwrite it). dW by rows, dγ and dβ by runs of columns summed in row order.
+  template <class M, class W, class G, class Bv, class Sv, class Dw, class Db, class Dg, class Dbeta>
+  void layer_norm_linear_gradients(M& m, const W& w, const G& gamma, const Bv& beta, const Sv& s, Dw& dw, Db& db,
+                                   Dg& dgamma, Dbeta& dbeta, bool accumulate = false) const {
+    const Eigen::Index out = m.rows(), d = m.cols();
+    for_each_row(out, d, [&](Eigen::Index k) {
+      const T sk = s[k];
+      const auto v = m.row(k).array() * gamma.transpose().array() + sk * beta.transpose().array();
+      if (accumulate) {
+        dw.row(k).array() += v;
+        db[k] += sk;
+      } else {
+        dw.row(k) = v.matrix();
+        db[k] = sk;
+      }
+    });
+    for_each_column_run(out, d, [&](Eigen::Index c, Eigen::Index len) {
+      auto dg = dgamma.segment(c, len).transpose().array();
+      auto dbt = dbeta.segment(c, len).transpose().array();
+      if (!accumulate) dg.setZero(), dbt.setZero();
+      for (Eigen::Index k = 0; k < out; ++k) {
+        const auto wk = w.row(k).segment(c, len).array();
+        dg += wk * m.row(k).segment(c, len).array();
+        dbt += wk * s[k];
+      }
+    });
+  }
 };
 
 }  // namespace fusemix::cpu

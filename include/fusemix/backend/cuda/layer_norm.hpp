@@ -45,6 +45,22 @@ class layer_norm_ops {
     detail::column_sums(c, prod, n, d, dgamma.data(), accumulate);
     detail::column_sums(c, dy.data(), n, d, dbeta.data(), accumulate);
   }
+  /// The parameter gradients of a Linear `w` (out × d) that reads a LayerNorm's output, and of
+  /// that LayerNorm, from `m = dyᵀ·x̂` and `s = Σ_rows dy` (as the CPU backend's): dW, db by rows;
+  /// dγ, dβ as column sums of `w ⊙ m` (written over `m`) and of `w·s_k` (in scratch).
+  template <class M, class W, class G, class Bv, class Sv, class Dw, class Db, class Dg, class Dbeta>
+  void layer_norm_linear_gradients(M& m, const W& w, const G& gamma, const Bv& beta, const Sv& s, Dw& dw, Db& db,
+                                   Dg& dgamma, Dbeta& dbeta, bool accumulate = false) const {
+    context<S>& c = self().ctx();
+    const auto prof = c.profile("layer_norm_linear_gradients");
+    const std::size_t out = m.rows(), d = m.cols();
+    T* ws = c.template scratch<T>(context<S>::mask, out * d);
+    for_rows(c, out,
+             detail::layer_norm_linear_rows<T>{m.data(), w.data(), gamma.data(), beta.data(), s.data(), dw.data(),
+                                               db.data(), ws, d, accumulate});
+    detail::column_sums(c, m.data(), out, d, dgamma.data(), accumulate);
+    detail::column_sums(c, ws, out, d, dbeta.data(), accumulate);
+  }
 
  private:
   const Derived& self() const noexcept { return static_cast<const Derived&>(*this); }

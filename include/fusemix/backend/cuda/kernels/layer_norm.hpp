@@ -64,4 +64,33 @@ struct layer_norm_backward_rows {
   }
 };
 
+/// Row k of a Linear that reads a LayerNorm's output: dW_k = m_k ⊙ γ + s_k·β and db_k = s_k (or
+/// added to them); then m_k becomes w_k ⊙ m_k and ws_k is w_k·s_k (their column sums: dγ, dβ).
+template <class T>
+struct layer_norm_linear_rows {
+  T* m;
+  const T* w;
+  const T* gamma;
+  const T* beta;
+  const T* s;
+  T* dw;
+  T* db;
+  T* ws;
+  std::size_t d;
+  bool accumulate;
+  template <class G>
+  FUSEMIX_HOST_DEVICE void operator()(const G& g, std::size_t k) const {
+    const std::size_t o = k * d;
+    const T sk = s[k];
+    for (std::size_t j = g.rank(); j < d; j += g.size()) {
+      const T mj = m[o + j], wj = w[o + j];
+      const T v = mj * gamma[j] + sk * beta[j];
+      dw[o + j] = accumulate ? dw[o + j] + v : v;
+      m[o + j] = wj * mj;
+      ws[o + j] = wj * sk;
+    }
+    if (g.rank() == 0) db[k] = accumulate ? db[k] + sk : sk;
+  }
+};
+
 }  // namespace fusemix::cuda::detail
