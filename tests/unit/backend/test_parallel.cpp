@@ -143,6 +143,36 @@ BOOST_AUTO_TEST_CASE(layer_norm_forward_and_backward) {
   });
 }
 
+// A first layer's parameter gradients (fusion_adapter::backward_parameters): dW by rows, dγ and
+// dβ by column runs down the rows; written, then accumulated.
+BOOST_AUTO_TEST_CASE(layer_norm_linear_gradients) {
+  const matrix m0 = random(rows, cols, 21), w = random(rows, cols, 22);
+  const vector gamma = random(cols, 1, 23).col(0), beta = random(cols, 1, 24).col(0), s = random(rows, 1, 25).col(0);
+  same_bits_at_every_thread_count([&](int t) {
+    cpu::backend<float> be;
+    matrix m = m0, dw(rows, cols);
+    vector db(rows), dgamma(cols), dbeta(cols);
+    be.layer_norm_linear_gradients(m, w, gamma, beta, s, dw, db, dgamma, dbeta);
+    be.layer_norm_linear_gradients(m, w, gamma, beta, s, dw, db, dgamma, dbeta, true);  // twice the values
+    if (t == 1) {
+      const dmatrix md = m0.cast<double>(), wd = w.cast<double>();
+      const Eigen::VectorXd g = gamma.cast<double>(), b = beta.cast<double>(), sd = s.cast<double>();
+      dmatrix want_dw(rows, cols);
+      for (Eigen::Index k = 0; k < rows; ++k)
+        want_dw.row(k) = 2 * (md.row(k).array() * g.transpose().array() + sd[k] * b.transpose().array());
+      const Eigen::VectorXd want_dg = 2 * (wd.array() * md.array()).colwise().sum().transpose();
+      const Eigen::VectorXd want_dbeta = 2 * wd.transpose() * sd;
+      BOOST_TEST(max_error(dw.cast<double>(), want_dw) < 1e-5);
+      BOOST_TEST(max_error(db.cast<double>(), 2 * sd) < 1e-6);
+      BOOST_TEST(max_error(dgamma.cast<double>(), want_dg) < 1e-3);
+      BOOST_TEST(max_error(dbeta.cast<double>(), want_dbeta) < 1e-3);
+    }
+    bits out;
+    out.add(dw), out.add(db), out.add(dgamma), out.add(dbeta);
+    return out;
+  });
+}
+
 BOOST_AUTO_TEST_CASE(gelu_and_dropout_alone_and_fused) {
   const matrix a0 = random(rows, cols, 5, 2.0), dh = random(rows, cols, 6);
   const vector bias = random(cols, 1, 7).col(0);
