@@ -33,6 +33,23 @@ void adapter_forward_backward(benchmark::State& state) {
 }
 BENCHMARK(adapter_forward_backward)->Args({384, 256})->Args({1024, 256})->Unit(benchmark::kMillisecond);
 
+// --- the dropout mask alone (Philox and the keep test: what backward draws again) -------------
+
+void dropout_mask(benchmark::State& state) {
+  const auto n = static_cast<Eigen::Index>(state.range(0));
+  backend be;
+  const matrix ones = matrix::Ones(n, width);
+  matrix y(n, width);
+  fusemix::dropout_key key{1, 0, 0.6};
+  for (auto _ : state) {
+    be.dropout_forward(ones, key, y);
+    benchmark::DoNotOptimize(y.data());
+    ++key.draw;
+  }
+  state.SetItemsProcessed(state.iterations() * n * width);
+}
+BENCHMARK(dropout_mask)->Arg(2048)->Unit(benchmark::kMillisecond);
+
 // --- bias + GELU + dropout, forward ----------------------------------------------------------
 
 void bias_gelu_dropout_fused(benchmark::State& state) {
