@@ -221,9 +221,12 @@ if [[ " $steps " == *" cli "* ]] && [ -x "$build/fusemix" ]; then
   else
     stamp "mpirun fusemix train --device cuda: skipped (no MPI, or no nccl.h in the toolkit)"
   fi
-  "$python" - "$out" "$results" <<'PY'
+  "$python" - "$out" "$results" "$root/tools" <<'PY'
 import json, sys, numpy as np
 out, results = sys.argv[1], sys.argv[2]
+sys.path.insert(0, sys.argv[3])
+from compare_weights import worst_relative_difference
+from fusemix_torch import read_safetensors
 def epochs(d):
     return [json.loads(l) for l in open(f"{out}/cli_{d}/metrics.jsonl")]
 ok = True
@@ -257,21 +260,15 @@ try:
     ok = ok and same >= 0.99 and np.abs(sc - sg).max() < 1e-5
 except Exception as e:
     print("search comparison failed:", e); ok = False
-import os, struct
+import os
 if os.path.isdir(f"{out}/cli_cuda_mpi"):
     # K ranks against one process: the same losses per epoch and weights to 1e-5 relative (as
     # tests/dist/cli_mpi.sh asks of the CPU), world_size recorded.
-    def tensors(path):
-        raw = open(path, "rb").read()
-        n = struct.unpack("<Q", raw[:8])[0]
-        head = json.loads(raw[8:8 + n])
-        return {k: np.frombuffer(raw[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]], dtype=np.float32).astype(np.float64)
-                for k, v in head.items() if k != "__metadata__"}
     try:
         one, many = epochs("cuda"), epochs("cuda_mpi")
         worst_loss = max(abs(a["loss"] - b["loss"]) / abs(a["loss"]) for a, b in zip(one, many))
-        a, b = tensors(f"{out}/cli_cuda/adapters.safetensors"), tensors(f"{out}/cli_cuda_mpi/adapters.safetensors")
-        worst_w = max(np.linalg.norm(a[k] - b[k]) / max(np.linalg.norm(a[k]), 1e-30) for k in a)
+        worst_w = worst_relative_difference(read_safetensors(f"{out}/cli_cuda/adapters.safetensors", strict=False)[0],
+                                            read_safetensors(f"{out}/cli_cuda_mpi/adapters.safetensors", strict=False)[0])
         ranks = many[-1].get("world_size")
         print(f"train cuda, {ranks} rank(s) under mpirun vs one process: losses within {worst_loss:.2e}, "
               f"weights within {worst_w:.2e} relative")

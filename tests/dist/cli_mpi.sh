@@ -16,6 +16,7 @@ mpirun=("$@")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 py=/usr/bin/python3
+root=$(cd "$(dirname "$0")/../.." && pwd)
 # One thread per rank: the ranks share this machine's cores (mpirun passes the environment on).
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 fail() { echo "FAILED: $*" >&2; exit 1; }
@@ -23,30 +24,9 @@ fail() { echo "FAILED: $*" >&2; exit 1; }
 # (A small model: what is checked is the exchange, not the model's size.)
 train_args=(--x "$data/x_train.npy" --y "$data/y_train.npy" --epochs 3 --batch 128 --threads 1 --no-val --quiet
             --dropout 0.3 --mix halves --depth-x 1 --depth-y 1 --shared-dim 128)
-# Weights of two safetensors files: the largest relative difference per tensor (by norm), or
-# "bitwise" when every byte of every tensor is equal.
-compare() {
-  "$py" - "$1" "$2" "$3" <<'EOF'
-import json, struct, sys
-import numpy as np
-def tensors(path):
-    raw = open(path, "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    head = json.loads(raw[8:8 + n])
-    out = {}
-    for name, t in head.items():
-        if name == "__metadata__":
-            continue
-        a, b = t["data_offsets"]
-        out[name] = np.frombuffer(raw[8 + n + a:8 + n + b], dtype=np.float32).astype(np.float64)
-    return out
-x, y, tol = tensors(sys.argv[1]), tensors(sys.argv[2]), float(sys.argv[3])
-assert x.keys() == y.keys(), (sorted(x), sorted(y))
-worst = max(np.linalg.norm(x[k] - y[k]) / max(np.linalg.norm(x[k]), 1e-30) for k in x)
-print(f"weights within {worst:.2e} relative")
-sys.exit(0 if worst <= tol else 1)
-EOF
-}
+# Weights of two safetensors files: the largest relative difference per tensor (by norm), at
+# most the tolerance $3 (0: equal values).
+compare() { "$py" "$root/tools/compare_weights.py" "$1" "$2" "$3"; }
 
 "$fusemix" train "${train_args[@]}" --out "$work/one" >/dev/null
 "$fusemix" select --in "$data/x_train.npy" --k 50 --normalize --out "$work/one_picks.npy" --json >"$work/one_select.json"
