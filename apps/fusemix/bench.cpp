@@ -15,8 +15,12 @@
 #include <numeric>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
+#if defined(__AVX512F__) || defined(__FMA__)
+#include <immintrin.h>
+#endif
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -123,6 +127,58 @@ double time_gemm(F&& f, int reps) {
   return median(t);
 }
 
+// The cores' single-precision FMA peak, measured: each of `threads` threads runs twelve
+// independent chains of fused multiply-adds in the widest vectors this build targets (twelve
+// chains cover the latency of two FMA pipes). It is the ceiling over any GEMM, so it says how
+// much of the machine the roofline GEMM itself leaves unused. 0 where the build has no FMA.
+double fma_peak_gflops(std::size_t threads) {
+#if defined(__AVX512F__)
+  using vec = __m512;
+  constexpr int lanes = 16;
+  auto fma = [](vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); };
+  auto splat = [](float f) { return _mm512_set1_ps(f); };
+#elif defined(__FMA__)
+  using vec = __m256;
+  constexpr int lanes = 8;
+  auto fma = [](vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); };
+  auto splat = [](float f) { return _mm256_set1_ps(f); };
+#endif
+#if defined(__AVX512F__) || defined(__FMA__)
+  constexpr long iterations = 100'000'000;
+  constexpr int chains = 12;
+  std::vector<float> sink(threads);
+  auto work = [&](std::size_t t) {
+    const vec m = splat(0.9999999f), c = splat(1e-8f);
+    // Twelve named chains, not an array: an array would live in memory.
+    const float f = static_cast<float>(t);
+    vec a0 = splat(f), a1 = splat(f + 1), a2 = splat(f + 2), a3 = splat(f + 3), a4 = splat(f + 4), a5 = splat(f + 5),
+        a6 = splat(f + 6), a7 = splat(f + 7), a8 = splat(f + 8), a9 = splat(f + 9), a10 = splat(f + 10),
+        a11 = splat(f + 11);  // distinct, so that none is merged with another
+    for (long k = 0; k < iterations; ++k) {
+      a0 = fma(a0, m, c), a1 = fma(a1, m, c), a2 = fma(a2, m, c), a3 = fma(a3, m, c), a4 = fma(a4, m, c);
+      a5 = fma(a5, m, c), a6 = fma(a6, m, c), a7 = fma(a7, m, c), a8 = fma(a8, m, c), a9 = fma(a9, m, c);
+      a10 = fma(a10, m, c), a11 = fma(a11, m, c);
+      // Keeps the chains in registers and the loop from being folded.
+      asm volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5), "+v"(a6), "+v"(a7), "+v"(a8),
+                   "+v"(a9), "+v"(a10), "+v"(a11));
+    }
+    float s = 0;
+    for (const vec& v : {a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11}) s += reinterpret_cast<const float*>(&v)[0];
+    sink[t] = s;
+  };
+  const auto t0 = clock_type::now();
+  std::vector<std::thread> pool;
+  for (std::size_t t = 1; t < threads; ++t) pool.emplace_back(work, t);
+  work(0);
+  for (auto& th : pool) th.join();
+  const double s = std::chrono::duration<double>(clock_type::now() - t0).count();
+  return static_cast<double>(threads) * iterations * chains * lanes * 2 / s / 1e9;
+#else
+  (void)threads;
+  return 0;
+#endif
+}
+
 void run_bench_train(const bench_options& o) {
   fusemix::cpu::set_threads(static_cast<int>(o.threads));
   fusemix_cli::choose_gemm_library(o.gemm);
@@ -185,6 +241,7 @@ void run_bench_train(const bench_options& o) {
     if (g > best) best = g, best_name = fusemix::cpu::to_string(lib);
   }
   fusemix::cpu::set_gemm_library(used);
+  const double peak_fma = fma_peak_gflops(o.threads);
   const double achieved = flops / step_s / 1e9;
   const double needed = needed_bytes(o, b, params);
   nlohmann::json j{{"dim_x", o.dim_x},
@@ -210,6 +267,8 @@ void run_bench_train(const bench_options& o) {
                    {"roofline_fraction", achieved / best},
                    {"gemm_gflop_run_per_step", flops_run / 1e9},
                    {"roofline_fraction_run", flops_run / step_s / 1e9 / best},
+                   {"fma_peak_gflops", peak_fma},
+                   {"roofline_fraction_of_fma_peak", peak_fma > 0 ? best / peak_fma : 0.0},
                    {"parameters", params},
                    {"needed_mib", needed / 1048576.0},
                    {"peak_rss_mib", static_cast<double>(peak) / 1048576.0},
@@ -231,6 +290,9 @@ void run_bench_train(const bench_options& o) {
   std::printf("  roofline %.1f GFLOP/s (%s, %s): %.1f%% (%.1f%% counting the %.1f GFLOP/step run)\n", best,
               best_name.c_str(), j["roofline_shape"].get<std::string>().c_str(), 100 * achieved / best,
               100 * flops_run / step_s / 1e9 / best, flops_run / 1e9);
+  if (peak_fma > 0)
+    std::printf("  FMA peak %.1f GFLOP/s on %zu thread(s): the roofline is %.1f%% of it\n", peak_fma, o.threads,
+                100 * best / peak_fma);
   std::printf("  memory: %.0f MiB over the start (peak RSS %.0f MiB), %.0f MiB needed: %.2fx\n",
               j["step_rss_mib"].get<double>(), j["peak_rss_mib"].get<double>(), needed / 1048576.0,
               j["memory_ratio"].get<double>());

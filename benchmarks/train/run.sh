@@ -163,26 +163,36 @@ def num(r, k, fmt):
     return fmt.format(v) if isinstance(v, (int, float)) else "n/a"
 
 print("| shape | threads | PyTorch mode | ours samples/s | PyTorch samples/s | ours / PyTorch "
-      "| ours roofline fraction | ours, FLOPs run | PyTorch roofline fraction | ours peak RSS MiB | PyTorch peak RSS MiB |")
-print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+      "| ours roofline fraction | ours, FLOPs run | PyTorch roofline fraction | roofline / FMA peak | ceiling / PyTorch "
+      "| ours peak RSS MiB | PyTorch peak RSS MiB |")
+print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for key in order:
     o = ours[key]
     for m in modes:
         if m.startswith("compile") and not has_compile:
             continue
         p = torch.get(key + (m,))
-        ratio = pfrac = "n/a"
+        ratio = pfrac = ceiling = "n/a"
         if p and o.get("samples_per_s") and p.get("samples_per_s"):
             ratio = "{:.2f}".format(o["samples_per_s"] / p["samples_per_s"])
         if p and o.get("roofline_gflops") and p.get("gflops") is not None:
             pfrac = "{:.3f}".format(p["gflops"] / o["roofline_gflops"])
+        if p and o.get("fma_peak_gflops") and p.get("gflops") and o.get("gemm_gflop_run_per_step"):
+            # Our GEMM FLOPs run at the cores' FMA peak with nothing else in the step, against the
+            # peer as measured: no implementation of our step on this machine can exceed it.
+            ours_best_s = o["gemm_gflop_run_per_step"] / o["fma_peak_gflops"]
+            ceiling = "{:.2f}".format(p["gemm_gflop_per_step"] / p["gflops"] / ours_best_s
+                                      if p.get("gemm_gflop_per_step") else float("nan"))
         print(f"| {key[0]} | {key[1]} | {m} | {num(o, 'samples_per_s', '{:.0f}')} | {num(p, 'samples_per_s', '{:.0f}')} "
               f"| {ratio} | {num(o, 'roofline_fraction', '{:.3f}')} | {num(o, 'roofline_fraction_run', '{:.3f}')} | {pfrac} "
+              f"| {num(o, 'roofline_fraction_of_fma_peak', '{:.3f}')} | {ceiling} "
               f"| {num(o, 'peak_rss_mib', '{:.0f}')} | {num(p, 'peak_rss_mib', '{:.0f}')} |")
 print()
 print("ratio > 1: ours is faster. Roofline fractions: achieved GEMM GFLOP/s over our measured roofline_gflops "
       "of the same run, with the same GEMM count on both sides (PyTorch's); 'ours, FLOPs run' counts the GEMMs "
-      "our step runs (its first layers form no input gradient: fusion_adapter::backward_parameters).")
+      "our step runs (its first layers form no input gradient: fusion_adapter::backward_parameters). "
+      "'roofline / FMA peak': the roofline GEMM's rate over the cores' FMA peak, measured by fusemix bench train. "
+      "'ceiling / PyTorch': the ratio our step would reach if its GEMMs ran at that peak and nothing else took time.")
 
 # Amdahl: the serial fraction f that the speed-up from 1 to n threads implies,
 # S(n) = 1 / (f + (1 - f) / n), so f = (n / S(n) - 1) / (n - 1); then S at 16 and 64 cores if the
