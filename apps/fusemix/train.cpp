@@ -147,6 +147,10 @@ void register_train(CLI::App& app) {
   cmd->add_option("--budget-minutes", s->budget_minutes, "--auto: the search's time, final run included (default 15)");
   cmd->add_option("--checkpoint-every", s->checkpoint_every, "write a checkpoint every N epochs (and at the end)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--checkpoint-minutes", s->checkpoint_minutes,
+                  "also write a checkpoint inside an epoch once this many minutes have passed since the last one "
+                  "(0: at epoch ends only); --resume continues from the step it records")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--micro-batch", s->train.micro_batch,
                   "gradient caching: run the mixed batch this many rows at a time, the loss still over the whole "
                   "batch (0: all at once); activation memory of M rows, the same result up to rounding")

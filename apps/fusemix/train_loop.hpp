@@ -14,6 +14,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <signal.h>
@@ -191,6 +192,11 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
     fusemix::io::atomic_write("fusemix train", metrics,
                                   [&](fusemix::io::atomic_file& f) { f.write(all.data(), all.size()); });
   };
+  // The last checkpoint's time, for --checkpoint-minutes.
+  using steady = std::chrono::steady_clock;
+  auto last_save = steady::now();
+  bool checkpoint_due = false;
+  const auto checkpoint_period = std::chrono::duration<double>(60 * s.checkpoint_minutes);
   // What the checkpoint on disk holds, for the messages below.
   std::string saved = fs::exists(ckpt) ? ckpt.string() + " (as it was)" : std::string("no checkpoint was written");
   auto done = [&] {
@@ -206,6 +212,24 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
     }
     if (writer) tr.save_checkpoint(ckpt, std::move(meta));
     saved = ckpt.string() + " (after " + done() + ")";
+    last_save = steady::now();
+  };
+  // --checkpoint-minutes: when one is due, the progress callback asks the trainer to pause through
+  // the flag signals use (so that no second flag is polled), and `take_checkpoint_request` clears
+  // that request again after the call unless a signal made one too.
+  auto progress = [&](std::size_t e, std::size_t st, std::size_t steps, double loss, double lr) {
+    bar.step(e, s.train.epochs, st, steps, loss, lr);
+    if (s.checkpoint_minutes > 0 && !checkpoint_due && steady::now() - last_save >= checkpoint_period) {
+      checkpoint_due = true;
+      stop_requested.store(true, std::memory_order_relaxed);
+    }
+  };
+  auto take_checkpoint_request = [&] {
+    if (!checkpoint_due) return;
+    checkpoint_due = false;
+    // Cleared first, then set again if a signal came: a signal between the two sets it itself.
+    stop_requested.store(false);
+    if (stop_signal != 0) stop_requested.store(true);
   };
   auto stop_here = [&] {
     save();
@@ -218,6 +242,7 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
   };
   const stop_on_signals on_signals;
   train_result result;
+  double epoch_seconds = 0;  // an epoch's time across --checkpoint-minutes pauses
   while (tr.epoch() < s.train.epochs) {
     // (Checked before an epoch as well as after one, so that a resumed run that had already
     // stopped early stays stopped.)
@@ -229,7 +254,7 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
     fusemix::epoch_record rec;
     try {
       rec = tr.train_epoch(zx, zy, [&](std::size_t st, std::size_t steps, double loss, double lr) {
-        bar.step(e, s.train.epochs, st, steps, loss, lr);
+        progress(e, st, steps, loss, lr);
       }, &stop_requested);
     } catch (const fusemix::numeric_error& err) {
       // The data were checked finite up front, so this is divergence, not bad input: exit 1.
@@ -239,9 +264,12 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
                      (fs::exists(ckpt) ? "kept " : "") + saved + "; " +
                      weights.filename().string() + " not written (try a lower learning rate)");
     }
-    // (Agreed by every rank: a signal may have reached only some of them.)
+    take_checkpoint_request();
+    epoch_seconds += rec.seconds;
+    // (Agreed by every rank: a signal may have reached only some of them, and so may a
+    // checkpoint's time.)
     if (!rec.complete && tr.any_rank(stop_requested.load())) stop_here();
-    if (!rec.complete) {  // --max-steps reached
+    if (!rec.complete && s.train.max_steps != 0 && tr.global_step() >= s.train.max_steps) {
       save();
       bar.end_line();
       if (!quiet)
@@ -249,6 +277,11 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
                     static_cast<unsigned long long>(s.train.max_steps), done().c_str(), ckpt.string().c_str());
       break;
     }
+    if (!rec.complete) {  // a --checkpoint-minutes pause: the next call goes on with the epoch
+      save();
+      continue;
+    }
+    rec.seconds = std::exchange(epoch_seconds, 0.0);
     nlohmann::json j{{"epoch", rec.epoch + 1}, {"loss", rec.loss}, {"lr", rec.lr}, {"world_size", group.size()}};
     std::string loss_parameters;  // " temp 0.0700", " logit_scale 2.3026 logit_bias -10.0000"
     for (const auto& [name, value] : rec.loss_parameters)
@@ -279,7 +312,9 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
     if (s.on_epoch) s.on_epoch(j);
     const bool early = s.patience > 0 && best_epoch > 0 && tr.epoch() - best_epoch >= s.patience;
     const bool last = tr.epoch() == s.train.epochs || early;
-    if (last || (s.checkpoint_every > 0 && tr.epoch() % s.checkpoint_every == 0)) save();
+    if (last || (s.checkpoint_every > 0 && tr.epoch() % s.checkpoint_every == 0) ||
+        (s.checkpoint_minutes > 0 && steady::now() - last_save >= checkpoint_period))
+      save();
     if (!quiet && (last || tr.epoch() % s.print_every == 0)) {
       bar.end_line();
       std::printf("epoch %zu/%zu  loss %.4f  lr %.2e%s  %.1fs", rec.epoch + 1, s.train.epochs, rec.loss, rec.lr,

@@ -305,7 +305,7 @@ fusemix::search_report search_settings(train_settings& s, data_set& d) {
     t.out = dir / fusemix::concat("candidate-", c, "-round-", round);
     // (keep_last: a trial's weights are written once, at the end, not at every better epoch; its
     // best epoch and score are tracked all the same.)
-    t.quiet = true, t.resume = false, t.keep_last = true, t.patience = 0, t.checkpoint_every = 0;
+    t.quiet = true, t.resume = false, t.keep_last = true, t.patience = 0, t.checkpoint_every = 0, t.checkpoint_minutes = 0;
     t.notes.clear();
     t.on_warning = [](const std::string&) {};  // (short rounds are meant to be short)
     t.on_epoch = nullptr;

@@ -89,6 +89,9 @@ struct train_settings {
   std::filesystem::path out;
   std::size_t depth_x = 2, depth_y = 2, shared_dim = 0, expansion = 4, threads = 0, checkpoint_every = 1;
   std::size_t print_every = 1;  ///< a summary line every this many epochs (and the last)
+  /// --checkpoint-minutes: also a checkpoint inside an epoch once this long has passed since the
+  /// last one (0: at epoch ends only), for epochs that take hours.
+  double checkpoint_minutes = 0;
   bool identity_y = false, resume = false, quiet = false;
   double dropout = 0.6;
   /// --val-fraction: hold out this fraction of the training pairs for validation (unset: the default,

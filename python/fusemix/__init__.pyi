@@ -75,6 +75,7 @@ def train(
     precision: Literal["fp32", "tf32", "bf16"] = "fp32",
     gemm: Literal["auto", "eigen", "openblas"] = "auto",
     checkpoint_every: int | None = None,
+    checkpoint_minutes: float = 0.0,
     resume: bool = False,
     quiet: bool = False,
     micro_batch: int = 0,

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """The Python layer itself: arrays taken without copies, errors as typed exceptions with the
 library's messages, callbacks, the GIL, the estimator, and Ctrl-C during training."""
+import json
 import os
 import pathlib
 import signal
@@ -88,6 +89,7 @@ def test_bad_settings_raise_argument_errors(small):
         (dict(QUICK, batch=1000), r"at least one full batch|batch"),
         (dict(QUICK, resume=True), r"resume=True needs out"),
         (dict(QUICK, callback=42), r"callback must be callable"),
+        (dict(QUICK, checkpoint_minutes=-1), r"checkpoint_minutes out of range \(expected >= 0, got -1\)"),
     ]
     for settings, message in cases:
         with pytest.raises((fusemix.ArgumentError, fusemix.ShapeError), match=message):
@@ -175,6 +177,27 @@ def test_training_releases_the_gil(small):
     during = [s for s in ticks if start < s < end]
     # A held GIL would starve the ticking thread for the whole run.
     assert end - start > 0.2 and len(during) >= 0.3 * (end - start) / 0.005
+
+
+def test_checkpoint_minutes_saves_inside_epochs_and_changes_no_bit(tmp_path, small):
+    def checkpoint_position(path):
+        raw = path.read_bytes()
+        meta = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])["__metadata__"]
+        return int(meta["epoch"]), int(meta["step_in_epoch"])
+
+    settings = dict(QUICK, no_val=True, seed=3)
+    seen = []
+    # Each epoch's record comes before that epoch's own checkpoint: what is on disk then is the
+    # last one written inside the epoch.
+    paused = fusemix.train(small["x"], small["y"], out=tmp_path / "paused", checkpoint_minutes=1e-6,
+                           callback=lambda r: seen.append(checkpoint_position(tmp_path / "paused" / "checkpoint.safetensors")),
+                           **settings)
+    whole = fusemix.train(small["x"], small["y"], out=tmp_path / "whole", **settings)
+    steps = whole.history[0]["steps"]
+    assert seen == [(e, steps - 1) for e in range(len(seen))] and len(seen) == settings["epochs"]
+    assert (tmp_path / "paused" / "adapters.safetensors").read_bytes() == \
+        (tmp_path / "whole" / "adapters.safetensors").read_bytes()
+    assert [r["loss"] for r in paused.history] == [r["loss"] for r in whole.history]
 
 
 def test_model_properties_and_save(tmp_path, small):

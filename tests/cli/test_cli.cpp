@@ -707,6 +707,53 @@ BOOST_AUTO_TEST_CASE(sigint_and_sigterm_save_and_exit_then_resume_is_bitwise_equ
   }
 }
 
+BOOST_AUTO_TEST_CASE(checkpoint_minutes_saves_inside_epochs_and_changes_no_bit) {
+  const fs::path ref = scratch() / "uninterrupted_m";
+  BOOST_TEST_REQUIRE(run(program(train_args(ref))).code == 0);
+  const std::string want = bytes_of(ref / "adapters.safetensors"), want_metrics = bytes_of(ref / "metrics.jsonl");
+  // A period shorter than any step: the run pauses after every step to save, and ends with the
+  // bits, the losses and the recalls of the run that never paused (only "seconds" may differ).
+  const std::string every_step = " --checkpoint-minutes 1e-6";
+  auto without_seconds = [](const std::string& lines) {
+    std::istringstream in(lines);
+    std::vector<nlohmann::json> out;
+    for (std::string l; std::getline(in, l);) {
+      auto j = nlohmann::json::parse(l);
+      j.erase("seconds");
+      out.push_back(j);
+    }
+    return out;
+  };
+  const fs::path paused = scratch() / "paused_m";
+  const auto r = run(program(train_args(paused) + every_step));
+  BOOST_TEST_REQUIRE(r.code == 0, r.err);
+  BOOST_TEST(bytes_of(paused / "adapters.safetensors") == want);
+  BOOST_TEST((without_seconds(bytes_of(paused / "metrics.jsonl")) == without_seconds(want_metrics)));
+  // Killed once a checkpoint from inside an epoch is on disk: resumed from it, the same bits.
+  const fs::path out = scratch() / "killed_m";
+  fs::create_directories(out);
+  const pid_t pid = spawn(train_args(out) + every_step, out / "stderr.txt");
+  std::string inside;
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (inside.empty() && std::chrono::steady_clock::now() < give_up) {
+    try {
+      const auto c = fm::io::read_safetensors(out / "checkpoint.safetensors");
+      if (c.metadata.at("step_in_epoch") != "0")
+        inside = "epoch " + c.metadata.at("epoch") + ", step " + c.metadata.at("step_in_epoch");
+    } catch (const std::exception&) {  // not written yet
+    }
+    if (inside.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  kill(pid, SIGKILL);
+  wait_for(pid);
+  BOOST_TEST_REQUIRE(!inside.empty(), "no checkpoint from inside an epoch appeared");
+  BOOST_TEST_MESSAGE("a checkpoint inside an epoch: " << inside);
+  const auto resumed = run(program(train_args(out) + every_step + " --resume"));
+  BOOST_TEST_REQUIRE(resumed.code == 0, resumed.err);
+  BOOST_TEST(bytes_of(out / "adapters.safetensors") == want);
+  BOOST_TEST((without_seconds(bytes_of(out / "metrics.jsonl")) == without_seconds(want_metrics)));
+}
+
 BOOST_AUTO_TEST_CASE(an_interrupted_search_exits_with_one_line_and_leaves_no_trial_files) {
   const auto d = scratch();
   const fs::path out = d / "auto_signalled";

@@ -7,8 +7,9 @@
 # Checks, for 2 and 3 ranks: the weights within 1e-5 relative of one process and the same loss
 # per epoch to 1e-5; `select` writes the same picks (byte-equal files) and log det (1e-12);
 # `eval --json` prints the same figures; every record carries "world_size". For 2 ranks: a run resumed from its
-# checkpoint equals an uninterrupted one bitwise, and a SIGTERM sent to one rank stops both
-# with a checkpoint (exit 143) that resumes to the same bits.
+# checkpoint equals an uninterrupted one bitwise, a SIGTERM sent to one rank stops both
+# with a checkpoint (exit 143) that resumes to the same bits, and a run that pauses after every
+# step to write a checkpoint (--checkpoint-minutes) ends with the same bits.
 set -euo pipefail
 fusemix=$1 data=$2
 shift 2
@@ -117,5 +118,9 @@ grep -q "stopped by SIGTERM" "$work/signal.out" || { cat "$work/signal.out"; fai
 [[ ! -s "$work/signal/adapters.safetensors" ]] || [[ -s "$work/signal/checkpoint.safetensors" ]] || fail "SIGTERM: no checkpoint"
 "${mpirun[@]}" -np 2 "$fusemix" train "${long_args[@]}" --out "$work/signal" --resume >/dev/null
 cmp "$work/whole/adapters.safetensors" "$work/signal/adapters.safetensors" || fail "SIGTERM then --resume: not bitwise"
-echo "resumed runs (--max-steps, SIGTERM to one rank) equal the uninterrupted one bitwise"
+# --checkpoint-minutes shorter than a step: every rank pauses after every step (whichever rank's
+# clock says so first), rank 0 writes, and the run ends with the same bits.
+"${mpirun[@]}" -np 2 "$fusemix" train "${long_args[@]}" --out "$work/paused" --checkpoint-minutes 1e-6 >/dev/null
+cmp "$work/whole/adapters.safetensors" "$work/paused/adapters.safetensors" || fail "--checkpoint-minutes: not bitwise"
+echo "resumed runs (--max-steps, SIGTERM to one rank) and a run pausing every step equal the uninterrupted one bitwise"
 echo "passed"
