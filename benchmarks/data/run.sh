@@ -17,6 +17,7 @@
 #   THREADS  threads               (default: 2)
 #   STEPS    timed steps of each   (default: 20)
 #   DROP_CACHES  1: drop the page cache before the run (as root), so the files are read from disk
+#   CORETYPE     OPENBLAS_CORETYPE of our program (default: SkylakeX)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 fusemix="${FUSEMIX:-$root/build/apps/fusemix/fusemix}"

@@ -4,7 +4,9 @@
 # torch.compile where the installed torch has it), same shapes, same thread counts, random latents.
 # For every shape and thread count it runs ours, then PyTorch, one after the other (so machine noise
 # hits both), then prints a markdown table: samples/s of both, their ratio, the fraction of our
-# measured roofline each reaches, and peak RSS. The raw JSON lines go to $OUT.
+# measured roofline each reaches (ours also counting only the GEMMs it runs), the roofline against
+# the cores' measured FMA peak, the ratio our step would reach at that peak, and peak RSS; then an
+# Amdahl estimate from the thread counts. The raw JSON lines go to $OUT.
 #
 #   benchmarks/train/run.sh
 #   THREADS="1 2 4" SHAPES="S2" STEPS=10 benchmarks/train/run.sh
