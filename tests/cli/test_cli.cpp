@@ -925,6 +925,15 @@ BOOST_AUTO_TEST_CASE(bench_train_reports_a_step_against_the_roofline) {
              boost::test_tools::tolerance(1e-9));
   BOOST_TEST(j["roofline_gflops"].get<double>() > 0);
   BOOST_TEST(j["roofline_fraction"].get<double>() > 0);
+  // The FLOPs run: less each adapter's first Linear's input gradient, 2·b·m·n (48→192; 32→16).
+  BOOST_TEST(j["gemm_gflop_run_per_step"].get<double>() * 1e9 == want - 2 * b * (48 * 192 + 32 * 16),
+             boost::test_tools::tolerance(1e-9));
+  // The cores' FMA peak (0 only in a build without FMA), and the roofline's share of it.
+  const double peak = j["fma_peak_gflops"].get<double>();
+  BOOST_TEST(peak >= 0);
+  if (peak > 0)
+    BOOST_TEST(j["roofline_fraction_of_fma_peak"].get<double>() == j["roofline_gflops"].get<double>() / peak,
+               boost::test_tools::tolerance(1e-9));
   BOOST_TEST(std::isfinite(j["last_loss"].get<double>()));
   BOOST_TEST(j["parameters"].get<double>() == 48 * 2 + 48 * 192 + 192 + 192 * 48 + 48 + 48 * 2 + 48 * 16 + 16 + 32 * 2 + 32 * 16 + 16);
   BOOST_TEST(run(program("bench train --batch 7 --mix halves")).code == 2);
