@@ -151,6 +151,10 @@ void register_train(CLI::App& app) {
                   "also write a checkpoint inside an epoch once this many minutes have passed since the last one "
                   "(0: at epoch ends only); --resume continues from the step it records")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--progress-seconds", s->progress_seconds,
+                  "without a terminal (a log file, a batch job): a progress line inside an epoch at most every S "
+                  "seconds (0: none; on a terminal a bar is redrawn instead)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--micro-batch", s->train.micro_batch,
                   "gradient caching: run the mixed batch this many rows at a time, the loss still over the whole "
                   "batch (0: all at once); activation memory of M rows, the same result up to rounding")

@@ -4,6 +4,7 @@
 /// for every backend: train.cpp instantiates it for the CPU, cuda.cu for the GPU.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -72,19 +73,33 @@ class stop_on_signals {
   struct sigaction old_int_ {}, old_term_ {};
 };
 
-// A progress line: a bar redrawn in place on a terminal, nothing per step otherwise.
+// Progress inside an epoch: on a terminal a bar redrawn in place; otherwise (a log file, a batch
+// job, where an epoch at the paper's scale can take hours) a line at most every `log_seconds`
+// (0: none), before the epoch's own line at its end.
 class progress_bar {
  public:
-  explicit progress_bar(bool quiet) : tty_(!quiet && isatty(STDOUT_FILENO)) {}
+  progress_bar(bool quiet, double log_seconds, std::size_t batch)
+      : tty_(!quiet && isatty(STDOUT_FILENO)), log_(!quiet && !tty_ && log_seconds > 0),
+        log_period_(log_seconds), batch_(batch) {}
   void step(std::size_t epoch, std::size_t epochs, std::size_t s, std::size_t steps, double loss, double lr) {
-    if (!tty_) return;
+    ++steps_seen_;
+    if (!tty_ && !log_) return;
     const auto now = std::chrono::steady_clock::now();
-    if (s + 1 != steps && now - last_ < std::chrono::milliseconds(100)) return;
-    last_ = now;
     const double done = (static_cast<double>(epoch) + static_cast<double>(s + 1) / static_cast<double>(steps)) /
                         static_cast<double>(epochs);
     const double elapsed = std::chrono::duration<double>(now - start_).count();
     const double eta = done > start_done_ ? elapsed * (1 - done) / (done - start_done_) : 0;
+    if (log_) {
+      if (s + 1 == steps || now - last_ < log_period_) return;
+      last_ = now;
+      std::printf("epoch %zu/%zu  step %zu/%zu  loss %.4f  lr %.2e  %.0f samples/s  ETA %s\n", epoch + 1, epochs, s + 1,
+                  steps, loss, lr, static_cast<double>(steps_seen_ * batch_) / std::max(elapsed, 1e-9),
+                  duration(eta).c_str());
+      std::fflush(stdout);
+      return;
+    }
+    if (s + 1 != steps && now - last_ < std::chrono::milliseconds(100)) return;
+    last_ = now;
     const int width = 30, fill = static_cast<int>(done * width);
     std::printf("\r[%s%s] %5.1f%% epoch %zu/%zu loss %.4f lr %.2e ETA %s   ", std::string(static_cast<std::size_t>(fill), '#').c_str(),
                 std::string(static_cast<std::size_t>(width - fill), '.').c_str(), 100 * done, epoch + 1, epochs, loss, lr,
@@ -103,9 +118,11 @@ class progress_bar {
     std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
     return buf;
   }
-  bool tty_;
+  bool tty_, log_;
+  std::chrono::duration<double> log_period_;
+  std::size_t batch_, steps_seen_ = 0;
   double start_done_ = 0;
-  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), last_{};
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), last_ = start_;
 };
 
 /// The validation figures of epoch `epoch` (1-based) from the run's metrics lines.
@@ -183,7 +200,7 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
     }
   }
   std::cout.flush();
-  progress_bar bar(quiet);
+  progress_bar bar(quiet, s.progress_seconds, s.train.batch);
   bar.set_start(static_cast<double>(tr.epoch()) / static_cast<double>(s.train.epochs));
   auto write_metrics = [&] {
     if (!writer) return;

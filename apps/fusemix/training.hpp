@@ -92,6 +92,8 @@ struct train_settings {
   /// --checkpoint-minutes: also a checkpoint inside an epoch once this long has passed since the
   /// last one (0: at epoch ends only), for epochs that take hours.
   double checkpoint_minutes = 0;
+  /// --progress-seconds: without a terminal, a progress line inside an epoch at most this often.
+  double progress_seconds = 60;
   bool identity_y = false, resume = false, quiet = false;
   double dropout = 0.6;
   /// --val-fraction: hold out this fraction of the training pairs for validation (unset: the default,

@@ -198,7 +198,7 @@ def load(path):
 def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=None, depth_x=None, depth_y=None,
           shared_dim=None, expansion=4, dropout=None, alpha=None, mix=None, loss="contrastive", seed=0,
           threads=0, x_val=None, y_val=None, out=None, callback=None, identity_y=False, device="cpu",
-          precision="fp32", gemm="auto", checkpoint_every=None, checkpoint_minutes=0.0, resume=False, quiet=False, micro_batch=0,
+          precision="fp32", gemm="auto", checkpoint_every=None, checkpoint_minutes=0.0, progress_seconds=60.0, resume=False, quiet=False, micro_batch=0,
           max_steps=0, val_fraction=None, no_val=False, keep_last=False, patience=0, alpha_schedule="constant",
           final_alpha=1.0, auto=False, budget_minutes=None, gpu_latents="auto"):
     """Trains two fusion adapters on the pairs (x[i], y[i]) as ``fusemix train`` does.
@@ -216,7 +216,8 @@ def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=N
 
     `callback(record)` is called after every epoch with its metrics record (a dict: epoch, loss,
     lr, the loss's scalars, steps, seconds, and "val" recalls with x_val/y_val). On a terminal a
-    progress bar and a line per epoch are printed unless `quiet`.
+    progress bar and a line per epoch are printed unless `quiet`; elsewhere (a notebook, a log) a
+    line per epoch and, inside long epochs, one at most every `progress_seconds`.
 
     The GIL is released while training. Ctrl-C (SIGINT) or SIGTERM ends the run after the
     current step with a checkpoint in `out`, then raises KeyboardInterrupt; ``resume=True`` with
@@ -289,6 +290,7 @@ def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=N
         "checkpoint_every": (1 if out is not None else 0) if checkpoint_every is None else
                             _count(where, "checkpoint_every", checkpoint_every, 0),
         "checkpoint_minutes": _real(where, "checkpoint_minutes", checkpoint_minutes, 0),
+        "progress_seconds": _real(where, "progress_seconds", progress_seconds, 0),
         "resume": bool(resume),
         "quiet": bool(quiet),
         "micro_batch": _count(where, "micro_batch", micro_batch, 0),

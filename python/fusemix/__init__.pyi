@@ -76,6 +76,7 @@ def train(
     gemm: Literal["auto", "eigen", "openblas"] = "auto",
     checkpoint_every: int | None = None,
     checkpoint_minutes: float = 0.0,
+    progress_seconds: float = 60.0,
     resume: bool = False,
     quiet: bool = False,
     micro_batch: int = 0,

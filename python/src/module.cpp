@@ -178,6 +178,7 @@ py::dict train_pairs(const py::object& x, const py::object& y, const py::object&
   set_if(o, "gpu_latents", s.gpu_latents);
   set_if(o, "checkpoint_every", s.checkpoint_every);
   set_if(o, "checkpoint_minutes", s.checkpoint_minutes);
+  set_if(o, "progress_seconds", s.progress_seconds);
   set_if(o, "resume", s.resume);
   set_if(o, "quiet", s.quiet);
   set_if(o, "micro_batch", s.train.micro_batch);

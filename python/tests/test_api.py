@@ -90,6 +90,7 @@ def test_bad_settings_raise_argument_errors(small):
         (dict(QUICK, resume=True), r"resume=True needs out"),
         (dict(QUICK, callback=42), r"callback must be callable"),
         (dict(QUICK, checkpoint_minutes=-1), r"checkpoint_minutes out of range \(expected >= 0, got -1\)"),
+        (dict(QUICK, progress_seconds=-1), r"progress_seconds out of range \(expected >= 0, got -1\)"),
     ]
     for settings, message in cases:
         with pytest.raises((fusemix.ArgumentError, fusemix.ShapeError), match=message):

@@ -754,6 +754,34 @@ BOOST_AUTO_TEST_CASE(checkpoint_minutes_saves_inside_epochs_and_changes_no_bit) 
   BOOST_TEST((without_seconds(bytes_of(out / "metrics.jsonl")) == without_seconds(want_metrics)));
 }
 
+BOOST_AUTO_TEST_CASE(without_a_terminal_a_progress_line_comes_at_most_every_progress_seconds) {
+  // Not --quiet, stdout a file: no bar, a line per epoch, and lines inside epochs only as often
+  // as --progress-seconds allows (the default, 60 s, is longer than this whole run).
+  std::string args = train_args(scratch() / "progress_default");
+  args.erase(args.find(" --quiet"));
+  auto inside = [](const std::string& out) {
+    std::size_t n = 0;
+    for (std::size_t p = out.find("  step "); p != std::string::npos; p = out.find("  step ", p + 1)) ++n;
+    return n;
+  };
+  const auto quiet_default = run(program(args));
+  BOOST_TEST_REQUIRE(quiet_default.code == 0, quiet_default.err);
+  BOOST_TEST(quiet_default.out.find("epoch 12/12  loss") != std::string::npos, quiet_default.out);
+  BOOST_TEST(inside(quiet_default.out) == 0u, quiet_default.out);
+  BOOST_TEST(quiet_default.out.find('\r') == std::string::npos);  // no bar drawn into a file
+  // A period shorter than any step: a line after every step but each epoch's last (21 steps of 64
+  // rows from the 1,383 pairs not held out), each with the rate and an ETA.
+  args = train_args(scratch() / "progress_every_step");
+  args.erase(args.find(" --quiet"));
+  const auto r = run(program(args + " --progress-seconds 1e-9"));
+  BOOST_TEST_REQUIRE(r.code == 0, r.err);
+  BOOST_TEST(inside(r.out) == 12u * 20u, r.out);
+  BOOST_TEST(r.out.find("epoch 1/12  step 1/21  loss ") != std::string::npos, r.out);
+  BOOST_TEST(r.out.find("epoch 12/12  step 20/21  loss ") != std::string::npos, r.out);
+  BOOST_TEST(r.out.find("epoch 1/12  step 21/21") == std::string::npos, r.out);
+  BOOST_TEST(r.out.find(" samples/s  ETA ") != std::string::npos, r.out);
+}
+
 BOOST_AUTO_TEST_CASE(an_interrupted_search_exits_with_one_line_and_leaves_no_trial_files) {
   const auto d = scratch();
   const fs::path out = d / "auto_signalled";
