@@ -198,9 +198,10 @@ def load(path):
 def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=None, depth_x=None, depth_y=None,
           shared_dim=None, expansion=4, dropout=None, alpha=None, mix=None, loss="contrastive", seed=0,
           threads=0, x_val=None, y_val=None, out=None, callback=None, identity_y=False, device="cpu",
-          precision="fp32", gemm="auto", checkpoint_every=None, checkpoint_minutes=0.0, progress_seconds=60.0, resume=False, quiet=False, micro_batch=0,
-          max_steps=0, val_fraction=None, no_val=False, keep_last=False, patience=0, alpha_schedule="constant",
-          final_alpha=1.0, auto=False, budget_minutes=None, gpu_latents="auto"):
+          precision="fp32", gemm="auto", checkpoint_every=None, checkpoint_minutes=0.0, progress_seconds=60.0,
+          resume=False, quiet=False, micro_batch=0, max_steps=0, val_fraction=None, no_val=False, keep_last=False,
+          patience=0, alpha_schedule="constant", final_alpha=1.0, auto=False, budget_minutes=None,
+          gpu_latents="auto"):
     """Trains two fusion adapters on the pairs (x[i], y[i]) as ``fusemix train`` does.
 
     Every keyword is the program's flag of the same name (``--weight-decay`` is
