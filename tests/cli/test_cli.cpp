@@ -752,6 +752,26 @@ BOOST_AUTO_TEST_CASE(checkpoint_minutes_saves_inside_epochs_and_changes_no_bit) 
   BOOST_TEST_REQUIRE(resumed.code == 0, resumed.err);
   BOOST_TEST(bytes_of(out / "adapters.safetensors") == want);
   BOOST_TEST((without_seconds(bytes_of(out / "metrics.jsonl")) == without_seconds(want_metrics)));
+  // A SIGTERM while pauses fall due after every step is not taken for one: the run stops with
+  // the signal's exit and message, and resumes to the same bits. Steps and pauses take about as
+  // long here, so eight signals at different delays land in both.
+  for (int delay_ms = 20; delay_ms < 36; delay_ms += 2) {
+    const fs::path term = scratch() / ("signalled_m_" + std::to_string(delay_ms));
+    fs::create_directories(term);
+    const pid_t spid = spawn(train_args(term) + every_step, term / "stderr.txt");
+    for (int i = 0; i < 2000 && !fs::exists(term / "checkpoint.safetensors"); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    kill(spid, SIGTERM);
+    const int status = wait_for(spid);
+    const std::string err = bytes_of(term / "stderr.txt");
+    BOOST_TEST_REQUIRE(WIFEXITED(status));
+    BOOST_TEST(WEXITSTATUS(status) == 128 + SIGTERM, "after " << delay_ms << " ms: exit " << WEXITSTATUS(status));
+    BOOST_TEST(err.find("stopped by SIGTERM") != std::string::npos, err);
+    const auto again = run(program(train_args(term) + every_step + " --resume"));
+    BOOST_TEST_REQUIRE(again.code == 0, again.err);
+    BOOST_TEST(bytes_of(term / "adapters.safetensors") == want);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(without_a_terminal_a_progress_line_comes_at_most_every_progress_seconds) {
