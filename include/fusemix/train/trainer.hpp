@@ -287,19 +287,24 @@ class trainer {
     b.backward(m, true);
   };
   void copy_rows(const matrix_type& from, std::size_t first, std::size_t count, matrix_type& to) const;
-  // An adapter's backward from `dy`, calling `finished` after each layer where it can. The
-  // latents are not trained, so an adapter that can skip its input's gradient does
-  // (`fusion_adapter::backward_parameters`: fewer FLOPs in its first layer).
+  // An adapter's backward from `dy`. The latents are not trained, so an adapter that can skip
+  // its input's gradient does (`fusion_adapter::backward_parameters`: fewer FLOPs in its first
+  // layer). The whole batch at once (what every `Adapter` can do):
+  template <class H>
+  static void backward_of(H& h, const matrix_type& dy) {
+    if constexpr (requires { h.backward_parameters(dy); }) h.backward_parameters(dy);
+    else h.backward(dy);
+  }
+  // A slice, added to the gradients held with `accumulate`, calling `finished` after each layer
+  // where the adapter can (gradient caching needs an adapter that accumulates).
   template <class H, class F>
   static void backward_of(H& h, const matrix_type& dy, bool accumulate, F& finished) {
     if constexpr (requires { h.backward_parameters(dy, accumulate, finished); })
       h.backward_parameters(dy, accumulate, finished);
     else if constexpr (requires { h.backward(dy, accumulate, finished); })
       h.backward(dy, accumulate, finished);
-    else if constexpr (requires { h.backward(dy, accumulate); })
-      h.backward(dy, accumulate);
     else
-      h.backward(dy);  // (an adapter that never accumulates: the whole batch at once)
+      h.backward(dy, accumulate);
   }
   template <class StepFn, class PrefetchFn>
   epoch_record run_epoch(std::size_t n, const StepFn& step_fn, const PrefetchFn& prefetch_fn,
@@ -538,9 +543,8 @@ double trainer<HX, HY, L>::forward_backward_update(double lr) {
   if (!cached) {
     loss = static_cast<double>(loss_.forward(hx_.forward(mx_), hy_.forward(my_)));
     loss_.backward();
-    auto none = [](std::size_t) {};
-    backward_of(hx_, loss_.dx(), false, none);
-    backward_of(hy_, loss_.dy(), false, none);
+    backward_of(hx_, loss_.dx());
+    backward_of(hy_, loss_.dy());
   }
   opt_.step(lr);
   loss_opt_.step(lr);
