@@ -214,6 +214,7 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
   auto last_save = steady::now();
   bool checkpoint_due = false;
   const auto checkpoint_period = std::chrono::duration<double>(60 * s.checkpoint_minutes);
+  auto checkpoint_time = [&] { return s.checkpoint_minutes > 0 && steady::now() - last_save >= checkpoint_period; };
   // What the checkpoint on disk holds, for the messages below.
   std::string saved = fs::exists(ckpt) ? ckpt.string() + " (as it was)" : std::string("no checkpoint was written");
   auto done = [&] {
@@ -236,7 +237,7 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
   // that request again after the call unless a signal made one too.
   auto progress = [&](std::size_t e, std::size_t st, std::size_t steps, double loss, double lr) {
     bar.step(e, s.train.epochs, st, steps, loss, lr);
-    if (s.checkpoint_minutes > 0 && !checkpoint_due && steady::now() - last_save >= checkpoint_period) {
+    if (!checkpoint_due && checkpoint_time()) {
       checkpoint_due = true;
       stop_requested.store(true, std::memory_order_relaxed);
     }
@@ -329,9 +330,7 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
     if (s.on_epoch) s.on_epoch(j);
     const bool early = s.patience > 0 && best_epoch > 0 && tr.epoch() - best_epoch >= s.patience;
     const bool last = tr.epoch() == s.train.epochs || early;
-    if (last || (s.checkpoint_every > 0 && tr.epoch() % s.checkpoint_every == 0) ||
-        (s.checkpoint_minutes > 0 && steady::now() - last_save >= checkpoint_period))
-      save();
+    if (last || (s.checkpoint_every > 0 && tr.epoch() % s.checkpoint_every == 0) || checkpoint_time()) save();
     if (!quiet && (last || tr.epoch() % s.print_every == 0)) {
       bar.end_line();
       std::printf("epoch %zu/%zu  loss %.4f  lr %.2e%s  %.1fs", rec.epoch + 1, s.train.epochs, rec.loss, rec.lr,
