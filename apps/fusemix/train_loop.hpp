@@ -167,7 +167,8 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
   // holds its weights (written when it was reached), the checkpoint carries both for --resume.
   std::size_t best_epoch = 0;
   double best_score = 0;
-  if (s.resume && fs::exists(ckpt)) {
+  const bool resumed = s.resume && fs::exists(ckpt);
+  if (resumed) {
     const auto meta = tr.load_checkpoint(ckpt);
     if (const auto b = meta.find("best_epoch"); b != meta.end()) {
       best_epoch = std::stoull(b->second);
@@ -209,6 +210,9 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
     fusemix::io::atomic_write("fusemix train", metrics,
                                   [&](fusemix::io::atomic_file& f) { f.write(all.data(), all.size()); });
   };
+  // A new run's record starts empty, so that one stopped before its first epoch ends (--max-steps, a
+  // signal) leaves no earlier run's epochs beside its own checkpoint and weights.
+  if (!resumed) write_metrics();
   // The last checkpoint's time, for --checkpoint-minutes.
   using steady = std::chrono::steady_clock;
   auto last_save = steady::now();

@@ -18,6 +18,7 @@ ValueErrors, IoError an OSError, DeviceError a RuntimeError. See docs/python.md.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import operator
@@ -380,34 +381,36 @@ def select(z, k, *, kernel="poly", degree=2, offset=1.0, gamma=None, normalize=F
 class FuseMix:
     """A scikit-learn style estimator over `train`: ``FuseMix(**options).fit(x, y)``.
 
-    The options are `train`'s keywords (out, callback and resume included); `get_params` and
-    `set_params` follow scikit-learn's conventions, so `sklearn.base.clone` and grid searches
-    work. After `fit`, `model_` is the trained `Model`; `transform_x`/`transform_y` embed, and
-    `score(x, y)` is the mean of the six recalls (percent) on the pairs (x, y).
+    The options are every keyword of `train` but the validation pairs (out, callback and resume
+    included), with `train`'s defaults except ``quiet=True``; `get_params` and `set_params`
+    follow scikit-learn's conventions, so `sklearn.base.clone` and grid searches work. After
+    `fit`, `model_` is the trained `Model`; `transform_x`/`transform_y` embed, and `score(x, y)`
+    is the mean of the six recalls (percent) on the pairs (x, y).
     """
 
-    _PARAMS = ("preset", "epochs", "batch", "lr", "weight_decay", "depth_x", "depth_y", "shared_dim", "expansion",
-               "dropout", "alpha", "mix", "loss", "seed", "threads", "identity_y", "device", "precision", "gemm",
-               "out", "callback", "checkpoint_every", "resume", "quiet")
+    # Read from train's signature, so that a keyword added there is an option here too.
+    _DEFAULTS = {name: p.default for name, p in inspect.signature(train).parameters.items()
+                 if p.kind is p.KEYWORD_ONLY and name not in ("x_val", "y_val")}
+    _DEFAULTS["quiet"] = True
 
-    def __init__(self, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=None, depth_x=None,
-                 depth_y=None, shared_dim=None, expansion=4, dropout=0.6, alpha=1.0, mix="permutation",
-                 loss="contrastive", seed=0, threads=0, identity_y=False, device="cpu", precision="fp32",
-                 gemm="auto", out=None, callback=None, checkpoint_every=None, resume=False, quiet=True):
-        for name in self._PARAMS:
-            setattr(self, name, locals()[name])
+    def __init__(self, **options):
+        self.__dict__.update(self._DEFAULTS)
+        self._set("FuseMix", options)
+
+    def _set(self, where, options):
+        for name, value in options.items():
+            if name not in self._DEFAULTS:
+                raise ArgumentError(f"{where}: unknown option (expected one of {', '.join(self._DEFAULTS)}, "
+                                    f"got {name!r})")
+            setattr(self, name, value)
 
     def get_params(self, deep=True):
         """The options, by name."""
-        return {name: getattr(self, name) for name in self._PARAMS}
+        return {name: getattr(self, name) for name in self._DEFAULTS}
 
     def set_params(self, **params):
         """Sets options by name; returns self."""
-        for name, value in params.items():
-            if name not in self._PARAMS:
-                raise ArgumentError(f"FuseMix.set_params: unknown option (expected one of {', '.join(self._PARAMS)}, "
-                                    f"got {name!r})")
-            setattr(self, name, value)
+        self._set("FuseMix.set_params", params)
         return self
 
     def fit(self, x, y, x_val=None, y_val=None):
@@ -433,6 +436,5 @@ class FuseMix:
         return evaluate(self._fitted("score"), x, y, image_of_text)["mean"]
 
     def __repr__(self):
-        defaults = FuseMix().get_params()
-        changed = {k: v for k, v in self.get_params().items() if v != defaults[k]}
+        changed = {k: v for k, v in self.get_params().items() if v != self._DEFAULTS[k]}
         return "FuseMix(" + ", ".join(f"{k}={v!r}" for k, v in changed.items()) + ")"

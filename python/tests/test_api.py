@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """The Python layer itself: arrays taken without copies, errors as typed exceptions with the
 library's messages, callbacks, the GIL, the estimator, and Ctrl-C during training."""
+import inspect
 import json
 import os
 import pathlib
@@ -238,6 +239,21 @@ def test_estimator_in_a_scikit_learn_style_workflow(small):
     # The same options and seed give the same model.
     np.testing.assert_array_equal(clone.set_params(lr=2e-3).fit(small["x"], small["y"]).transform_x(small["x_val"]), sx)
 
+
+
+def test_the_estimator_takes_every_keyword_of_train_but_the_validation_pairs(small):
+    keywords = {n for n, p in inspect.signature(fusemix.train).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    assert set(fusemix.FuseMix().get_params()) == keywords - {"x_val", "y_val"}
+    assert fusemix.FuseMix().quiet and repr(fusemix.FuseMix(**QUICK)).startswith("FuseMix(epochs=2, batch=64")
+    with pytest.raises(fusemix.ArgumentError, match=r"^FuseMix: unknown option .*got 'x_val'"):
+        fusemix.FuseMix(x_val=small["x_val"])
+    # Keywords the estimator once lacked reach train: 3 steps, inside the first of 2 epochs of 6 steps,
+    # so no epoch's record.
+    est = fusemix.FuseMix(**QUICK, max_steps=3, micro_batch=32).fit(small["x"], small["y"])
+    assert est.model_.history == []
+    np.testing.assert_array_equal(
+        est.transform_x(small["x_val"]),
+        fusemix.train(small["x"], small["y"], **QUICK, max_steps=3, micro_batch=32).embed_x(small["x_val"]))
 
 # --- Ctrl-C -----------------------------------------------------------------------------------------
 

@@ -564,6 +564,15 @@ BOOST_AUTO_TEST_CASE(float16_shards_train_like_one_float32_file_and_max_steps_re
   BOOST_TEST(bytes_of(stopped / "adapters.safetensors") != want);
   BOOST_TEST_REQUIRE(run(program(base + " --resume --quiet")).code == 0);
   BOOST_TEST(bytes_of(stopped / "adapters.safetensors") == want, "--max-steps then --resume vs uninterrupted");
+  // A new run in a directory holding an earlier run's files, stopped inside its first epoch: its
+  // metrics.jsonl is its own (empty), not the earlier run's.
+  const fs::path reused = d / "reused_run";
+  fs::copy(one, reused, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+  BOOST_TEST_REQUIRE(fs::file_size(reused / "metrics.jsonl") > 0);
+  BOOST_TEST_REQUIRE(run(program(args((d / "rounded_x.npy").string(), (d / "rounded_y.npy").string(), reused) +
+                                 " --max-steps 3 --quiet")).code == 0);
+  BOOST_TEST(fs::exists(reused / "metrics.jsonl"));
+  BOOST_TEST(bytes_of(reused / "metrics.jsonl").empty(), "an earlier run's metrics.jsonl left beside a new run's weights");
   // --micro-batch 100 (slices of 100, 100 and 56 rows): the same weights up to rounding.
   const fs::path cached = d / "micro_batch_run";
   const auto c = run(program(args((d / "rounded_x.npy").string(), (d / "rounded_y.npy").string(), cached) +
