@@ -39,6 +39,14 @@ __all__ = [
 ]
 
 _FLOATS = (np.float16, np.float32, np.float64)
+_PATH_TYPES = (str, bytes, os.PathLike)
+# The largest value of each C++ integer type a setting is cast to (python/src/module.cpp and the
+# settings it fills): std::size_t (most counts), std::uint64_t (seeds, max_steps), unsigned
+# (select's degree) and int (thread counts: fusemix::cpu::set_threads takes an int).
+_SIZE_MAX = 2 * sys.maxsize + 1
+_UINT64_MAX = 2**64 - 1
+_UINT_MAX = 2**32 - 1
+_INT_MAX = 2**31 - 1
 
 
 class TrainingWarning(UserWarning):
@@ -63,36 +71,68 @@ def _as_latents(a, where, name):
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
+def _path(where, name, value):
+    """A file or folder path given as a str or os.PathLike (or bytes, as `os.fspath` takes them),
+    as a str; an empty name is refused as the program refuses one."""
+    try:
+        path = os.fsdecode(value)
+    except TypeError:
+        raise ArgumentError(f"{where}: {name} must be a str or os.PathLike "
+                            f"(expected a path, got {type(value).__name__})") from None
+    if not path:
+        raise ArgumentError(f"{where}: {name} must not be empty (expected a file name, got '')")
+    return path
+
+
 def _latent_files(where, name, v):
     """The .npy files `v` names (a path, or a list of shards concatenated by rows), as strings; None
-    when `v` is not a path or a list of paths (an array, then)."""
-    if isinstance(v, (str, os.PathLike)):
-        return [os.fspath(v)]
-    if isinstance(v, (list, tuple)) and v and all(isinstance(p, (str, os.PathLike)) for p in v):
-        return [os.fspath(p) for p in v]
+    when `v` is not a path or a list of paths (an array, then). A list holding a path is a list of
+    files, each checked by `_path` (an empty name, or one that is no path, names its position)."""
+    if isinstance(v, _PATH_TYPES):
+        return [_path(where, name, v)]
     if isinstance(v, (list, tuple)) and not v:
         raise ArgumentError(f"{where}: {name}: an empty list of files (expected one .npy path or more)")
+    if isinstance(v, (list, tuple)) and any(isinstance(p, _PATH_TYPES) for p in v):
+        return [_path(where, f"{name}[{i}]", p) for i, p in enumerate(v)]
     return None
 
 
-def _count(where, name, value, least):
-    """An integer setting, at least `least`."""
+def _found(value):
+    """What a message says it got: the type, and the value of a string (`got str '0.5'`)."""
+    if isinstance(value, (str, bytes, bytearray)):
+        return f"{type(value).__name__} {value!r}"
+    return type(value).__name__
+
+
+def _count(where, name, value, least, most=_SIZE_MAX):
+    """An integer setting in [least, most]; `most` is the largest the C++ type it is cast to holds
+    (std::size_t unless said otherwise)."""
     try:
         v = operator.index(value)
     except TypeError:
-        raise ArgumentError(f"{where}: {name} must be an integer (expected an int, got {type(value).__name__})") from None
+        raise ArgumentError(f"{where}: {name} must be an integer (expected an int, got {_found(value)})") from None
     if v < least:
         raise ArgumentError(f"{where}: {name} out of range (expected >= {least}, got {v})")
+    if v > most:
+        raise ArgumentError(f"{where}: {name} out of range (expected <= {most}, got {v})")
     return v
 
 
 def _real(where, name, value, low, high=math.inf, low_open=False):
-    """A real setting in [low, high] (or (low, high] with `low_open`)."""
+    """A finite real setting in [low, high] (or (low, high] with `low_open`). Strings are refused
+    (the integer settings refuse them too); bool is taken as 0 or 1, as `_count` takes it."""
+    if isinstance(value, (str, bytes, bytearray)):
+        raise ArgumentError(f"{where}: {name} must be a number (expected a float, got {_found(value)})")
     try:
         v = float(value)
+    except OverflowError:  # an int beyond any double
+        raise ArgumentError(f"{where}: {name} must be finite "
+                            f"(expected a finite number, got an int too large for a float)") from None
     except (TypeError, ValueError):
-        raise ArgumentError(f"{where}: {name} must be a number (expected a float, got {type(value).__name__})") from None
-    if not (v > low if low_open else v >= low) or v > high or math.isnan(v):
+        raise ArgumentError(f"{where}: {name} must be a number (expected a float, got {_found(value)})") from None
+    if not math.isfinite(v):
+        raise ArgumentError(f"{where}: {name} must be finite (expected a finite number, got {value})")
+    if not (v > low if low_open else v >= low) or v > high:
         bound = f"> {low}" if low_open else f">= {low}"
         raise ArgumentError(f"{where}: {name} out of range (expected {bound}"
                             f"{'' if high == math.inf else f' and <= {high}'}, got {value})")
@@ -108,7 +148,7 @@ def _choice(where, name, value, allowed):
 def set_threads(n):
     """Runs the CPU's matrix products on `n` threads from now on (`train`'s ``threads`` sets it
     too, and it stays set). Results are bitwise reproducible for a given count."""
-    _core.set_threads(_count("fusemix.set_threads", "n", n, 1))
+    _core.set_threads(_count("fusemix.set_threads", "n", n, 1, _INT_MAX))
 
 
 class Model:
@@ -136,7 +176,7 @@ class Model:
     def save(self, path):
         """Writes the model as `.safetensors` (atomically: a temporary file, then a rename),
         readable by `load`, `fusemix eval`/`embed` and the authors' PyTorch code."""
-        self._core.save(os.fspath(path))
+        self._core.save(_path("fusemix.Model.save", "path", path))
 
     @property
     def dim_x(self):
@@ -193,7 +233,7 @@ class Model:
 
 def load(path):
     """Reads a model file (`adapters.safetensors` of `fusemix train`, `Model.save`, or PyTorch)."""
-    return Model(_core.Model(os.fspath(path)))
+    return Model(_core.Model(_path("fusemix.load", "path", path)))
 
 
 def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=None, depth_x=None, depth_y=None,
@@ -266,6 +306,9 @@ def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=N
         raise ArgumentError(f"{where}: x_val and y_val go together (got only {'x_val' if y_val is None else 'y_val'})")
     if x_val is not None:
         x_val, y_val = _as_latents(x_val, where, "x_val"), _as_latents(y_val, where, "y_val")
+        for side, a in (("x_val", x_val), ("y_val", y_val)):
+            if a.shape[0] == 0:  # as the program refuses a --x-val of 0 rows
+                raise ShapeError(f"{where}: {side}: validation pairs need at least one row (expected >= 1, got 0)")
     if preset is not None:
         _choice(where, "preset", preset, ("image-text", "audio-text", "audio-to-image"))
     options = {
@@ -282,8 +325,8 @@ def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=N
         "alpha": None if alpha is None else _real(where, "alpha", alpha, 0, low_open=True),
         "mix": None if mix is None else _choice(where, "mix", mix, ("permutation", "halves")),
         "loss": _choice(where, "loss", loss, ("contrastive", "sigmoid")),
-        "seed": _count(where, "seed", seed, 0),
-        "threads": _count(where, "threads", threads, 0),
+        "seed": _count(where, "seed", seed, 0, _UINT64_MAX),
+        "threads": _count(where, "threads", threads, 0, _INT_MAX),
         "identity_y": bool(identity_y),
         "device": _choice(where, "device", device, ("cpu", "cuda")),
         "precision": _choice(where, "precision", precision, ("fp32", "tf32", "bf16")),
@@ -296,7 +339,7 @@ def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=N
         "resume": bool(resume),
         "quiet": bool(quiet),
         "micro_batch": _count(where, "micro_batch", micro_batch, 0),
-        "max_steps": _count(where, "max_steps", max_steps, 0),
+        "max_steps": _count(where, "max_steps", max_steps, 0, _UINT64_MAX),
         "val_fraction": None if val_fraction is None else _real(where, "val_fraction", val_fraction, 0, 1),
         "no_val": bool(no_val),
         "keep_last": bool(keep_last),
@@ -314,7 +357,7 @@ def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=N
             raise ArgumentError(f"{where}: resume=True needs out (the directory holding the checkpoint)")
         with tempfile.TemporaryDirectory(prefix="fusemix-") as tmp:
             return _train_into(tmp, x, y, x_val, y_val, options, callback)
-    return _train_into(os.fspath(out), x, y, x_val, y_val, options, callback)
+    return _train_into(_path(where, "out", out), x, y, x_val, y_val, options, callback)
 
 
 def _train_into(out, x, y, x_val, y_val, options, callback):
@@ -363,16 +406,16 @@ def select(z, k, *, kernel="poly", degree=2, offset=1.0, gamma=None, normalize=F
     options = {
         "k": _count(where, "k", k, 0),
         "kernel": _choice(where, "kernel", kernel, ("poly", "linear", "cosine", "rbf")),
-        "degree": _count(where, "degree", degree, 0),
+        "degree": _count(where, "degree", degree, 0, _UINT_MAX),
         "offset": _real(where, "offset", offset, -math.inf),
         "gamma": None if gamma is None else _real(where, "gamma", gamma, 0, low_open=True),
         "normalize": bool(normalize),
         "threshold": None if threshold is None else _real(where, "threshold", threshold, 0),
         "window": _count(where, "window", window, 0),
         "uniform": bool(uniform),
-        "seed": _count(where, "seed", seed, 0),
+        "seed": _count(where, "seed", seed, 0, _UINT64_MAX),
         "device": _choice(where, "device", device, ("cpu", "cuda")),
-        "threads": _count(where, "threads", threads, 0),
+        "threads": _count(where, "threads", threads, 0, _INT_MAX),
     }
     picks, stop, _log_det, _seconds = _core.select(z, options)
     return picks, stop

@@ -100,6 +100,95 @@ def test_bad_settings_raise_argument_errors(small):
         fusemix.train(x, y, x_val=x[:10], **QUICK)
 
 
+def test_real_settings_must_be_finite_numbers(small):
+    # Refused before training, as the program refuses --lr inf (not a NumericError "diverged" later).
+    x, y = small["x"], small["y"]
+    for name in ("lr", "alpha", "weight_decay", "dropout", "final_alpha", "checkpoint_minutes", "progress_seconds",
+                 "val_fraction"):
+        for bad in (float("inf"), float("-inf"), float("nan")):
+            with pytest.raises(fusemix.ArgumentError,
+                               match=rf"^fusemix.train: {name} must be finite \(expected a finite number, got {bad}\)$"):
+                fusemix.train(x, y, **dict(QUICK, **{name: bad}))
+    with pytest.raises(fusemix.ArgumentError, match=r"budget_minutes must be finite \(expected a finite number, got inf\)"):
+        fusemix.train(x, y, **dict(QUICK, auto=True, budget_minutes=float("inf")))
+    with pytest.raises(fusemix.ArgumentError, match=r"lr must be finite \(expected a finite number, got an int too large"):
+        fusemix.train(x, y, **dict(QUICK, lr=2**2000))
+    for name, bad in (("offset", float("inf")), ("gamma", float("inf")), ("threshold", float("nan"))):
+        with pytest.raises(fusemix.ArgumentError, match=rf"^fusemix.select: {name} must be finite"):
+            fusemix.select(x, 4, **{name: bad})
+
+
+def test_number_settings_refuse_strings(small):
+    # As the integer settings refuse '2', the real ones refuse '0.5' rather than reading it.
+    x, y = small["x"], small["y"]
+    with pytest.raises(fusemix.ArgumentError,
+                       match=r"^fusemix.train: dropout must be a number \(expected a float, got str '0.5'\)$"):
+        fusemix.train(x, y, **dict(QUICK, dropout="0.5"))
+    with pytest.raises(fusemix.ArgumentError, match=r"lr must be a number \(expected a float, got bytes b'0.001'\)"):
+        fusemix.train(x, y, **dict(QUICK, lr=b"0.001"))
+    with pytest.raises(fusemix.ArgumentError, match=r"epochs must be an integer \(expected an int, got str '2'\)"):
+        fusemix.train(x, y, **dict(QUICK, epochs="2"))
+    with pytest.raises(fusemix.ArgumentError, match=r"^fusemix.select: offset must be a number \(expected a float, got str '1'\)$"):
+        fusemix.select(x, 4, offset="1")
+    # bool is an int to both, as Python has it (True is 1).
+    assert fusemix._count("f", "n", True, 0) == 1 and fusemix._real("f", "r", True, 0) == 1.0
+
+
+def test_integers_beyond_the_cpp_type_raise_argument_errors(small):
+    x, y = small["x"], small["y"]
+    u64 = 2**64 - 1
+    for settings, message in [
+        (dict(QUICK, epochs=2**64), rf"fusemix.train: epochs out of range \(expected <= {u64}, got {2**64}\)"),
+        (dict(QUICK, batch=2**70), rf"fusemix.train: batch out of range \(expected <= {u64}, got {2**70}\)"),
+        (dict(QUICK, seed=2**64), rf"fusemix.train: seed out of range \(expected <= {u64}, got {2**64}\)"),
+        (dict(QUICK, max_steps=2**64), r"fusemix.train: max_steps out of range"),
+        (dict(QUICK, threads=2**31), rf"fusemix.train: threads out of range \(expected <= {2**31 - 1}, got {2**31}\)"),
+    ]:
+        with pytest.raises(fusemix.ArgumentError, match=message):
+            fusemix.train(x, y, **settings)
+    with pytest.raises(fusemix.ArgumentError, match=rf"^fusemix.select: k out of range \(expected <= {u64}, got {2**64}\)$"):
+        fusemix.select(x, 2**64)
+    with pytest.raises(fusemix.ArgumentError, match=rf"^fusemix.select: degree out of range \(expected <= {2**32 - 1}"):
+        fusemix.select(x, 4, degree=2**32)
+    with pytest.raises(fusemix.ArgumentError, match=r"^fusemix.select: threads out of range"):
+        fusemix.select(x, 4, threads=2**40)
+    with pytest.raises(fusemix.ArgumentError,
+                       match=rf"^fusemix.set_threads: n out of range \(expected <= {2**31 - 1}, got {2**40}\)$"):
+        fusemix.set_threads(2**40)
+
+
+def test_paths_that_are_no_paths_raise_argument_errors(tmp_path, small):
+    x, y = small["x"], small["y"]
+    with pytest.raises(fusemix.ArgumentError,
+                       match=r"^fusemix.load: path must be a str or os.PathLike \(expected a path, got NoneType\)$"):
+        fusemix.load(None)
+    with pytest.raises(fusemix.ArgumentError, match=r"^fusemix.load: path must not be empty"):
+        fusemix.load("")
+    with pytest.raises(fusemix.ArgumentError,
+                       match=r"^fusemix.train: out must be a str or os.PathLike \(expected a path, got int\)$"):
+        fusemix.train(x, y, out=123, **QUICK)
+    # An empty name in a shard list is the program's argument error (--y a.npy,,b.npy), naming the
+    # side and the position, not a file that cannot be opened.
+    xf, yf = save_npy(tmp_path, "x", x), save_npy(tmp_path, "y", y)
+    with pytest.raises(fusemix.ArgumentError,
+                       match=r"^fusemix.train: y\[1\] must not be empty \(expected a file name, got ''\)$"):
+        fusemix.train([xf], [str(yf), "", str(yf)], **QUICK)
+    with pytest.raises(fusemix.ArgumentError, match=r"^fusemix.train: x must not be empty"):
+        fusemix.train("", yf, **QUICK)
+    with pytest.raises(fusemix.ArgumentError, match=r"^fusemix.train: x\[1\] must be a str or os.PathLike .*got int"):
+        fusemix.train([xf, 3], [yf], **QUICK)
+
+
+def test_validation_arrays_of_no_rows_raise_shape_error(small):
+    # The program refuses a --x-val of 0 rows; silently training without validation would hide it.
+    x, y = small["x"], small["y"]
+    with pytest.raises(fusemix.ShapeError,
+                       match=r"^fusemix.train: x_val: validation pairs need at least one row \(expected >= 1, got 0\)$"):
+        fusemix.train(x, y, x_val=x[:0], y_val=y[:0], **QUICK)
+    with pytest.raises(fusemix.ShapeError, match=r"y_val: validation pairs need at least one row"):
+        fusemix.train(x, y, x_val=x[:5], y_val=y[:0], **QUICK)
+
+
 def test_a_diverging_run_raises_numeric_error_and_writes_no_weights(tmp_path, small):
     with pytest.raises(fusemix.NumericError, match=r"training diverged in epoch 1, step \d+ .*not finite"):
         fusemix.train(small["x"], small["y"], lr=1e30, out=tmp_path / "run", **QUICK)
@@ -215,7 +304,7 @@ def test_model_properties_and_save(tmp_path, small):
 
 
 def test_an_identity_y_side_embeds_the_latents_as_they_are(small):
-    model = fusemix.train(small["x"], small["y"], **dict(QUICK, identity_y=True, shared_dim=None))
+    model = fusemix.train(small["x"], small["y"], **dict(QUICK, identity_y=True, shared_dim=None, depth_y=None))
     assert model.depth_y is None and model.shared_dim == model.dim_y == 100
     np.testing.assert_array_equal(model.embed_y(small["y_val"]), small["y_val"].astype(np.float32))
 
