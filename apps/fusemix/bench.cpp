@@ -417,24 +417,24 @@ void register_bench(CLI::App& app) {
   bench->require_subcommand(1);
   auto o = std::make_shared<bench_options>();
   auto* cmd = bench->add_subcommand("train", "Time FuseMix training steps on random latents against this machine's GEMM rate");
-  cmd->add_option("--dim-x", o->dim_x, "X latent width")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--dim-y", o->dim_y, "Y latent width")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--depth-x", o->depth_x, "blocks of the X adapter")->check(CLI::NonNegativeNumber)->capture_default_str();
-  cmd->add_option("--depth-y", o->depth_y, "blocks of the Y adapter")->check(CLI::NonNegativeNumber)->capture_default_str();
-  cmd->add_option("--batch", o->batch, "rows per step")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--steps", o->steps, "timed steps (the median is reported)")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--warmup", o->warmup, "untimed steps first")->check(CLI::NonNegativeNumber)->capture_default_str();
-  cmd->add_option("--threads", o->threads, "GEMM threads")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--shared-dim", o->shared, "shared space width")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--expansion", o->expansion, "block widening factor")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--dropout", o->dropout, "dropout probability")->check(CLI::Range(0.0, 1.0))->capture_default_str();
-  cmd->add_option("--alpha", o->alpha, "mixup: lambda ~ Beta(alpha, alpha)")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--dim-x", o->dim_x, "X latent width")->check(fusemix_cli::positive)->capture_default_str();
+  cmd->add_option("--dim-y", o->dim_y, "Y latent width")->check(fusemix_cli::positive)->capture_default_str();
+  cmd->add_option("--depth-x", o->depth_x, "blocks of the X adapter")->check(fusemix_cli::non_negative)->capture_default_str();
+  cmd->add_option("--depth-y", o->depth_y, "blocks of the Y adapter")->check(fusemix_cli::non_negative)->capture_default_str();
+  cmd->add_option("--batch", o->batch, "rows per step")->check(fusemix_cli::positive)->capture_default_str();
+  cmd->add_option("--steps", o->steps, "timed steps (the median is reported)")->check(fusemix_cli::positive)->capture_default_str();
+  cmd->add_option("--warmup", o->warmup, "untimed steps first")->check(fusemix_cli::non_negative)->capture_default_str();
+  cmd->add_option("--threads", o->threads, "GEMM threads")->check(fusemix_cli::positive)->capture_default_str();
+  cmd->add_option("--shared-dim", o->shared, "shared space width")->check(fusemix_cli::positive)->capture_default_str();
+  cmd->add_option("--expansion", o->expansion, "block widening factor")->check(fusemix_cli::positive)->capture_default_str();
+  cmd->add_option("--dropout", o->dropout, "dropout probability")->check(fusemix_cli::probability)->capture_default_str();
+  cmd->add_option("--alpha", o->alpha, "mixup: lambda ~ Beta(alpha, alpha)")->check(fusemix_cli::positive)->capture_default_str();
   cmd->add_option("--mix", o->mix, "permutation or halves")->check(CLI::IsMember({"permutation", "halves"}))->capture_default_str();
-  cmd->add_option("--seed", o->seed, "seed of the data, weights and draws")->capture_default_str();
+  cmd->add_option("--seed", o->seed, "seed of the data, weights and draws")->check(fusemix_cli::non_negative)->capture_default_str();
   cmd->add_option("--gemm", o->gemm, "GEMM library of the step: auto, eigen or openblas (where linked)")
       ->check(CLI::IsMember({"auto", "eigen", "openblas"}))->capture_default_str();
   cmd->add_option("--micro-batch", o->micro_batch, "gradient caching: rows per slice (0: the whole batch)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(fusemix_cli::non_negative)->capture_default_str();
   cmd->add_flag("--json", o->json, "print one JSON object");
   cmd->callback([o] { run_bench_train(*o); });
 
@@ -444,18 +444,18 @@ void register_bench(CLI::App& app) {
   data->add_option("--x", d->x, "X latents: a .npy file or shards a.npy,b.npy,...")->required();
   data->add_option("--y", d->y, "Y latents, rows paired with X")->required();
   data->add_option("--subset", d->subset, "pairs of the in-memory peer (the files' first rows)")
-      ->check(CLI::PositiveNumber)->capture_default_str();
-  data->add_option("--batch", d->batch, "rows per step")->check(CLI::PositiveNumber)->capture_default_str();
-  data->add_option("--depth-x", d->depth_x, "blocks of the X adapter")->check(CLI::NonNegativeNumber)->capture_default_str();
-  data->add_option("--depth-y", d->depth_y, "blocks of the Y adapter")->check(CLI::NonNegativeNumber)->capture_default_str();
-  data->add_option("--shared-dim", d->shared, "shared space width")->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(fusemix_cli::positive)->capture_default_str();
+  data->add_option("--batch", d->batch, "rows per step")->check(fusemix_cli::positive)->capture_default_str();
+  data->add_option("--depth-x", d->depth_x, "blocks of the X adapter")->check(fusemix_cli::non_negative)->capture_default_str();
+  data->add_option("--depth-y", d->depth_y, "blocks of the Y adapter")->check(fusemix_cli::non_negative)->capture_default_str();
+  data->add_option("--shared-dim", d->shared, "shared space width")->check(fusemix_cli::positive)->capture_default_str();
   data->add_option("--steps", d->steps, "timed steps of each kind (the medians are reported)")
-      ->check(CLI::PositiveNumber)->capture_default_str();
-  data->add_option("--warmup", d->warmup, "untimed steps first")->check(CLI::NonNegativeNumber)->capture_default_str();
-  data->add_option("--threads", d->threads, "threads")->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(fusemix_cli::positive)->capture_default_str();
+  data->add_option("--warmup", d->warmup, "untimed steps first")->check(fusemix_cli::non_negative)->capture_default_str();
+  data->add_option("--threads", d->threads, "threads")->check(fusemix_cli::positive)->capture_default_str();
   data->add_option("--micro-batch", d->micro_batch, "gradient caching: rows per slice (0: the whole batch)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
-  data->add_option("--seed", d->seed, "seed of the order, weights and draws")->capture_default_str();
+      ->check(fusemix_cli::non_negative)->capture_default_str();
+  data->add_option("--seed", d->seed, "seed of the order, weights and draws")->check(fusemix_cli::non_negative)->capture_default_str();
   data->add_flag("--json", d->json, "print one JSON object");
   data->callback([d] { run_bench_data(*d); });
 }

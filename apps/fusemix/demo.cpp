@@ -140,22 +140,22 @@ void register_demo(CLI::App& app) {
   cmd->add_option("--data", o->data, "directory with x_train/y_train/x_test/y_test .npy (data/emoji, data/icons)")
       ->capture_default_str();
   cmd->add_option("--out", s.out, "output directory")->capture_default_str();
-  auto* epochs = cmd->add_option("--epochs", s.train.epochs, "epochs (default: from the data)")->check(CLI::PositiveNumber);
-  auto* batch = cmd->add_option("--batch", s.train.batch, "rows per step (default: from the data)")->check(CLI::PositiveNumber);
-  auto* lr = cmd->add_option("--lr", s.train.lr, "peak learning rate (default: from the data)")->check(CLI::PositiveNumber);
+  auto* epochs = cmd->add_option("--epochs", s.train.epochs, "epochs (default: from the data)")->check(fusemix_cli::positive);
+  auto* batch = cmd->add_option("--batch", s.train.batch, "rows per step (default: from the data)")->check(fusemix_cli::positive);
+  auto* lr = cmd->add_option("--lr", s.train.lr, "peak learning rate (default: from the data)")->check(fusemix_cli::positive);
   auto* wd = cmd->add_option("--weight-decay", s.train.weight_decay, "AdamW decay (default: from the data)")
-                 ->check(CLI::NonNegativeNumber);
-  auto* depth = cmd->add_option("--depth", s.depth_x, "blocks per adapter (default: from the data)")->check(CLI::NonNegativeNumber);
+                 ->check(fusemix_cli::non_negative);
+  auto* depth = cmd->add_option("--depth", s.depth_x, "blocks per adapter (default: from the data)")->check(fusemix_cli::non_negative);
   cmd->add_option("--val-fraction", s.val_fraction,
                   "hold out this fraction of the training split for validation (default: as fusemix train, a tenth "
                   "from 1,000 pairs on)");
   cmd->add_option("--patience", s.patience, "stop after N epochs without a better validation recall (0: never)")
       ->capture_default_str();
-  auto* shared = cmd->add_option("--shared-dim", s.shared_dim, "shared width")->check(CLI::PositiveNumber)->capture_default_str();
-  auto* dropout = cmd->add_option("--dropout", s.dropout, "dropout")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  auto* shared = cmd->add_option("--shared-dim", s.shared_dim, "shared width")->check(fusemix_cli::positive)->capture_default_str();
+  auto* dropout = cmd->add_option("--dropout", s.dropout, "dropout")->check(fusemix_cli::probability)->capture_default_str();
   cmd->add_flag("--auto", s.auto_search, "search the settings as `fusemix train --auto` does (on the training split)");
   cmd->add_option("--budget-minutes", s.budget_minutes, "--auto: the search's time (default 15)");
-  cmd->add_option("--seed", s.train.seed, "seed")->capture_default_str();
+  cmd->add_option("--seed", s.train.seed, "seed")->check(fusemix_cli::non_negative)->capture_default_str();
   cmd->add_option("--loss", s.loss, "contrastive or sigmoid")
       ->check(CLI::IsMember({"contrastive", "sigmoid"}))->capture_default_str();
   cmd->add_option("--threads", s.threads, "GEMM threads (0: Eigen's default)")->capture_default_str();

@@ -20,6 +20,7 @@ void run_embed(const embed_options& o) {
   const auto side = o.side == "x" ? fusemix::io::side::x : fusemix::io::side::y;
   const std::string_view prefix = fusemix::io::prefix_of(side);
   constexpr const char* where = "fusemix embed";
+  fusemix_cli::check_outputs(where, {{"--out", o.out}});
   auto adapter = fusemix::io::load_adapter(o.model, side);
   adapter.set_training(false);
   const fusemix_cli::latent_blocks z(where, "--in", o.in);
@@ -29,7 +30,7 @@ void run_embed(const embed_options& o) {
   fusemix::io::npy_writer<float> out(o.out, z.rows(), adapter.out_dim(), where);
   z.for_each(fusemix_cli::embed_block_rows, [&](const fusemix::io::matrix<float>& block, std::size_t) {
     fusemix::io::matrix<float> s = adapter.forward(block);
-    if (o.normalize) s.rowwise().normalize();
+    if (o.normalize) s = fusemix::normalize_rows(fusemix::latent_view<float>(s));  // a zero row stays zero
     out.append(s);
   });
   out.commit();

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file
-/// What the subcommands share in reading their inputs: checked latents and widths.
+/// What the subcommands share in reading their inputs (checked latents and widths) and in
+/// checking where they write.
 /// (Model files are read by <fusemix/io/model.hpp>.)
 #pragma once
 
@@ -8,6 +9,7 @@
 #include <cmath>
 #include <cstddef>
 #include <filesystem>
+#include <initializer_list>
 #include <numeric>
 #include <optional>
 #include <span>
@@ -124,6 +126,34 @@ inline void require_width(std::string_view where, std::string_view flag, const s
     fusemix::throw_shape_error(
         where, fusemix::concat(flag, " ", path, ": latent width must equal the in_dim of ", prefix, " in ", model),
         in_dim, cols);
+}
+
+/// Checks the files a subcommand will write, before its work: no file named twice, none a
+/// directory, each creatable (a temporary is made beside it, then removed). The files are then
+/// written one after another at the end, each atomically, so a run refused here or by any later
+/// check of its input writes nothing. `outputs`: (flag, path) pairs; an empty path is an output
+/// not asked for.
+/// @throws fusemix::argument_error for a file named twice or a directory; fusemix::io_error naming
+///         the file where none can be created.
+inline void check_outputs(std::string_view where,
+                          std::initializer_list<std::pair<std::string_view, std::filesystem::path>> outputs) {
+  namespace fs = std::filesystem;
+  std::vector<std::pair<std::string_view, fs::path>> seen;
+  for (const auto& [flag, path] : outputs) {
+    if (path.empty()) continue;
+    std::error_code ec;
+    fs::path same = fs::weakly_canonical(path, ec);
+    if (ec) same = fs::absolute(path).lexically_normal();
+    for (const auto& [other, p] : seen)
+      if (p == same)
+        throw fusemix::argument_error(fusemix::concat(where, ": ", other, " and ", flag, " name the same file (",
+                                                      path.string(), "); each output needs its own"));
+    seen.emplace_back(flag, same);
+    if (fs::is_directory(path, ec))
+      fusemix::throw_expected<fusemix::argument_error>(where, fusemix::concat(flag, " is an output file"),
+                                                       "a file name", fusemix::concat("the directory ", path.string()));
+    const fusemix::io::atomic_file probe(where, path);  // never committed: its temporary goes with it
+  }
 }
 
 }  // namespace fusemix_cli

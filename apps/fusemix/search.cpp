@@ -6,6 +6,8 @@
 #include <optional>
 #include <string>
 
+#include <unistd.h>
+
 #include <fusemix/fusemix.hpp>
 
 #include "commands.hpp"
@@ -37,6 +39,20 @@ fusemix::matrix<float> embed_all(std::optional<fusemix::fusion_adapter<>>& h, co
 
 void run_search(const search_options& o) {
   constexpr std::string_view where = "fusemix search";
+  // The output is checked before the work and made after it, so a refused search leaves nothing.
+  const fs::path out(o.out);
+  if (fs::exists(out)) {
+    if (!fs::is_directory(out))
+      fusemix::throw_expected<fusemix::argument_error>(where, "--out is the output directory", "a directory",
+                                                       fusemix::concat("the file ", o.out));
+    fusemix_cli::check_outputs(where, {{"--out", out / "indices.npy"}, {"--out", out / "scores.npy"}});
+  } else {
+    fs::path up = fs::absolute(out).parent_path();
+    while (!up.empty() && up != up.root_path() && !fs::exists(up)) up = up.parent_path();
+    if (!fs::is_directory(up) || ::access(up.c_str(), W_OK | X_OK) != 0)
+      fusemix::throw_io_error(where, o.out, fusemix::concat("cannot create the output directory (", up.string(),
+                                                            " is not a directory this process can write in)"));
+  }
   auto m = fusemix::io::load_model(o.model);
   const bool qx = o.query_side == "x";
   auto& hq = qx ? m.x : m.y;
@@ -71,7 +87,9 @@ void run_search(const search_options& o) {
   };
   const auto r = o.device == "cuda" ? fusemix_cli::search_cuda(sq, zg.rows(), gallery, o.k)
                                     : fusemix::top_k_by_blocks(fusemix::cpu::backend<float>{}, sq, zg.rows(), gallery, o.k);
-  fs::create_directories(o.out);
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec) fusemix::throw_io_error(where, o.out, fusemix::concat("cannot create the output directory: ", ec.message()));
   fusemix::io::write_npy(fs::path(o.out) / "indices.npy", r.indices);
   fusemix::io::write_npy(fs::path(o.out) / "scores.npy", r.scores);
   std::cout << "searched " << zq.rows() << " queries (side " << o.query_side << ") over " << zg.rows()
@@ -89,7 +107,7 @@ void register_search(CLI::App& app) {
       ->check(CLI::IsMember({"x", "y"}))->capture_default_str();
   cmd->add_option("--queries", o->queries, "query latents, Q x in_dim .npy (or shards: a.npy,b.npy,...)")->required();
   cmd->add_option("--gallery", o->gallery, "gallery latents of the other side, G x in_dim .npy (or shards: a.npy,b.npy,...)")->required();
-  cmd->add_option("--k", o->k, "results per query")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--k", o->k, "results per query")->check(fusemix_cli::positive)->capture_default_str();
   cmd->add_option("--device", o->device, "cpu, or cuda (the products and the selection on the GPU; k <= 1024)")
       ->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   cmd->add_option("--out", o->out, "output directory: indices.npy (int64, Q x k, best first), scores.npy (float32 cosines)")

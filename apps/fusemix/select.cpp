@@ -35,14 +35,6 @@ struct select_options {
   bool json = false;
 };
 
-/// Refuses a leading minus sign, which CLI11 would wrap around for an unsigned option.
-const CLI::Validator not_negative(
-    [](const std::string& value) {
-      const auto first = value.find_first_not_of(" \t");
-      return first != std::string::npos && value[first] == '-' ? std::string("must not be negative") : std::string{};
-    },
-    ">= 0");
-
 /// The rows `picks` of the latents in `value` (a file or shards), in selection order; they must
 /// have `n` rows. Only the picked rows are read.
 fusemix::io::matrix<float> selected_rows(const std::string& value, std::string_view flag, std::size_t n,
@@ -133,6 +125,9 @@ void run_select(select_options o) {
     throw fusemix::argument_error("fusemix select: --out-y needs --y (the matrix to take rows from)");
   if (o.in.empty()) o.in = o.x;
   if (o.in.empty()) throw fusemix::argument_error("fusemix select: --in is required (or --x to select on X)");
+  // (Rank 0 alone writes; a refusal there ends every rank.)
+  if (fusemix_cli::process_group().rank() == 0)
+    fusemix_cli::check_outputs(where, {{"--out", o.out}, {"--out-x", o.out_x}, {"--out-y", o.out_y}});
 
   // One float32 file is selected on in place (its pages stay the page cache's); anything else
   // (float16/float64, shards, a pipe) is read into float32 first: the selector visits every row at
@@ -160,30 +155,30 @@ void register_select(CLI::App& app) {
   auto o = std::make_shared<select_options>();
   auto* cmd = app.add_subcommand("select", "Pick a diverse subset of latents by greedy k-DPP (or a uniform one)");
   cmd->add_option("--in", o->in, "latents to select on, N x D .npy (default: --x) (or shards: a.npy,b.npy,...)");
-  cmd->add_option("--k", o->s.k, "how many items to pick")->required()->check(not_negative);
+  cmd->add_option("--k", o->s.k, "how many items to pick")->required()->check(fusemix_cli::positive);
   cmd->add_option("--kernel", o->s.kernel, "similarity: (a.b + offset)^degree, linear, cosine, or exp(-gamma |a-b|^2)")
       ->check(CLI::IsMember({"poly", "linear", "cosine", "rbf"}))
       ->capture_default_str();
-  cmd->add_option("--degree", o->s.degree, "poly: the exponent")->check(not_negative)->capture_default_str();
+  cmd->add_option("--degree", o->s.degree, "poly: the exponent")->check(fusemix_cli::non_negative)->capture_default_str();
   cmd->add_option("--offset", o->s.offset, "poly: the constant added to a.b")->capture_default_str();
-  cmd->add_option("--gamma", o->s.gamma, "rbf: the width (default 1/D)")->check(CLI::PositiveNumber);
+  cmd->add_option("--gamma", o->s.gamma, "rbf: the width (default 1/D)")->check(fusemix_cli::positive);
   cmd->add_flag("--normalize", o->s.normalize, "L2-normalise the latents first (the paper's setting, with poly)");
   cmd->add_option("--threshold", o->s.threshold,
                   "stop when the best residual is at most this times the largest diagonal entry")
-      ->check(not_negative)
+      ->check(fusemix_cli::non_negative)
       ->capture_default_str();
   cmd->add_option("--window", o->s.window, "only the last W picks must be diverse (0: all)")
-      ->check(not_negative)
+      ->check(fusemix_cli::non_negative)
       ->capture_default_str();
   cmd->add_option("--threads", o->s.threads,
                   "CPU threads (0: the libraries' default, all cores); the picks do not depend on it")
-      ->check(not_negative)
+      ->check(fusemix_cli::non_negative)
       ->capture_default_str();
   cmd->add_option("--device", o->s.device, "cpu, or cuda (the GPU selector; window 0 only)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
   cmd->add_flag("--uniform", o->s.uniform, "draw k items uniformly at random instead (the baseline)");
-  cmd->add_option("--seed", o->s.seed, "--uniform: the random seed")->check(not_negative)->capture_default_str();
+  cmd->add_option("--seed", o->s.seed, "--uniform: the random seed")->check(fusemix_cli::non_negative)->capture_default_str();
   cmd->add_option("--out", o->out, "picks, int64 .npy in selection order")->required();
   cmd->add_option("--x", o->x, "paired dataset: X latents, N x D_x .npy (or shards: a.npy,b.npy,...)");
   cmd->add_option("--y", o->y, "paired dataset: Y latents, N x D_y .npy (or shards: a.npy,b.npy,...)");

@@ -94,32 +94,32 @@ void register_train(CLI::App& app) {
       ->required();
   cmd->add_option("--preset", *preset_name, "image-text, audio-text or audio-to-image (SPEC settings; flags override); "
                                             "without one, settings not given are chosen from the data (docs/training.md)");
-  auto* epochs = cmd->add_option("--epochs", s->train.epochs, "epochs")->check(CLI::PositiveNumber);
-  auto* batch = cmd->add_option("--batch", s->train.batch, "rows per step")->check(CLI::PositiveNumber);
-  auto* lr = cmd->add_option("--lr", s->train.lr, "peak learning rate")->check(CLI::PositiveNumber);
-  auto* wd = cmd->add_option("--weight-decay", s->train.weight_decay, "AdamW decay on Linear weights")->check(CLI::NonNegativeNumber);
-  auto* depth_x = cmd->add_option("--depth-x", s->depth_x, "blocks of the X adapter")->check(CLI::NonNegativeNumber);
-  auto* depth_y = cmd->add_option("--depth-y", s->depth_y, "blocks of the Y adapter")->check(CLI::NonNegativeNumber);
+  auto* epochs = cmd->add_option("--epochs", s->train.epochs, "epochs")->check(fusemix_cli::positive);
+  auto* batch = cmd->add_option("--batch", s->train.batch, "rows per step")->check(fusemix_cli::positive);
+  auto* lr = cmd->add_option("--lr", s->train.lr, "peak learning rate")->check(fusemix_cli::positive);
+  auto* wd = cmd->add_option("--weight-decay", s->train.weight_decay, "AdamW decay on Linear weights")->check(fusemix_cli::non_negative);
+  auto* depth_x = cmd->add_option("--depth-x", s->depth_x, "blocks of the X adapter")->check(fusemix_cli::non_negative);
+  auto* depth_y = cmd->add_option("--depth-y", s->depth_y, "blocks of the Y adapter")->check(fusemix_cli::non_negative);
   cmd->add_flag("--identity-y", s->identity_y, "no Y adapter: align X into Y's space (audio-to-image)");
   auto* shared_dim = cmd->add_option("--shared-dim", s->shared_dim, "shared space width (default 512; Y's width with --identity-y)")
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--expansion", s->expansion, "block widening factor")->check(CLI::PositiveNumber)->capture_default_str();
-  auto* dropout = cmd->add_option("--dropout", s->dropout, "dropout probability in the blocks")->check(CLI::Range(0.0, 1.0))->capture_default_str();
-  auto* alpha = cmd->add_option("--alpha", s->train.mixup.alpha, "mixup: lambda ~ Beta(alpha, alpha)")->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(fusemix_cli::positive);
+  cmd->add_option("--expansion", s->expansion, "block widening factor")->check(fusemix_cli::positive)->capture_default_str();
+  auto* dropout = cmd->add_option("--dropout", s->dropout, "dropout probability in the blocks")->check(fusemix_cli::probability)->capture_default_str();
+  auto* alpha = cmd->add_option("--alpha", s->train.mixup.alpha, "mixup: lambda ~ Beta(alpha, alpha)")->check(fusemix_cli::positive)->capture_default_str();
   cmd->add_option("--alpha-schedule", *alpha_schedule,
                   "mixup alpha per epoch from --alpha to --final-alpha: constant (the paper), cosine or exponential "
                   "(the authors' code)")
       ->check(CLI::IsMember({"constant", "cosine", "exponential"}))->capture_default_str();
-  cmd->add_option("--final-alpha", s->train.mixup.final_alpha, "alpha after the last epoch (with --alpha-schedule)")
-      ->capture_default_str();
+  auto* final_alpha = cmd->add_option("--final-alpha", s->train.mixup.final_alpha, "alpha after the last epoch (with --alpha-schedule)")
+      ->check(fusemix_cli::positive)->capture_default_str();
   auto* mix_option = cmd->add_option("--mix", *mix, "mixup pairing: permutation (paper) or halves (authors' code)")
       ->check(CLI::IsMember({"permutation", "halves"}))->capture_default_str();
   cmd->add_option("--loss", s->loss, "contrastive (the paper's symmetric InfoNCE, learnable temperature) or sigmoid "
                                      "(SigLIP: pairwise, learnable logit_scale and logit_bias)")
       ->check(CLI::IsMember({"contrastive", "sigmoid"}))->capture_default_str();
-  cmd->add_option("--seed", s->train.seed, "seed of every random draw")->capture_default_str();
+  cmd->add_option("--seed", s->train.seed, "seed of every random draw")->check(fusemix_cli::non_negative)->capture_default_str();
   cmd->add_option("--threads", s->threads, "GEMM threads (0: the libraries' default); results are bitwise reproducible per count")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(fusemix_cli::non_negative)->capture_default_str();
   cmd->add_option("--gemm", s->gemm, "GEMM library: auto (OpenBLAS where linked, Eigen where OpenBLAS is pinned to a non-AVX-512 kernel), eigen or openblas;"
                                      " like --threads, it changes the last bits")
       ->check(CLI::IsMember({"auto", "eigen", "openblas"}))->capture_default_str();
@@ -140,29 +140,30 @@ void register_train(CLI::App& app) {
   cmd->add_flag("--keep-last", s->keep_last,
                 "write the last epoch's weights (default with validation: the best epoch's by mean recall)");
   cmd->add_option("--patience", s->patience, "stop after N epochs without a better validation recall (0: never)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(fusemix_cli::non_negative)->capture_default_str();
   cmd->add_flag("--auto", s->auto_search,
                 "search depth, shared width, lr, weight decay, mixup alpha and mode, dropout and epochs (those not "
                 "given) by successive halving on validation pairs, then train the winner (docs/training.md)");
-  cmd->add_option("--budget-minutes", s->budget_minutes, "--auto: the search's time, final run included (default 15)");
+  cmd->add_option("--budget-minutes", s->budget_minutes, "--auto: the search's time, final run included (default 15)")
+      ->check(fusemix_cli::positive);
   cmd->add_option("--checkpoint-every", s->checkpoint_every, "write a checkpoint every N epochs (and at the end)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(fusemix_cli::non_negative)->capture_default_str();
   cmd->add_option("--checkpoint-minutes", s->checkpoint_minutes,
                   "also write a checkpoint inside an epoch once this many minutes have passed since the last one "
                   "(0: at epoch ends only); --resume continues from the step it records")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(fusemix_cli::non_negative)->capture_default_str();
   cmd->add_option("--progress-seconds", s->progress_seconds,
                   "without a terminal (a log file, a batch job): a progress line inside an epoch at most every S "
                   "seconds (0: none; on a terminal a bar is redrawn instead)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(fusemix_cli::non_negative)->capture_default_str();
   cmd->add_option("--micro-batch", s->train.micro_batch,
                   "gradient caching: run the mixed batch this many rows at a time, the loss still over the whole "
                   "batch (0: all at once); activation memory of M rows, the same result up to rounding")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(fusemix_cli::non_negative)->capture_default_str();
   cmd->add_option("--max-steps", s->train.max_steps,
                   "stop after N optimiser steps in all, writing the checkpoint and the weights (0: no limit; "
                   "smoke runs, benchmarks; the schedule still spans --epochs)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(fusemix_cli::non_negative)->capture_default_str();
   cmd->add_flag("--resume", s->resume,
                 "continue from OUT/checkpoint.safetensors if present (same settings, --epochs included: the schedule depends on it)");
   cmd->add_flag("--quiet", s->quiet, "no progress output");
@@ -174,6 +175,9 @@ void register_train(CLI::App& app) {
                                .dropout = dropout->count() > 0, .alpha = alpha->count() > 0,
                                .mix = mix_option->count() > 0});
     s->train.mixup.schedule = fusemix::parse_alpha_schedule(*alpha_schedule);
+    if (final_alpha->count() > 0 && s->train.mixup.schedule == fusemix::alpha_schedule::constant)
+      throw fusemix::argument_error("fusemix train: --final-alpha is where --alpha-schedule ends; with the constant "
+                                    "schedule alpha stays --alpha: give --alpha-schedule cosine or exponential");
     auto d = fusemix_cli::load_data(*s);
     fusemix_cli::prepare_run(*s, d);
     if (s->auto_search) fusemix_cli::search_settings(*s, d);

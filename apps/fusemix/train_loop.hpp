@@ -169,7 +169,14 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
   double best_score = 0;
   const bool resumed = s.resume && fs::exists(ckpt);
   if (resumed) {
-    const auto meta = tr.load_checkpoint(ckpt);
+    std::map<std::string, std::string> meta;
+    try {
+      meta = tr.load_checkpoint(ckpt);
+    } catch (const fusemix::shape_error& e) {
+      // Tensors of other shapes fail before the settings below can be compared.
+      throw fusemix::argument_error("fusemix train: --resume: " + ckpt.string() + " was written by a run with other "
+                                    "shapes (latent widths, --depth-x/-y, --shared-dim or --expansion): " + e.what());
+    }
     if (const auto b = meta.find("best_epoch"); b != meta.end()) {
       best_epoch = std::stoull(b->second);
       best_score = std::stod(meta.at("best_score"));
@@ -210,9 +217,21 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
     fusemix::io::atomic_write("fusemix train", metrics,
                                   [&](fusemix::io::atomic_file& f) { f.write(all.data(), all.size()); });
   };
-  // A new run's record starts empty, so that one stopped before its first epoch ends (--max-steps, a
-  // signal) leaves no earlier run's epochs beside its own checkpoint and weights.
-  if (!resumed) write_metrics();
+  // A new run in an earlier run's directory starts by removing that run's weights and checkpoint and
+  // emptying its record, so that this run, stopped or killed before it writes its own (--max-steps, a
+  // signal, SIGKILL), never leaves them beside its files as if they were its.
+  if (!resumed && writer) {
+    bool removed = false;
+    for (const fs::path& f : {weights, ckpt}) {
+      std::error_code rm;
+      removed = fs::remove(f, rm) || removed;
+      if (rm) fusemix::throw_io_error("fusemix train", f, "cannot remove the earlier run's file: " + rm.message());
+    }
+    if (removed && !quiet)
+      std::cout << "a new run in " << s.out.string() << ": the earlier run's weights and checkpoint removed "
+                << "(--resume continues a run)\n";
+    write_metrics();
+  }
   // The last checkpoint's time, for --checkpoint-minutes.
   using steady = std::chrono::steady_clock;
   auto last_save = steady::now();

@@ -165,6 +165,14 @@ void prepare_run(train_settings& s, data_set& d) {
   if (s.gpu_latents != "auto" && s.device != "cuda")
     throw fusemix::argument_error(fusemix::concat("fusemix train: --gpu-latents ", s.gpu_latents,
                                                   " chooses how the GPU reads the pairs; it needs --device cuda"));
+  if (s.precision != "fp32" && s.device != "cuda")
+    throw fusemix::argument_error(fusemix::concat("fusemix train: --precision ", s.precision,
+                                                  " chooses the GPU's GEMM operands; it needs --device cuda (the CPU "
+                                                  "computes in fp32)"));
+  if (s.identity_y && s.given.depth_y)
+    throw fusemix::argument_error("fusemix train: --identity-y has no Y adapter, so no depth: drop --depth-y");
+  if (s.no_val && given_val)
+    throw fusemix::argument_error("fusemix train: --no-val and --x-val/--y-val contradict each other");
   if (s.budget_minutes && !s.auto_search)
     throw fusemix::argument_error("fusemix train: --budget-minutes is the time of an --auto search; without --auto there is none");
   if (s.budget_minutes && !(*s.budget_minutes > 0))

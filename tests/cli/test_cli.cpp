@@ -569,8 +569,11 @@ BOOST_AUTO_TEST_CASE(float16_shards_train_like_one_float32_file_and_max_steps_re
   const fs::path reused = d / "reused_run";
   fs::copy(one, reused, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
   BOOST_TEST_REQUIRE(fs::file_size(reused / "metrics.jsonl") > 0);
-  BOOST_TEST_REQUIRE(run(program(args((d / "rounded_x.npy").string(), (d / "rounded_y.npy").string(), reused) +
-                                 " --max-steps 3 --quiet")).code == 0);
+  const auto again = run(program(args((d / "rounded_x.npy").string(), (d / "rounded_y.npy").string(), reused) +
+                                 " --max-steps 3"));
+  BOOST_TEST_REQUIRE(again.code == 0, again.err);
+  BOOST_TEST(again.out.find("the earlier run's weights and checkpoint removed") != std::string::npos, again.out);
+  BOOST_TEST(bytes_of(reused / "adapters.safetensors") != want, "the earlier run's weights are still there");
   BOOST_TEST(fs::exists(reused / "metrics.jsonl"));
   BOOST_TEST(bytes_of(reused / "metrics.jsonl").empty(), "an earlier run's metrics.jsonl left beside a new run's weights");
   // --micro-batch 100 (slices of 100, 100 and 56 rows): the same weights up to rounding.
@@ -895,7 +898,7 @@ BOOST_AUTO_TEST_CASE(bad_input_is_one_line_and_exit_2) {
       {base + " --x " + (d / "data_x.npy").string() + " --y " + (d / "data_y.npy").string() + " --patience 3 --no-val",
        "got none: --no-val"},
       {base + " --x " + (d / "data_x.npy").string() + " --y " + (d / "data_y.npy").string() + " --auto --budget-minutes 0",
-       "--budget-minutes is the search's time (expected minutes > 0, got 0)"},
+       "--budget-minutes: expected a number > 0, got 0"},
       {base + " --x " + (d / "data_x.npy").string() + " --y " + (d / "data_y.npy").string() + " --budget-minutes 5",
        "without --auto there is none"},
       {base + " --x " + (d / "data_x.npy").string() + " --y " + (d / "data_y.npy").string() + " --auto --no-val",
@@ -908,7 +911,20 @@ BOOST_AUTO_TEST_CASE(bad_input_is_one_line_and_exit_2) {
        "--gpu-latents stream chooses how the GPU reads the pairs; it needs --device cuda"},
       {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --alpha-schedule cosine "
            "--final-alpha 0",
-       "the final alpha of a schedule must be positive"},
+       "--final-alpha: expected a number > 0, got 0"},
+      {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --final-alpha 0.5",
+       "--final-alpha is where --alpha-schedule ends"},
+      {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --shared-dim 0",
+       "--shared-dim: expected a number > 0, got 0"},
+      {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --precision bf16",
+       "--precision bf16 chooses the GPU's GEMM operands; it needs --device cuda"},
+      {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --identity-y --depth-y 2",
+       "--identity-y has no Y adapter, so no depth"},
+      {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --x-val " +
+           (d / "small_x.npy").string() + " --y-val " + (d / "small_y.npy").string() + " --no-val",
+       "--no-val and --x-val/--y-val contradict each other"},
+      {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --checkpoint-minutes inf",
+       "--checkpoint-minutes: expected a number >= 0, got inf"},
       {"eval --model " + (d / "small_x.npy").string() + " --x " + (d / "small_x.npy").string() + " --y " +
            (d / "small_y.npy").string(),
        "small_x.npy"},

@@ -43,7 +43,8 @@ struct retrieval_result {
 /// Rows are L2-normalised here; similarities are computed `block` queries at a time.
 ///
 /// @throws shape_error if widths differ, a side is empty, or `image_of_text` has the wrong length;
-///         argument_error if an index is out of range or an image has no caption.
+///         argument_error if an index is out of range or an image has no caption; numeric_error
+///         if an embedding is not finite (NaN similarities would rank every query first).
 ///
 /// **Example**
 ///
@@ -92,6 +93,15 @@ std::vector<std::size_t> ranks_against(const matrix<T>& queries, const matrix<T>
   return ranks;
 }
 
+template <Scalar T>
+void require_finite_embeddings(std::string_view where, std::string_view side, const latent_view<T>& z) {
+  const T* p = z.data();
+  for (std::size_t i = 0, n = z.rows() * z.cols(); i < n; ++i)
+    if (!std::isfinite(p[i]))
+      throw_expected<numeric_error>(where, concat("the embeddings of the ", side, " must be finite"), "finite values",
+                                    concat(p[i], " at row ", i / z.cols(), ", column ", i % z.cols()));
+}
+
 }  // namespace detail
 
 template <Scalar T>
@@ -124,6 +134,9 @@ retrieval_result evaluate_retrieval(const latent_view<T>& images, const latent_v
       throw_expected<argument_error>(where, "every image needs a caption", ">= 1 caption",
                                              concat("none for image ", i));
 
+  // NaN similarities compare false both ways, so every query would rank first: refused instead.
+  detail::require_finite_embeddings(where, "images", images);
+  detail::require_finite_embeddings(where, "texts", texts);
   const auto img = normalize_rows(images), txt = normalize_rows(texts);
   const auto t2i = detail::ranks_against<T>(
       txt, img, [&](std::size_t j, std::size_t i) { return static_cast<std::size_t>(owner[j]) == i; }, block);

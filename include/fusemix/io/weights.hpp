@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstddef>
 #include <filesystem>
 #include <map>
@@ -115,9 +116,16 @@ void load_parameters_from(Model& model, std::string_view prefix, const io::basic
   using V = std::remove_cvref_t<typename decltype(model.parameters())::value_type>;
   std::vector<V> values(model.parameters().size());
   model.copy_parameters_to(std::span<V>(values));
-  for (std::size_t i = 0; i < params.size(); ++i)
-    std::transform(found[i]->data.begin(), found[i]->data.end(),
-                   values.begin() + static_cast<std::ptrdiff_t>(params[i].offset), [](T v) { return static_cast<V>(v); });
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const auto first = values.begin() + static_cast<std::ptrdiff_t>(params[i].offset);
+    const auto last = std::transform(found[i]->data.begin(), found[i]->data.end(), first,
+                                     [](T v) { return static_cast<V>(v); });
+    // A NaN weight would pass through every product into NaN scores, which rank as ties and can
+    // read as perfect recall: refused here, where the tensor can be named.
+    if (const auto bad = std::find_if(first, last, [](V v) { return !std::isfinite(v); }); bad != last)
+      throw_expected<numeric_error>(where, concat("tensor \"", prefix, params[i].name, "\"", in_file, " must be finite"),
+                                    "finite values", concat(*bad, " at index ", bad - first));
+  }
   model.copy_parameters_from(std::span<const V>(values));
 }
 
@@ -182,6 +190,9 @@ void load_loss_parameters(Loss& loss, const basic_safetensors_file<T>& file) {
       throw_shape_error(where, concat(file.path, ": \"", Loss::parameter_names[i], "\" must be a scalar"), "shape []",
                         concat(it->second.data.size(), " values"));
     found[i] = it->second.data[0];
+    if (!std::isfinite(static_cast<double>(found[i])))
+      throw_expected<numeric_error>(where, concat(file.path, ": \"", Loss::parameter_names[i], "\" must be finite"),
+                                    "a finite value", found[i]);
   }
   const auto values = loss.parameters();
   for (std::size_t i = 0; i < found.size(); ++i) values[i] = static_cast<typename decltype(values)::value_type>(found[i]);

@@ -4,7 +4,9 @@
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
+#include <string>
 #include <vector>
 
 #include <fusemix/backend/cpu.hpp>
@@ -110,6 +112,15 @@ BOOST_AUTO_TEST_CASE(bad_input) {
   BOOST_CHECK_EXCEPTION((void)fm::evaluate_retrieval<float>(a, a, missing_image), fm::argument_error,
                         [](const fm::error& e) { return std::string(e.what()).find("image 2") != std::string::npos; });
   BOOST_CHECK_THROW((void)fm::evaluate_retrieval<float>(a, a, short_list), fm::shape_error);
+  // A NaN similarity compares false both ways, so NaN embeddings would rank every query first
+  // (100% recall): refused, naming the side and the place.
+  fmatrix with_nan = fmatrix::Random(3, 2);
+  with_nan(2, 1) = std::numeric_limits<float>::quiet_NaN();
+  BOOST_CHECK_EXCEPTION((void)fm::evaluate_retrieval<float>(fmatrix(fmatrix::Random(3, 2)), with_nan), fm::numeric_error,
+                        [](const fm::error& e) {
+                          return std::string(e.what()).find("embeddings of the texts must be finite (expected finite "
+                                                            "values, got nan at row 2, column 1)") != std::string::npos;
+                        });
 }
 
 BOOST_AUTO_TEST_SUITE_END()

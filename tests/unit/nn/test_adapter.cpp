@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -327,6 +328,22 @@ BOOST_AUTO_TEST_CASE(load_parameters_refuses_missing_extra_and_misshapen_tensors
   BOOST_CHECK_EXCEPTION(fm::io::load_parameters(a, fm::io::x_prefix, misshapen), fm::shape_error,
                         message_has({"fusemix::io::load_parameters: tensor \"vis_proj.2.bias\"",
                                      "has the wrong shape (expected [3], got [2])"}));
+  BOOST_TEST(std::equal(a.parameters().begin(), a.parameters().end(), source.parameters().begin()));
+
+  // A NaN or infinite weight (a diverged model from elsewhere) is refused by name, and a double
+  // too large for a float as well; nothing is loaded.
+  for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    auto poisoned = good;
+    poisoned.at("vis_proj.0.fn.3.weight").data[5] = bad;
+    BOOST_CHECK_EXCEPTION(fm::io::load_parameters(a, fm::io::x_prefix, file_with(poisoned)), fm::numeric_error,
+                          message_has({"fusemix::io::load_parameters: tensor \"vis_proj.0.fn.3.weight\"", "m.safetensors",
+                                       "must be finite", " at index 5"}));
+  }
+  fm::io::basic_tensor_map<double> wide;
+  fm::io::store_parameters(source, fm::io::x_prefix, wide);
+  wide.at("vis_proj.2.bias").data[1] = 1e300;
+  BOOST_CHECK_EXCEPTION(fm::io::load_parameters(a, fm::io::x_prefix, wide), fm::numeric_error,
+                        message_has({"tensor \"vis_proj.2.bias\" must be finite", "inf at index 1"}));
   BOOST_TEST(std::equal(a.parameters().begin(), a.parameters().end(), source.parameters().begin()));
   misshapen = good;
   misshapen["vis_proj.0.fn.3.bias"] = {.shape = {2, 3}, .data = {1, 2, 3, 4, 5, 6}};
