@@ -23,12 +23,13 @@ inline CLI::Validator number_check(std::string shown, bool (*in_range)(double), 
         char* end = nullptr;
         const double v = std::strtod(value.c_str(), &end);
         if (end == value.c_str()) return {};
-        return std::isfinite(v) && in_range(v) ? std::string() : "expected " + expected + ", got " + value;
+        return std::isfinite(v) && in_range(v) ? std::string() : "out of range (expected " + expected + ", got " + value + ")";
       },
       std::move(shown));
 }
 inline const CLI::Validator positive = number_check("> 0", [](double v) { return v > 0; }, "a number > 0");
 inline const CLI::Validator non_negative = number_check(">= 0", [](double v) { return v >= 0; }, "a number >= 0");
+inline const CLI::Validator finite = number_check("finite", [](double) { return true; }, "a finite number");
 inline const CLI::Validator probability =
     number_check("in [0, 1]", [](double v) { return v >= 0 && v <= 1; }, "a number from 0 to 1");
 

@@ -150,15 +150,15 @@ void register_demo(CLI::App& app) {
                   "hold out this fraction of the training split for validation (default: as fusemix train, a tenth "
                   "from 1,000 pairs on)");
   cmd->add_option("--patience", s.patience, "stop after N epochs without a better validation recall (0: never)")
-      ->capture_default_str();
+      ->check(fusemix_cli::non_negative)->capture_default_str();
   auto* shared = cmd->add_option("--shared-dim", s.shared_dim, "shared width")->check(fusemix_cli::positive)->capture_default_str();
   auto* dropout = cmd->add_option("--dropout", s.dropout, "dropout")->check(fusemix_cli::probability)->capture_default_str();
   cmd->add_flag("--auto", s.auto_search, "search the settings as `fusemix train --auto` does (on the training split)");
-  cmd->add_option("--budget-minutes", s.budget_minutes, "--auto: the search's time (default 15)");
+  cmd->add_option("--budget-minutes", s.budget_minutes, "--auto: the search's time (default 15)")->check(fusemix_cli::positive);
   cmd->add_option("--seed", s.train.seed, "seed")->check(fusemix_cli::non_negative)->capture_default_str();
   cmd->add_option("--loss", s.loss, "contrastive or sigmoid")
       ->check(CLI::IsMember({"contrastive", "sigmoid"}))->capture_default_str();
-  cmd->add_option("--threads", s.threads, "GEMM threads (0: Eigen's default)")->capture_default_str();
+  cmd->add_option("--threads", s.threads, "GEMM threads (0: Eigen's default)")->check(fusemix_cli::non_negative)->capture_default_str();
   cmd->add_flag("--quiet", s.quiet, "no per-epoch lines");
   cmd->add_flag("--resume", s.resume, "continue a run that SIGINT/SIGTERM or a crash stopped (same settings)");
   cmd->add_flag("!--no-plot", o->plot, "do not draw training.png");

@@ -72,7 +72,7 @@ void register_embed(CLI::App& app) {
   auto o = std::make_shared<embed_options>();
   auto* cmd = app.add_subcommand("embed", "Map latents through one trained adapter into the shared space");
   cmd->add_option("--model", o->model, "adapters.safetensors written by fusemix train (or PyTorch)")->required();
-  cmd->add_option("--side", o->side, "x (vis_proj.) or y (text_proj.)")->check(CLI::IsMember({"x", "y"}));
+  cmd->add_option("--side", o->side, "x (vis_proj.) or y (text_proj.)")->check(CLI::IsMember({"x", "y"}))->capture_default_str();
   cmd->add_option("--in", o->in, "latents, N x in_dim .npy (or shards: a.npy,b.npy,...)")->required();
   cmd->add_option("--out", o->out, "embeddings, N x out_dim .npy (float32)")->required();
   cmd->add_flag("--normalize", o->normalize, "L2-normalise each embedding");

@@ -8,6 +8,7 @@
 #include <iostream>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include <CLI/CLI.hpp>
 
@@ -84,6 +85,17 @@ int main(int argc, char** argv) {
   register_select(app);
   register_bench(app);
   try {
+    // CLI11 answers a misspelt command with "A subcommand is required": name it instead.
+    if (argc > 1 && argv[1][0] != '-') {
+      std::string known;
+      for (const CLI::App* sub : std::as_const(app).get_subcommands([](const CLI::App*) { return true; }))
+        known += (known.empty() ? "" : ", ") + sub->get_name();
+      if (std::as_const(app).get_subcommands([&](const CLI::App* sub) { return sub->get_name() == argv[1]; }).empty()) {
+        std::cerr << "fusemix: usage error: unknown command '" << argv[1] << "' (expected one of " << known
+                  << "; see --help)\n";
+        return fail(2);
+      }
+    }
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;

@@ -129,7 +129,8 @@ inline void require_width(std::string_view where, std::string_view flag, const s
 }
 
 /// Checks the files a subcommand will write, before its work: no file named twice, none a
-/// directory, each creatable (a temporary is made beside it, then removed). The files are then
+/// directory, each creatable (a temporary is made beside it, then removed), and the temporaries
+/// of an earlier run killed while writing it removed. The files are then
 /// written one after another at the end, each atomically, so a run refused here or by any later
 /// check of its input writes nothing. `outputs`: (flag, path) pairs; an empty path is an output
 /// not asked for.
@@ -152,6 +153,8 @@ inline void check_outputs(std::string_view where,
     if (fs::is_directory(path, ec))
       fusemix::throw_expected<fusemix::argument_error>(where, fusemix::concat(flag, " is an output file"),
                                                        "a file name", fusemix::concat("the directory ", path.string()));
+    // (A run of this command killed while writing left its temporaries; they go first.)
+    static_cast<void>(fusemix::io::remove_stale_temporaries(path));
     const fusemix::io::atomic_file probe(where, path);  // never committed: its temporary goes with it
   }
 }

@@ -40,16 +40,18 @@ fusemix::matrix<float> embed_all(std::optional<fusemix::fusion_adapter<>>& h, co
 void run_search(const search_options& o) {
   constexpr std::string_view where = "fusemix search";
   // The output is checked before the work and made after it, so a refused search leaves nothing.
+  // (The error-code forms: a directory this process may not search is a refusal, not a failure.)
   const fs::path out(o.out);
-  if (fs::exists(out)) {
-    if (!fs::is_directory(out))
+  std::error_code ec;
+  if (const fs::file_status st = fs::status(out, ec); fs::exists(st)) {
+    if (!fs::is_directory(st))
       fusemix::throw_expected<fusemix::argument_error>(where, "--out is the output directory", "a directory",
                                                        fusemix::concat("the file ", o.out));
     fusemix_cli::check_outputs(where, {{"--out", out / "indices.npy"}, {"--out", out / "scores.npy"}});
   } else {
-    fs::path up = fs::absolute(out).parent_path();
-    while (!up.empty() && up != up.root_path() && !fs::exists(up)) up = up.parent_path();
-    if (!fs::is_directory(up) || ::access(up.c_str(), W_OK | X_OK) != 0)
+    fs::path up = fs::absolute(out, ec).parent_path();
+    while (!up.empty() && up != up.root_path() && !fs::exists(up, ec)) up = up.parent_path();
+    if (!fs::is_directory(up, ec) || ::access(up.c_str(), W_OK | X_OK) != 0)
       fusemix::throw_io_error(where, o.out, fusemix::concat("cannot create the output directory (", up.string(),
                                                             " is not a directory this process can write in)"));
   }
@@ -87,7 +89,6 @@ void run_search(const search_options& o) {
   };
   const auto r = o.device == "cuda" ? fusemix_cli::search_cuda(sq, zg.rows(), gallery, o.k)
                                     : fusemix::top_k_by_blocks(fusemix::cpu::backend<float>{}, sq, zg.rows(), gallery, o.k);
-  std::error_code ec;
   fs::create_directories(out, ec);
   if (ec) fusemix::throw_io_error(where, o.out, fusemix::concat("cannot create the output directory: ", ec.message()));
   fusemix::io::write_npy(fs::path(o.out) / "indices.npy", r.indices);

@@ -160,7 +160,7 @@ void register_select(CLI::App& app) {
       ->check(CLI::IsMember({"poly", "linear", "cosine", "rbf"}))
       ->capture_default_str();
   cmd->add_option("--degree", o->s.degree, "poly: the exponent")->check(fusemix_cli::non_negative)->capture_default_str();
-  cmd->add_option("--offset", o->s.offset, "poly: the constant added to a.b")->capture_default_str();
+  cmd->add_option("--offset", o->s.offset, "poly: the constant added to a.b")->check(fusemix_cli::finite)->capture_default_str();
   cmd->add_option("--gamma", o->s.gamma, "rbf: the width (default 1/D)")->check(fusemix_cli::positive);
   cmd->add_flag("--normalize", o->s.normalize, "L2-normalise the latents first (the paper's setting, with poly)");
   cmd->add_option("--threshold", o->s.threshold,

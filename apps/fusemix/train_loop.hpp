@@ -281,6 +281,12 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
                       std::string("fusemix train: stopped by ") + name + "; saved " + saved +
                           "; continue with the same command and --resume");
   };
+  auto divergence = [&](const std::string& when, const fusemix::numeric_error& err) {
+    bar.end_line();
+    return diverged("fusemix train: training diverged " + when + " (" + err.what() + "); " +
+                    (fs::exists(ckpt) ? "kept " : "") + saved + "; " + weights.filename().string() +
+                    " not written (try a lower learning rate)");
+  };
   const stop_on_signals on_signals;
   train_result result;
   double epoch_seconds = 0;  // an epoch's time across --checkpoint-minutes pauses
@@ -299,11 +305,7 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
       }, &stop_requested);
     } catch (const fusemix::numeric_error& err) {
       // The data were checked finite up front, so this is divergence, not bad input: exit 1.
-      bar.end_line();
-      throw diverged("fusemix train: training diverged in epoch " + std::to_string(e + 1) + ", step " +
-                     std::to_string(tr.step_in_epoch() + 1) + " (" + err.what() + "); " +
-                     (fs::exists(ckpt) ? "kept " : "") + saved + "; " +
-                     weights.filename().string() + " not written (try a lower learning rate)");
+      throw divergence("in epoch " + std::to_string(e + 1) + ", step " + std::to_string(tr.step_in_epoch() + 1), err);
     }
     take_checkpoint_request();
     epoch_seconds += rec.seconds;
@@ -335,7 +337,14 @@ train_result train_with(const train_settings& s, const M& zx, const M& zy, std::
     j["steps"] = rec.steps;
     j["seconds"] = rec.seconds;
     bool improved = false;
-    if (const std::optional<fusemix::retrieval_result> r = validate_epoch(hx, hy)) {
+    std::optional<fusemix::retrieval_result> r;
+    try {
+      r = validate_epoch(hx, hy);
+    } catch (const fusemix::numeric_error& err) {
+      // A last step with a finite loss can still leave weights that embed to NaN.
+      throw divergence("in epoch " + std::to_string(e + 1) + " (its validation embeddings)", err);
+    }
+    if (r) {
       j["val"] = retrieval_json(*r);
       result.val = r;
       if (best_epoch == 0 || r->mean > best_score) {

@@ -350,6 +350,9 @@ def train(x, y, *, preset=None, epochs=None, batch=None, lr=None, weight_decay=N
         "budget_minutes": None if budget_minutes is None else
                           _real(where, "budget_minutes", budget_minutes, 0, low_open=True),
     }
+    if alpha_schedule == "constant" and final_alpha != 1.0:
+        raise ArgumentError(f"{where}: final_alpha is where alpha_schedule ends; with the constant schedule alpha "
+                            f"stays alpha (expected alpha_schedule 'cosine' or 'exponential', got 'constant')")
     if callback is not None and not callable(callback):
         raise ArgumentError(f"{where}: callback must be callable (expected a function, got {type(callback).__name__})")
     if out is None:

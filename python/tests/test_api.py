@@ -92,6 +92,11 @@ def test_bad_settings_raise_argument_errors(small):
         (dict(QUICK, callback=42), r"callback must be callable"),
         (dict(QUICK, checkpoint_minutes=-1), r"checkpoint_minutes out of range \(expected >= 0, got -1\)"),
         (dict(QUICK, progress_seconds=-1), r"progress_seconds out of range \(expected >= 0, got -1\)"),
+        # Contradictions the program refuses too (shared code for the last three).
+        (dict(QUICK, final_alpha=0.5), r"final_alpha is where alpha_schedule ends"),
+        (dict(QUICK, identity_y=True, shared_dim=None), r"--identity-y has no Y adapter, so no depth"),
+        (dict(QUICK, precision="bf16"), r"--precision bf16 chooses the GPU's GEMM operands; it needs --device cuda"),
+        (dict(QUICK, no_val=True, x_val=x[:50], y_val=y[:50]), r"--no-val and --x-val/--y-val contradict each other"),
     ]
     for settings, message in cases:
         with pytest.raises((fusemix.ArgumentError, fusemix.ShapeError), match=message):
@@ -365,8 +370,10 @@ def test_ctrl_c_leaves_a_checkpoint_that_resume_continues(tmp_path, small, progr
     child = subprocess.Popen([sys.executable, "-c", CHILD, x, y, run_dir], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
     deadline = time.monotonic() + 60
-    # Signalled once the first epoch is recorded, so the run is inside its loop.
-    while not (run_dir / "metrics.jsonl").exists() and time.monotonic() < deadline and child.poll() is None:
+    # Signalled once the first epoch is recorded, so the run is inside its loop (a new run writes
+    # metrics.jsonl empty when it starts, before its signal handlers are in place).
+    metrics = run_dir / "metrics.jsonl"
+    while not (metrics.exists() and metrics.stat().st_size > 0) and time.monotonic() < deadline and child.poll() is None:
         time.sleep(0.02)
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=60)

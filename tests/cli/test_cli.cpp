@@ -573,9 +573,29 @@ BOOST_AUTO_TEST_CASE(float16_shards_train_like_one_float32_file_and_max_steps_re
                                  " --max-steps 3"));
   BOOST_TEST_REQUIRE(again.code == 0, again.err);
   BOOST_TEST(again.out.find("the earlier run's weights and checkpoint removed") != std::string::npos, again.out);
-  BOOST_TEST(bytes_of(reused / "adapters.safetensors") != want, "the earlier run's weights are still there");
   BOOST_TEST(fs::exists(reused / "metrics.jsonl"));
   BOOST_TEST(bytes_of(reused / "metrics.jsonl").empty(), "an earlier run's metrics.jsonl left beside a new run's weights");
+  // One that diverges in its first step writes no weights of its own: none of the earlier run's
+  // may be left there either.
+  fs::copy(one, reused, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+  std::string huge_lr = args((d / "rounded_x.npy").string(), (d / "rounded_y.npy").string(), reused) + " --quiet";
+  huge_lr.replace(huge_lr.find("--lr 2e-3"), 9, "--lr 1e30");
+  const auto diverged = run(program(huge_lr));
+  BOOST_TEST(diverged.code == 1, diverged.err);
+  BOOST_TEST(diverged.err.find("training diverged") != std::string::npos, diverged.err);
+  BOOST_TEST(!fs::exists(reused / "adapters.safetensors"), "the earlier run's weights left beside a diverged run");
+  // --resume of a checkpoint of other shapes names the settings; a model file is no checkpoint.
+  std::string deeper = base;
+  deeper.replace(deeper.find("--depth-x 2"), 11, "--depth-x 3");
+  const auto other = run(program(deeper + " --resume"));
+  BOOST_TEST(other.code == 2, other.err);
+  BOOST_TEST(other.err.find("was written by a run with other shapes (latent widths, --depth-x/-y") != std::string::npos,
+             other.err);
+  fs::copy_file(stopped / "adapters.safetensors", stopped / "checkpoint.safetensors", fs::copy_options::overwrite_existing);
+  const auto model = run(program(base + " --resume"));
+  BOOST_TEST(model.code == 2, model.err);
+  BOOST_TEST(model.err.find("not a fusemix checkpoint (expected format \"fusemix-checkpoint-1\", got") != std::string::npos,
+             model.err);
   // --micro-batch 100 (slices of 100, 100 and 56 rows): the same weights up to rounding.
   const fs::path cached = d / "micro_batch_run";
   const auto c = run(program(args((d / "rounded_x.npy").string(), (d / "rounded_y.npy").string(), cached) +
@@ -898,7 +918,7 @@ BOOST_AUTO_TEST_CASE(bad_input_is_one_line_and_exit_2) {
       {base + " --x " + (d / "data_x.npy").string() + " --y " + (d / "data_y.npy").string() + " --patience 3 --no-val",
        "got none: --no-val"},
       {base + " --x " + (d / "data_x.npy").string() + " --y " + (d / "data_y.npy").string() + " --auto --budget-minutes 0",
-       "--budget-minutes: expected a number > 0, got 0"},
+       "--budget-minutes: out of range (expected a number > 0, got 0)"},
       {base + " --x " + (d / "data_x.npy").string() + " --y " + (d / "data_y.npy").string() + " --budget-minutes 5",
        "without --auto there is none"},
       {base + " --x " + (d / "data_x.npy").string() + " --y " + (d / "data_y.npy").string() + " --auto --no-val",
@@ -911,11 +931,11 @@ BOOST_AUTO_TEST_CASE(bad_input_is_one_line_and_exit_2) {
        "--gpu-latents stream chooses how the GPU reads the pairs; it needs --device cuda"},
       {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --alpha-schedule cosine "
            "--final-alpha 0",
-       "--final-alpha: expected a number > 0, got 0"},
+       "--final-alpha: out of range (expected a number > 0, got 0)"},
       {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --final-alpha 0.5",
        "--final-alpha is where --alpha-schedule ends"},
       {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --shared-dim 0",
-       "--shared-dim: expected a number > 0, got 0"},
+       "--shared-dim: out of range (expected a number > 0, got 0)"},
       {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --precision bf16",
        "--precision bf16 chooses the GPU's GEMM operands; it needs --device cuda"},
       {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --identity-y --depth-y 2",
@@ -924,7 +944,7 @@ BOOST_AUTO_TEST_CASE(bad_input_is_one_line_and_exit_2) {
            (d / "small_x.npy").string() + " --y-val " + (d / "small_y.npy").string() + " --no-val",
        "--no-val and --x-val/--y-val contradict each other"},
       {base + " --x " + (d / "small_x.npy").string() + " --y " + (d / "small_y.npy").string() + " --checkpoint-minutes inf",
-       "--checkpoint-minutes: expected a number >= 0, got inf"},
+       "--checkpoint-minutes: out of range (expected a number >= 0, got inf)"},
       {"eval --model " + (d / "small_x.npy").string() + " --x " + (d / "small_x.npy").string() + " --y " +
            (d / "small_y.npy").string(),
        "small_x.npy"},

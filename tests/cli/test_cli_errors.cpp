@@ -480,17 +480,66 @@ BOOST_AUTO_TEST_CASE(shared_width_differs) {
 BOOST_AUTO_TEST_CASE(k_out_of_range) {
   for (const std::string uniform : {"", " --uniform"}) {
     const std::string where = uniform.empty() ? "fusemix::greedy_kdpp: " : "fusemix::uniform_subset: ";
-    expect_refused(select_with(at("x.npy"), " --k 0" + uniform), {"fusemix: usage error: --k: expected a number > 0, got 0"});
+    expect_refused(select_with(at("x.npy"), " --k 0" + uniform), {"fusemix: usage error: --k: out of range (expected a number > 0, got 0)"});
     expect_refused(select_with(at("x.npy"), " --k 41" + uniform),
                    {where + "k must not exceed the item count (expected <= 40, got 41)"});
   }
-  expect_refused(select_with(at("x.npy"), " --k -1"), {"fusemix: usage error: --k: expected a number > 0, got -1"});
+  expect_refused(select_with(at("x.npy"), " --k -1"), {"fusemix: usage error: --k: out of range (expected a number > 0, got -1)"});
   // CLI11's own checks let NaN through and print their bound as a 309-digit number; ours say what a flag takes.
-  expect_refused(select_with(at("x.npy"), " --k 5 --kernel rbf --gamma nan"), {"--gamma: expected a number > 0, got nan"});
-  expect_refused(select_with(at("x.npy"), " --k 5 --seed -1 --uniform"), {"--seed: expected a number >= 0, got -1"});
+  expect_refused(select_with(at("x.npy"), " --k 5 --kernel rbf --gamma nan"), {"--gamma: out of range (expected a number > 0, got nan)"});
+  expect_refused(select_with(at("x.npy"), " --k 5 --seed -1 --uniform"), {"--seed: out of range (expected a number >= 0, got -1)"});
   BOOST_TEST(!fs::exists(scratch() / "picks.npy"));
   const result ok = run(select_with(at("x.npy"), " --k 40 --kernel rbf"));  // k = N is allowed
   BOOST_TEST(ok.code == 0, ok.err);
+  std::error_code ec;
+  fs::remove(scratch() / "picks.npy", ec);
+}
+
+// A model with a NaN weight: NaN scores compare false both ways, so eval read them as 100% recall
+// and embed wrote NaN rows. Refused at load, naming the tensor.
+BOOST_AUTO_TEST_CASE(a_model_with_a_nan_weight) {
+  auto f = fm::io::read_safetensors(scratch() / "model.safetensors");
+  f.tensors.at("vis_proj.2.weight").data[3] = std::numeric_limits<float>::quiet_NaN();
+  fm::io::write_safetensors(scratch() / "nan_model.safetensors", f.tensors, {{"format", "pt"}});
+  const std::vector<std::string> msg{"fusemix::io::load_parameters: tensor \"vis_proj.2.weight\"", "nan_model.safetensors",
+                                     "must be finite (expected finite values, got nan at index 3)"};
+  expect_refused(eval_with(at("nan_model.safetensors"), at("x.npy"), at("y.npy")), msg);
+  expect_refused(embed_with(at("nan_model.safetensors"), at("x.npy")), msg);
+  BOOST_TEST(!fs::exists(scratch() / "emb.npy"));
+}
+
+// Commands writing several files check them all before the work: a refused run writes none
+// (select used to write its picks and then fail on --out-y; search its indices, then fail on
+// scores.npy).
+BOOST_AUTO_TEST_CASE(outputs_are_checked_before_the_work) {
+  const std::string picks = at("picks.npy");
+  expect_refused("select --in " + at("x.npy") + " --k 5 --out " + picks + " --x " + at("x.npy") + " --out-x " + picks,
+                 {"fusemix select: --out and --out-x name the same file"});
+  fs::create_directories(scratch() / "a_directory");
+  expect_refused("select --in " + at("x.npy") + " --k 5 --out " + picks + " --x " + at("x.npy") + " --out-x " +
+                     at("sel_x.npy") + " --y " + at("y.npy") + " --out-y " + at("a_directory"),
+                 {"fusemix select: --out-y is an output file (expected a file name, got the directory"});
+  expect_refused("select --in " + at("x.npy") + " --k 5 --out " + at("no_such_dir/picks.npy"),
+                 {"fusemix select: ", "no_such_dir/picks.npy"});
+  BOOST_TEST(!fs::exists(scratch() / "picks.npy"));
+  BOOST_TEST(!fs::exists(scratch() / "sel_x.npy"));
+
+  const std::string search = "search --model " + at("model.safetensors") + " --queries " + at("x.npy") +
+                             " --gallery " + at("x.npy") + " --k 3 --out ";
+  fs::create_directories(scratch() / "found" / "scores.npy");
+  expect_refused(search + at("found"), {"fusemix search: --out is an output file", "scores.npy"});
+  BOOST_TEST(!fs::exists(scratch() / "found" / "indices.npy"));
+  fs::remove_all(scratch() / "found");
+  expect_refused(search + at("x.npy"), {"fusemix search: --out is the output directory (expected a directory, got the file"});
+  expect_refused(search + at("x.npy/sub"), {"fusemix search: ", "cannot create the output directory"});
+  BOOST_TEST(!fs::exists(scratch() / "found"));
+
+  // A temporary left by a select killed while writing (its process is gone) is removed.
+  const fs::path stale = scratch() / "picks.npy.tmp.999999999.0";
+  write_bytes(stale, "half a file");
+  const result ok = run("select --in " + at("x.npy") + " --k 5 --out " + picks);
+  BOOST_TEST(ok.code == 0, ok.err);
+  BOOST_TEST(!fs::exists(stale));
   std::error_code ec;
   fs::remove(scratch() / "picks.npy", ec);
 }
@@ -571,6 +620,7 @@ BOOST_AUTO_TEST_CASE(shards_that_do_not_fit_together) {
 BOOST_AUTO_TEST_CASE(usage_errors_are_one_line) {
   expect_refused("train --x", {"fusemix: usage error: ", "--x"});
   expect_refused("", {"fusemix: usage error: ", "subcommand"});
+  expect_refused("trian --x " + at("x.npy"), {"fusemix: usage error: unknown command 'trian' (expected one of train, eval,"});
   expect_refused("select --in " + at("x.npy") + " --out " + at("p.npy"), {"fusemix: usage error: ", "--k", "required"});
   expect_refused(train_with(at("x.npy"), at("y.npy"), " --mix sideways"), {"fusemix: usage error: ", "--mix", "sideways"});
   expect_refused(embed_with(at("model.safetensors"), at("x.npy"), " --side z"), {"fusemix: usage error: ", "--side"});

@@ -248,11 +248,17 @@ inline void mapped_latents::check_unchanged() const {
     if (::stat(s.path.c_str(), &now) != 0)
       throw_io_error("fusemix::io::mapped_latents", s.path,
                      concat("cannot stat a shard that was open at the start of the run: ", std::strerror(errno)));
-    if (!detail_mapped::same_file_state(now, s.identity))
+    if (!detail_mapped::same_file_state(now, s.identity)) {
+      // Say what changed: a file rewritten in place with the same size shows only its time.
+      const std::string what = now.st_dev != s.identity.st_dev || now.st_ino != s.identity.st_ino
+                                   ? std::string("replaced by another file")
+                               : now.st_size != s.identity.st_size
+                                   ? concat("size ", s.identity.st_size, " -> ", now.st_size, " bytes")
+                                   : std::string("modified: same size, new modification time");
       throw_io_error("fusemix::io::mapped_latents", s.path,
-                     concat("the file changed while it was being read (size ", s.identity.st_size, " -> ", now.st_size,
-                            now.st_ino != s.identity.st_ino ? ", replaced by another file" : "",
+                     concat("the file changed while it was being read (", what,
                             "); shards must stay unchanged during a run"));
+    }
   }
 }
 

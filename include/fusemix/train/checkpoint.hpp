@@ -150,7 +150,10 @@ training_position load_checkpoint(const std::filesystem::path& file, HX& hx, HY&
     return v;
   };
   if (const std::string* s = text("format"); s == nullptr || *s != checkpoint_format)
-    throw_io_error(where, file, concat("not a fusemix checkpoint (format ", checkpoint_format, ")"));
+    throw_io_error(where, file, concat("not a fusemix checkpoint (expected format \"", checkpoint_format, "\", got ",
+                                       s == nullptr ? std::string("none: a model file, or another program's")
+                                                    : concat("\"", *s, "\""),
+                                       ")"));
   // Written since the loss is a choice; older checkpoints are the contrastive loss's.
   const std::string* written_loss = text("loss");
   const std::string_view file_loss = written_loss != nullptr ? std::string_view(*written_loss) : "contrastive";

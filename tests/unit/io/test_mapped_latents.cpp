@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 #include <thread>
@@ -202,7 +203,18 @@ BOOST_AUTO_TEST_CASE(a_shard_changed_during_a_run_is_an_error) {
     const io::mapped_latents z({dir / "a.npy", dir / "b.npy"});
     std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a later modification time
     fs::resize_file(dir / "a.npy", fs::file_size(dir / "a.npy") + 12);  // grown in place
-    BOOST_CHECK_EXCEPTION(z.check_unchanged(), fusemix::io_error, message_has({"a.npy", "changed", "->"}));
+    BOOST_CHECK_EXCEPTION(z.check_unchanged(), fusemix::io_error, message_has({"a.npy", "changed", "->", " bytes"}));
+  }
+  {
+    const io::mapped_latents z({dir / "b.npy"});  // (a.npy has trailing bytes now)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    {  // rewritten in place: the same inode and size, a new modification time
+      std::fstream f(dir / "b.npy", std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(-4, std::ios::end);
+      f.write("\0\0\0\0", 4);
+    }
+    BOOST_CHECK_EXCEPTION(z.check_unchanged(), fusemix::io_error,
+                          message_has({"b.npy", "changed while it was being read (modified: same size, new modification time)"}));
   }
 }
 
