@@ -28,14 +28,7 @@ namespace fusemix_cli {
 /// `first_row`: where `z`'s rows begin in the whole (rows are named as in the whole).
 inline void require_finite(std::string_view where, std::string_view what, const fusemix::latent_view<float>& z,
                            std::size_t first_row = 0) {
-  for (std::size_t i = 0; i < z.rows(); ++i) {
-    const auto row = z.row(i);
-    for (std::size_t j = 0; j < row.size(); ++j)
-      if (!std::isfinite(row[j]))
-        fusemix::throw_expected<fusemix::numeric_error>(
-            where, fusemix::concat(what, ": latents must be finite"), "finite values",
-            fusemix::concat(row[j], " at row ", first_row + i, ", column ", j));
-  }
+  fusemix::detail::require_finite(where, fusemix::concat(what, ": latents must be finite"), z, first_row);
 }
 
 /// The files of a latent option's value: one `.npy` file, or a comma-separated list of shards

@@ -5,12 +5,15 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <concepts>
 #include <cstddef>
 #include <span>
+#include <string_view>
 #include <type_traits>
 
 #include <fusemix/core/config.hpp>
+#include <fusemix/core/error.hpp>
 
 namespace fusemix {
 
@@ -71,6 +74,21 @@ class latent_view {
   const T* data_ = nullptr;
   std::size_t rows_ = 0, cols_ = 0;
 };
+
+namespace detail {
+/// Throws `numeric_error` for the first NaN or infinity in `z`: "`where`: `what` (expected finite
+/// values, got V at row R, column C)", rows numbered from `first_row` (where `z` begins in the
+/// whole). One scan for every place that refuses non-finite latents or embeddings.
+template <Scalar T>
+void require_finite(std::string_view where, std::string_view what, const latent_view<T>& z, std::size_t first_row = 0) {
+  for (std::size_t i = 0; i < z.rows(); ++i) {
+    const std::span<const T> r = z.row(i);
+    for (std::size_t c = 0; c < r.size(); ++c)
+      if (!std::isfinite(r[c]))
+        throw_expected<numeric_error>(where, what, "finite values", concat(r[c], " at row ", first_row + i, ", column ", c));
+  }
+}
+}  // namespace detail
 
 template <class M>
 latent_view(const M&) -> latent_view<std::remove_cv_t<std::remove_pointer_t<decltype(std::declval<const M&>().data())>>>;

@@ -93,15 +93,6 @@ std::vector<std::size_t> ranks_against(const matrix<T>& queries, const matrix<T>
   return ranks;
 }
 
-template <Scalar T>
-void require_finite_embeddings(std::string_view where, std::string_view side, const latent_view<T>& z) {
-  const T* p = z.data();
-  for (std::size_t i = 0, n = z.rows() * z.cols(); i < n; ++i)
-    if (!std::isfinite(p[i]))
-      throw_expected<numeric_error>(where, concat("the embeddings of the ", side, " must be finite"), "finite values",
-                                    concat(p[i], " at row ", i / z.cols(), ", column ", i % z.cols()));
-}
-
 }  // namespace detail
 
 template <Scalar T>
@@ -135,8 +126,8 @@ retrieval_result evaluate_retrieval(const latent_view<T>& images, const latent_v
                                              concat("none for image ", i));
 
   // NaN similarities compare false both ways, so every query would rank first: refused instead.
-  detail::require_finite_embeddings(where, "images", images);
-  detail::require_finite_embeddings(where, "texts", texts);
+  detail::require_finite(where, "the embeddings of the images must be finite", images);
+  detail::require_finite(where, "the embeddings of the texts must be finite", texts);
   const auto img = normalize_rows(images), txt = normalize_rows(texts);
   const auto t2i = detail::ranks_against<T>(
       txt, img, [&](std::size_t j, std::size_t i) { return static_cast<std::size_t>(owner[j]) == i; }, block);

@@ -175,13 +175,7 @@ template <class Acc, Scalar T, Kernel<T> K>
                                          const kdpp_options& options) {
   constexpr std::string_view where = "fusemix::greedy_kdpp";
   check_kdpp_arguments(where, z.rows(), z.cols(), k, options);
-  for (std::size_t i = 0; i < z.rows(); ++i) {
-    const auto r = z.row(i);
-    for (std::size_t c = 0; c < r.size(); ++c)
-      if (!std::isfinite(r[c]))
-        throw_expected<numeric_error>(where, "latents must be finite", "finite values",
-                                      concat(r[c], " at row ", i, ", column ", c));
-  }
+  detail::require_finite(where, "latents must be finite", z);
   // Coordinates are kept for every pick but the last, or for the last w − 1 picks.
   const std::size_t capacity = options.window == 0 ? k - 1 : std::min(options.window, k) - 1;
   const bool windowed = capacity + 1 < k;
